@@ -1,0 +1,33 @@
+# Two commands a fresh machine needs: `make demo` and `make test`. Both build .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# torch/torchvision are pinned: other versions download gigabytes or break torchvision's ops.
+PIPC   := $(PIP) install --constraint constraints.txt
+
+.PHONY: demo test venv venv-test peers clean
+
+$(VENV)/.core: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIPC) --quiet torch==2.14.1 torchvision==0.29.1
+	$(PIPC) --quiet -e '.[onnx,fastjpeg]'
+	touch $@
+
+# The test extras, plus the yolov5 peer used by the parity tests (see tests/peers.txt).
+$(VENV)/.test: $(VENV)/.core tests/peers.txt
+	$(PIPC) --quiet -e '.[dev]'
+	$(PIPC) --quiet --no-deps -r tests/peers.txt
+	touch $@
+
+venv: $(VENV)/.core
+venv-test: $(VENV)/.test
+
+demo: $(VENV)/.core
+	$(VENV)/bin/modyolo demo
+
+test: $(VENV)/.test
+	$(PY) -m pytest -q -n 2 --timeout 900
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

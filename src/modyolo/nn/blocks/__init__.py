@@ -1,1 +1,7 @@
+"""Block families. Importing this package registers every block in ``modyolo.nn.registry.BLOCKS``.
 
+Adding a backbone family = one new file here + one import line below + a YAML in cfg/models.
+"""
+
+from modyolo.nn import head  # noqa: F401  (Detect)
+from modyolo.nn.blocks import yolo  # noqa: F401

@@ -1,0 +1,134 @@
+"""The anchor-based YOLOv5 detection head.
+
+Output contract (yolov5's):
+- training: ``list[nl]`` of raw maps ``Tensor[bs, na, ny, nx, 5 + nc]`` (no sigmoid);
+- inference: ``(pred, raw_maps)`` where ``pred: Tensor[bs, N, 5 + nc]`` holds
+  ``cx, cy, w, h`` in input pixels then sigmoid objectness and class scores;
+- ``export = True``: just ``pred`` (one output for ONNX / TorchScript).
+
+``anchors`` is a buffer in *grid units* (pixels / stride) once the model has found its strides,
+as in yolov5, so yolov5 state_dicts (which contain it) load unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from modyolo.nn.registry import BLOCKS
+from modyolo.nn.row import Channels, Row
+
+
+@BLOCKS.register()
+class Detect(nn.Module):
+    """Row args: ``[nc, anchors]`` with anchors a list of ``[w0,h0, w1,h1, ...]`` per level (pixels)
+    or an int (anchors per level, to be fitted by autoanchor)."""
+
+    export = False  # set by the exporter: return only the decoded tensor
+
+    def __init__(self, nc: int = 80, anchors: list[list[float]] | tuple = (), ch: tuple[int, ...] = (),
+                 inplace: bool = True) -> None:
+        super().__init__()
+        self.nc = nc
+        self.no = nc + 5
+        self.nl = len(anchors)
+        self.na = len(anchors[0]) // 2
+        self.inplace = inplace
+        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).view(self.nl, -1, 2))
+        self.register_buffer("stride", torch.ones(self.nl), persistent=False)
+        self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch)
+        self._grids: dict[tuple[int, int, int, torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:
+        if len(row.args) < 2:
+            raise row.error("needs args [nc, anchors], e.g. [nc, anchors]")
+        nc, anchors, *rest = row.args
+        if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
+            raise row.error(f"nc must be a positive integer, got {nc!r}")
+        n_in = len(row.ch_in)
+        if isinstance(anchors, int) and not isinstance(anchors, bool):
+            anchors = [list(range(anchors * 2))] * n_in  # placeholders; autoanchor fits them
+        if not isinstance(anchors, list) or not all(isinstance(a, list) and a for a in anchors):
+            raise row.error(f"anchors must be a list of [w, h, w, h, ...] lists or an int, got {anchors!r}")
+        if len(anchors) != n_in:
+            raise row.error(f"has {len(anchors)} anchor levels but 'from' names {n_in} layers ({row.from_})")
+        sizes = {len(a) for a in anchors}
+        if len(sizes) != 1 or sizes.pop() % 2:
+            raise row.error("every anchor level needs the same, even number of values (w, h pairs)")
+        for f, c in zip(row.from_ if isinstance(row.from_, list) else [row.from_], row.ch_in):
+            if isinstance(c, list):
+                raise row.error(f"input layer {f} returns several feature maps; pick one with an Index row")
+        return row.construct(cls, nc, anchors, tuple(row.ch_in), *rest), 0
+
+    def forward(self, x: list[torch.Tensor]):
+        x = list(x)  # never modify the caller's list (the graph's saved outputs)
+        z = []
+        for i in range(self.nl):
+            x[i] = self.m[i](x[i])
+            bs, _, ny, nx = x[i].shape
+            x[i] = x[i].view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
+            if not self.training:
+                z.append(self.decode(x[i], i))
+        if self.training:
+            return x
+        return torch.cat(z, 1) if self.export else (torch.cat(z, 1), x)
+
+    def decode(self, p: torch.Tensor, i: int) -> torch.Tensor:
+        """Raw level-i map ``[bs, na, ny, nx, no]`` -> ``[bs, na*ny*nx, no]`` (pixels, sigmoids)."""
+        bs, _, ny, nx, _ = p.shape
+        grid, anchor_grid = self._grid(nx, ny, i, p)
+        xy, wh, conf = p.sigmoid().split((2, 2, self.nc + 1), 4)
+        xy = (xy * 2 + grid) * self.stride[i]
+        wh = (wh * 2) ** 2 * anchor_grid
+        return torch.cat((xy, wh, conf), 4).view(bs, self.na * nx * ny, self.no)
+
+    def _grid(self, nx: int, ny: int, i: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (i, nx, ny, like.device, like.dtype)
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() or key not in self._grids:
+            y = torch.arange(ny, device=like.device, dtype=like.dtype)
+            x = torch.arange(nx, device=like.device, dtype=like.dtype)
+            yv, xv = torch.meshgrid(y, x, indexing="ij")
+            shape = (1, self.na, ny, nx, 2)
+            grid = torch.stack((xv, yv), 2).expand(shape) - 0.5
+            anchor_grid = (self.anchors[i] * self.stride[i]).view(1, self.na, 1, 1, 2).expand(shape).to(like.dtype)
+            if torch.jit.is_tracing() or torch.compiler.is_compiling():
+                return grid, anchor_grid
+            self._grids[key] = (grid, anchor_grid)
+        return self._grids[key]
+
+    def reset_grids(self) -> None:
+        """Forget cached grids (after anchors or strides change)."""
+        self._grids.clear()
+
+    def _apply(self, fn, recurse=True):  # .to()/.half() move buffers; cached grids must follow
+        self._grids = {}
+        return super()._apply(fn, recurse)
+
+    def set_strides(self, strides: torch.Tensor) -> None:
+        """Record level strides, put anchors into grid units and check their order (yolov5)."""
+        self.stride.copy_(strides)
+        self.anchors /= strides.view(-1, 1, 1)
+        self.check_anchor_order()
+        self.reset_grids()
+
+    def check_anchor_order(self) -> bool:
+        """Flip anchors if their area order disagrees with the stride order; True if flipped."""
+        area = self.anchors.prod(-1).mean(-1).view(-1)
+        da, ds = area[-1] - area[0], self.stride[-1] - self.stride[0]
+        if da and (da.sign() != ds.sign()):
+            self.anchors[:] = self.anchors.flip(0)
+            return True
+        return False
+
+    def initialize_biases(self, class_frequency: torch.Tensor | None = None) -> None:
+        """yolov5's prior: ~8 objects per 640² image for objectness, 0.6/nc for classes."""
+        for conv, s in zip(self.m, self.stride.tolist()):
+            b = conv.bias.detach().view(self.na, -1)
+            b[:, 4] += math.log(8 / (640 / s) ** 2)
+            if class_frequency is None:
+                b[:, 5:5 + self.nc] += math.log(0.6 / (self.nc - 0.99999))
+            else:
+                b[:, 5:5 + self.nc] += torch.log(class_frequency / class_frequency.sum())

@@ -1,0 +1,132 @@
+"""DetectionModel: the layer graph built from a YAML, with strides, fusing and a summary."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from modyolo.nn.graph import Layer, build_layers, load_model_yaml
+from modyolo.nn.head import Detect
+from modyolo.nn.inspect import LayerReport, dry_run, format_info, count_flops
+from modyolo.nn.row import ModelConfigError
+
+STRIDE_PROBE = 256  # image size of the dry run that finds strides (yolov5 uses the same)
+
+
+class DetectionModel(nn.Module):
+    """A detector declared by a yolov5-format model YAML.
+
+    ``model.model`` is an ``nn.Sequential`` of the rows, so state_dict keys read
+    ``model.<row>.<param>`` exactly as yolov5's do.
+    """
+
+    def __init__(self, cfg: str | Path | dict = "yolov5s.yaml", ch: int = 3, nc: int | None = None,
+                 anchors: list | int | None = None, pretrained: dict[int, str] | None = None) -> None:
+        super().__init__()
+        self.yaml, self.source = load_model_yaml(cfg)
+        if nc is not None and nc != self.yaml.get("nc"):
+            self.yaml["nc"] = nc  # the data decides the class count, as in yolov5
+        if anchors is not None:
+            self.yaml["anchors"] = anchors
+        self.yaml["ch"] = ch
+        layers, self.save = build_layers(self.yaml, self.source, ch, extra={"pretrained": pretrained or {}})
+        self.layers_meta: list[Layer] = layers
+        self.model = nn.Sequential(*(layer.module for layer in layers))
+        self.routes = [_route(layer.from_, layer.index) for layer in layers]
+        self._save = set(self.save)
+        self.names = [str(i) for i in range(self.yaml["nc"])]
+        self.fused = False
+
+        self.report: list[LayerReport] = dry_run(self, STRIDE_PROBE, ch)
+        head = self.head
+        if head is not None:
+            strides = self._head_strides()
+            head.set_strides(torch.tensor(strides, dtype=torch.float32))
+            head.initialize_biases()
+        self.stride = head.stride.clone() if head is not None else torch.tensor([32.0])
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor):
+        outputs: list[Any] = []
+        for i, (module, route) in enumerate(zip(self.model, self.routes)):
+            if route is not None:
+                x = outputs[route] if isinstance(route, int) else [x if j == -2 else outputs[j] for j in route]
+            x = module(x)
+            outputs.append(x if i in self._save else None)
+        return x
+
+    # -- structure ------------------------------------------------------------------------------
+    @property
+    def head(self) -> Detect | None:
+        last = self.model[-1]
+        return last if isinstance(last, Detect) else None
+
+    @property
+    def nc(self) -> int:
+        return int(self.yaml["nc"])
+
+    def _head_strides(self) -> list[float]:
+        head_row = self.report[-1]
+        return [self.report[j].stride for j in head_row.sources]
+
+    def fuse(self) -> "DetectionModel":
+        """Fold BatchNorm into the preceding convolution for inference (in place)."""
+        from modyolo.nn.fuse import fuse_model
+
+        fuse_model(self)
+        self.fused = True
+        return self
+
+    def info(self, img_size: int | tuple[int, int] = 640, verbose: bool = True) -> dict[str, Any]:
+        """Per-layer table (when verbose) and a summary: layers, params, gradients, GFLOPs."""
+        n_params = sum(p.numel() for p in self.parameters())
+        n_grads = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        try:
+            gflops = count_flops(self, img_size) / 1e9
+        except Exception as e:  # a block the FLOP counter cannot trace: say so, never hide it
+            gflops = float("nan")
+            print(f"GFLOPs unavailable: {type(e).__name__}: {e}")
+        summary = {
+            "name": Path(self.source).stem,
+            "layers": len(list(self.modules())),
+            "parameters": n_params,
+            "gradients": n_grads,
+            "gflops": gflops,
+            "img_size": img_size,
+        }
+        if verbose:
+            print(format_info(self.report, summary))
+        return summary
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        if self.head is not None:
+            self.head.reset_grids()
+        return result
+
+
+def _route(from_: int | list[int], i: int) -> int | list[int] | None:
+    """Absolute indices to read; None = the previous output; -2 inside a list = the previous output."""
+    items = from_ if isinstance(from_, list) else [from_]
+    absolute = [x + i if x < 0 else x for x in items]
+    if not isinstance(from_, list):
+        return None if absolute[0] == i - 1 or i == 0 else absolute[0]
+    return [-2 if j == i - 1 else j for j in absolute]
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """Temporarily put a model in eval mode (restoring the previous mode)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+__all__ = ["DetectionModel", "ModelConfigError", "evaluating"]

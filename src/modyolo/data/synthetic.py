@@ -53,20 +53,20 @@ def _polygon(cls: int, cx: float, cy: float, r: float, angle: float) -> np.ndarr
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     kind = rng.integers(3)
-    c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    c1, c2 = rng.uniform(0, 255, 3).astype(np.float32), rng.uniform(0, 255, 3).astype(np.float32)
     if kind == 0:  # coloured noise
-        img = c1 + rng.normal(0, rng.uniform(8, 30), (h, w, 3))
+        img = c1 + rng.standard_normal((h, w, 3), np.float32) * rng.uniform(8, 30)
     elif kind == 1:  # linear gradient in a random direction
         a = rng.uniform(0, 2 * np.pi)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        s = (xx * np.cos(a) + yy * np.sin(a))
+        s = xx * np.float32(np.cos(a)) + yy * np.float32(np.sin(a))
         s = (s - s.min()) / max(float(np.ptp(s)), 1.0)
         img = c1 + s[..., None] * (c2 - c1)
     else:  # sinusoidal stripes plus noise: texture that is not a shape
         a, period = rng.uniform(0, np.pi), rng.uniform(6, 40)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        s = 0.5 + 0.5 * np.sin((xx * np.cos(a) + yy * np.sin(a)) * 2 * np.pi / period)
-        img = c1 + s[..., None] * (c2 - c1) * 0.5 + rng.normal(0, 8, (h, w, 3))
+        s = 0.5 + 0.5 * np.sin((xx * np.float32(np.cos(a)) + yy * np.float32(np.sin(a))) * np.float32(2 * np.pi / period))
+        img = c1 + s[..., None] * (c2 - c1) * 0.5 + rng.standard_normal((h, w, 3), np.float32) * 8
     return np.clip(img, 0, 255).astype(np.uint8)
 
 

@@ -12,7 +12,7 @@ classes, which at validation settings (conf 0.001, multi-label, ~21k candidates)
 the forward pass. Running the kernel per class (``batched``) visits only same-class pairs. The
 ``prefix`` strategy adds an exact early exit: a candidate's fate depends only on higher-scoring
 candidates of its class, so NMS over the top-K candidates by score decides the top-K correctly;
-once that prefix already keeps ``max_det`` boxes the rest cannot enter the output. K doubles
+once that prefix already keeps ``max_det`` boxes the rest cannot enter the output. K grows
 until that holds or every candidate is in, so results equal a full run.
 """
 
@@ -76,7 +76,9 @@ def nms_prefix(
         keep = torchvision.ops.batched_nms(boxes[top], scores[top], idxs[top], iou_thres)
         if keep.shape[0] >= max_det or k >= n:
             return top[keep[:max_det]]
-        k *= 2
+        # grow by the observed keep rate (with margin) so one more pass usually suffices;
+        # at least double so a pathological rate still ends in O(log n) passes
+        k = max(2 * k, int(k * max_det / max(keep.shape[0], 1) * 1.25))
 
 
 NMS_METHODS: dict[str, NMSFn] = {"offset": nms_offset, "batched": nms_batched, "prefix": nms_prefix}

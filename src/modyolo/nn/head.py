@@ -13,6 +13,7 @@ as in yolov5, so yolov5 state_dicts (which contain it) load unchanged.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -27,6 +28,11 @@ class Detect(nn.Module):
     or an int (anchors per level, to be fitted by autoanchor)."""
 
     export = False  # set by the exporter: return only the decoded tensor
+    yaml_example: ClassVar[dict] = {
+        "rows": [[-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [32, 3, 2]],
+                 [[1, 2, 3], 1, "Detect", ["nc", "anchors"]]],
+        "stride": None,  # a head: its input strides are checked instead (2, 4, 8 here)
+    }
 
     def __init__(self, nc: int = 80, anchors: list[list[float]] | tuple = (), ch: tuple[int, ...] = (),
                  inplace: bool = True) -> None:

@@ -8,7 +8,7 @@ momentum=0.03, which its ``initialize_weights`` sets after building; outputs dif
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -43,6 +43,8 @@ def activation(act: bool | nn.Module) -> nn.Module:
 class Conv(YamlBlock, nn.Module):
     """Conv2d (no bias) + BN + activation. Row args: ``[c2, k=1, s=1, p=None, g=1, d=1, act=True]``."""
 
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Conv", [64, 3, 2]]], "stride": 2}
+
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1,
                  d: int = 1, act: bool | nn.Module = True) -> None:
         super().__init__()
@@ -62,6 +64,8 @@ class Conv(YamlBlock, nn.Module):
 class DWConv(Conv):
     """Depth-wise Conv (groups = gcd(c1, c2)). Row args: ``[c2, k=1, s=1, d=1, act=True]``."""
 
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "DWConv", [64, 3, 2]]], "stride": 2}
+
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, d: int = 1,
                  act: bool | nn.Module = True) -> None:
         super().__init__(c1, c2, k, s, g=math.gcd(c1, c2), d=d, act=act)
@@ -70,6 +74,8 @@ class DWConv(Conv):
 @BLOCKS.register()
 class Focus(YamlBlock, nn.Module):
     """Space-to-depth (2x2 pixels -> 4x channels) then Conv; the yolov5 v5.0 stem."""
+
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Focus", [64, 3]]], "stride": 2}
 
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1,
                  act: bool | nn.Module = True) -> None:
@@ -84,6 +90,8 @@ class Focus(YamlBlock, nn.Module):
 @BLOCKS.register()
 class Bottleneck(YamlBlock, nn.Module):
     """1x1 then 3x3 Conv with a residual when shapes allow. Row args: ``[c2, shortcut=True, g=1, e=0.5]``."""
+
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 2, "Bottleneck", [32]]], "stride": 1}
 
     def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
         super().__init__()
@@ -100,6 +108,8 @@ class Bottleneck(YamlBlock, nn.Module):
 @BLOCKS.register()
 class BottleneckCSP(YamlBlock, nn.Module):
     """Cross Stage Partial bottlenecks (yolov5 v1-v4). Row args: ``[c2, shortcut=True, g=1, e=0.5]``."""
+
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 3, "BottleneckCSP", [64]]], "stride": 1}
 
     absorbs_repeats = True
 
@@ -125,6 +135,8 @@ class BottleneckCSP(YamlBlock, nn.Module):
 class C3(YamlBlock, nn.Module):
     """CSP bottlenecks with 3 Convs (yolov5 v5+). Row args: ``[c2, shortcut=True, g=1, e=0.5]``."""
 
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 3, "C3", [64, False]]], "stride": 1}
+
     absorbs_repeats = True
 
     def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1,
@@ -143,6 +155,8 @@ class C3(YamlBlock, nn.Module):
 @BLOCKS.register()
 class SPP(YamlBlock, nn.Module):
     """Spatial pyramid pooling with parallel max-pools. Row args: ``[c2, k=(5, 9, 13)]``."""
+
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "SPP", [64, [5, 9, 13]]]], "stride": 1}
 
     def __init__(self, c1: int, c2: int, k: tuple[int, ...] | list[int] = (5, 9, 13)) -> None:
         super().__init__()
@@ -164,6 +178,8 @@ class SPPF(YamlBlock, nn.Module):
     torch.compile graphs at every module (MEASURED.md).
     """
 
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "SPPF", [64, 5]]], "stride": 1}
+
     def __init__(self, c1: int, c2: int, k: int = 5) -> None:
         super().__init__()
         c_ = c1 // 2
@@ -181,6 +197,8 @@ class SPPF(YamlBlock, nn.Module):
 @BLOCKS.register()
 class Concat(nn.Module):
     """Concatenate the ``from`` layers along channels. Row args: ``[dimension=1]``."""
+
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Conv", [16, 1, 1]], [[-1, 0], 1, "Concat", [1]]], "stride": 1}
 
     def __init__(self, dimension: int = 1) -> None:
         super().__init__()
@@ -206,6 +224,8 @@ class Concat(nn.Module):
 class Upsample(nn.Upsample):
     """``nn.Upsample`` as yolov5 YAMLs write it: ``[None, 2, 'nearest']`` (size, scale, mode)."""
 
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Conv", [32, 3, 2]], [-1, 1, "nn.Upsample", [None, 2, "nearest"]]], "stride": 1}
+
     @classmethod
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:
         return row.construct(nn.Upsample, *row.args), row.c1
@@ -213,6 +233,10 @@ class Upsample(nn.Upsample):
 
 @BLOCKS.register(aliases=("nn.Identity",))
 class Identity(nn.Identity):
+    """Pass-through (placeholder rows that keep later indices stable)."""
+
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "nn.Identity", []]], "stride": 1}
+
     @classmethod
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:
         return nn.Identity(), row.c1
@@ -220,6 +244,10 @@ class Identity(nn.Identity):
 
 @BLOCKS.register(aliases=("nn.BatchNorm2d",))
 class BatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm over the input's channels (no args)."""
+
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "nn.BatchNorm2d", []]], "stride": 1}
+
     @classmethod
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:
         return batch_norm(row.c1), row.c1
@@ -228,6 +256,8 @@ class BatchNorm2d(nn.BatchNorm2d):
 @BLOCKS.register(aliases=("nn.MaxPool2d",))
 class MaxPool2d(nn.MaxPool2d):
     """``[k, s=None, p=0]`` as in ``nn.MaxPool2d`` (a ResNet stem's 3x3/2 pool)."""
+
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "nn.MaxPool2d", [3, 2, 1]]], "stride": 2}
 
     @classmethod
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:

@@ -278,7 +278,8 @@ def copy_paste_boxes(img: np.ndarray, labels: np.ndarray, donor: np.ndarray, don
 
 def random_flip(img: np.ndarray, labels_xywhn: np.ndarray, flipud: float, fliplr: float,
                 rng: np.random.Generator) -> np.ndarray:
-    """Flip up-down / left-right with the given probabilities; ``labels_xywhn [n, 5]`` normalised.
+    """Flip up-down / left-right with the given probabilities; ``labels_xywhn [n, 5]`` rows
+    cls, cx, cy, w, h normalised.
 
     Returns the (possibly new) image; labels are updated in place.
     """

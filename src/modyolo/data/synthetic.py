@@ -24,6 +24,7 @@ import yaml
 SHAPES_VERSION = 1
 CLASSES = ("circle", "square", "triangle", "star", "cross")
 BACKGROUND_FRACTION = 0.08
+DEFAULT_SPLITS = (400, 100)  # train, val images of the default demo dataset
 
 
 def _polygon(cls: int, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
@@ -153,7 +154,7 @@ def ensure_shapes_dataset(root: Path, timeout_s: float = 300.0) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    _generate(tmp, 400, 100, 0, (256, 512))
+    _generate(tmp, *DEFAULT_SPLITS, 0, (256, 512))
     try:
         os.rename(tmp, root)  # atomic; fails if another process got there first
     except OSError:

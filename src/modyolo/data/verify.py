@@ -6,7 +6,7 @@ crashes an epoch and never vanishes silently. Fixable defects are fixed and coun
 coordinate overshoots are clipped, duplicate rows and zero-area boxes dropped.
 
 The result is cached as JSON (plain data, nothing unpickled) at ``<labels dir>.cache``, keyed by
-a hash of the image and label file names and sizes plus ``nc``; a change to any of them
+a hash of the image and label file names, sizes and mtimes plus ``nc``; a change to any of them
 re-scans.
 """
 
@@ -185,14 +185,16 @@ def _verify_one(im_file: str, lb_file: str, nc: int | None) -> dict:
 
 
 def dataset_hash(im_files: Sequence[str], lb_files: Sequence[str], nc: int | None) -> str:
-    """Hash of file names and sizes (and nc): cheap to compute, changes when any file does."""
+    """Hash of file names, sizes and modification times (and nc): cheap, and changes when any
+    file does (size alone misses an edited class id, which keeps the length)."""
     h = hashlib.sha256(f"v{CACHE_VERSION};nc={nc}".encode())
     for f in (*im_files, *lb_files):
         try:
-            size = os.stat(f).st_size
+            st = os.stat(f)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
-            size = -1
-        h.update(f"{f}:{size};".encode())
+            stamp = "-"
+        h.update(f"{f}:{stamp};".encode())
     return h.hexdigest()
 
 
@@ -236,14 +238,14 @@ def scan(im_files: Sequence[str], nc: int | None, prefix: str = "", workers: int
             if progress:
                 from tqdm import tqdm
 
-                it = tqdm(it, total=len(im_files), desc=f"{prefix}Scanning {cache_path.parent}", leave=False)
+                it = tqdm(it, total=len(im_files), desc=f"{prefix}Scanning {cache_path.with_suffix('')}", leave=False)
             for f, r in zip(im_files, it):
                 results[f] = r
         data = {"version": CACHE_VERSION, "hash": key, "results": results}
         if use_cache:
             _save_cache(cache_path, data)
     report = _report_from(data["results"], im_files, cache_path, from_cache)
-    LOGGER.info("%s%s: %s%s", prefix, cache_path.parent, report.summary(), " (from cache)" if from_cache else "")
+    LOGGER.info("%s%s: %s%s", prefix, cache_path.with_suffix(""), report.summary(), " (from cache)" if from_cache else "")
     for m in report.messages:
         LOGGER.warning("%s%s", prefix, m)
     return report

@@ -167,7 +167,7 @@ def coco_evaluate(
     except ImportError as e:
         raise ImportError("coco_evaluate needs pycocotools: pip install 'modyolo[coco]'") from e
     gt_data = _load_json(gt, "ground-truth")
-    det_data = list(_load_json(dets, "detections"))
+    det_data = [dict(d) for d in _load_json(dets, "detections")]  # loadRes adds keys in place
     if not det_data:
         return {k: 0.0 for k in COCO_STAT_NAMES}
     gt_ids = {img["id"] for img in gt_data["images"]}

@@ -27,10 +27,14 @@ import torch
 from .boxes import box_iou
 
 IOU_THRESHOLDS = torch.linspace(0.5, 0.95, 10)
+MATCH_RULES = ("yolov5", "coco")
+AP_METHODS = ("interp", "coco")
+# protocol -> (matching rule, AP integration)
+PROTOCOLS = {"yolov5": ("yolov5", "interp"), "coco": ("coco", "coco")}
 
 
 def match_predictions(
-    detections: torch.Tensor, labels: torch.Tensor, iouv: torch.Tensor = IOU_THRESHOLDS
+    detections: torch.Tensor, labels: torch.Tensor, iouv: torch.Tensor = IOU_THRESHOLDS, rule: str = "yolov5"
 ) -> torch.Tensor:
     """Which detections are true positives, at each IoU threshold.
 
@@ -44,12 +48,17 @@ def match_predictions(
         label with IoU >= t; a label chosen by several detections counts only for the first of
         them (the most confident). A detection whose best label is taken is a false positive even
         if a second label would fit: that is yolov5's rule (pycocotools instead lets it fall back
-        to the next free label, see ``coco.py``).
+        to the next free label, see ``coco.py``). ``rule="coco"`` applies pycocotools' rule:
+        detections in order each take the highest-IoU same-class label not yet taken.
     """
+    if rule not in MATCH_RULES:
+        raise ValueError(f"match_predictions: unknown rule {rule!r}; choose one of {MATCH_RULES}")
     n, m = detections.shape[0], labels.shape[0]
     correct = torch.zeros((n, iouv.numel()), dtype=torch.bool, device=detections.device)
     if n == 0 or m == 0:
         return correct
+    if rule == "coco":
+        return _match_greedy(detections, labels, iouv).to(detections.device)
     iou = box_iou(labels[:, 1:5], detections[:, :4])  # [m, n]
     same_class = labels[:, 0:1] == detections[:, 5]
     det_index = torch.arange(n, device=detections.device)
@@ -66,6 +75,23 @@ def match_predictions(
     return correct
 
 
+def _match_greedy(detections: torch.Tensor, labels: torch.Tensor, iouv: torch.Tensor) -> torch.Tensor:
+    """pycocotools' matching, all thresholds at once; ``[n, T]`` bool (see ``match_predictions``)."""
+    iou = box_iou(labels[:, 1:5], detections[:, :4]).cpu().numpy()  # [m, n]
+    iou[(labels[:, 0:1] != detections[:, 5]).cpu().numpy()] = -1.0  # other classes never match
+    t = iouv.cpu().numpy()[:, None]  # [T, 1]
+    taken = np.zeros((t.shape[0], iou.shape[0]), dtype=bool)  # [T, m]
+    correct = np.zeros((iou.shape[1], t.shape[0]), dtype=bool)
+    rows = np.arange(t.shape[0])
+    for d in range(iou.shape[1]):
+        cand = np.where((iou[:, d] >= t) & ~taken, iou[:, d], -1.0)  # [T, m]
+        best = cand.argmax(1)
+        hit = cand[rows, best] >= 0
+        taken[rows[hit], best[hit]] = True
+        correct[d] = hit
+    return torch.from_numpy(correct)
+
+
 def smooth(y: np.ndarray, f: float = 0.05) -> np.ndarray:
     """Box filter of width ``round(len(y) * f * 2) // 2 + 1`` with edge padding (yolov5's)."""
     nf = round(len(y) * f * 2) // 2 + 1
@@ -79,21 +105,30 @@ def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
     return float(((y[1:] + y[:-1]) * np.diff(x)).sum() / 2)
 
 
-def compute_ap(recall: np.ndarray, precision: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+def compute_ap(recall: np.ndarray, precision: np.ndarray, method: str = "interp") -> tuple[float, np.ndarray, np.ndarray]:
     """AP of one class at one IoU threshold.
 
     Args:
         recall, precision: ``[k]`` cumulative curves over detections sorted by conf descending.
 
     Returns ``(ap, mpre, mrec)``: the curves with sentinels (recall 0 -> precision 1, recall 1 ->
-    precision 0) and ``mpre`` made monotone non-increasing; ``ap`` integrates the envelope
-    linearly interpolated at 101 recall points with the trapezoid rule.
+    precision 0) and ``mpre`` made monotone non-increasing. ``method="interp"`` (yolov5)
+    integrates the envelope linearly interpolated at 101 recall points with the trapezoid rule;
+    the line to the (1, 0) sentinel adds area beyond the last recall reached, which is why yolov5
+    scores above pycocotools when detections stop at a high precision. ``method="coco"``
+    (pycocotools) averages the envelope read at 101 recall points, 0 beyond the last recall.
     """
     mrec = np.concatenate(([0.0], recall, [1.0]))
     mpre = np.concatenate(([1.0], precision, [0.0]))
     mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
     x = np.linspace(0, 1, 101)
-    return _trapezoid(np.interp(x, mrec, mpre), x), mpre, mrec
+    if method == "interp":
+        return _trapezoid(np.interp(x, mrec, mpre), x), mpre, mrec
+    if method == "coco":
+        idx = np.searchsorted(recall, x, side="left")
+        env = np.append(mpre[1:-1], 0.0)  # envelope at the real points; 0 past the last recall
+        return float(env[np.minimum(idx, len(recall))].mean()), mpre, mrec
+    raise ValueError(f"compute_ap: unknown method {method!r}; choose one of {AP_METHODS}")
 
 
 @dataclass
@@ -123,7 +158,12 @@ class APResult:
 
 
 def ap_per_class(
-    tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_cls: np.ndarray, eps: float = 1e-16
+    tp: np.ndarray,
+    conf: np.ndarray,
+    pred_cls: np.ndarray,
+    target_cls: np.ndarray,
+    method: str = "interp",
+    eps: float = 1e-16,
 ) -> APResult:
     """Per-class AP, and P/R/F1 at the confidence maximising the smoothed mean F1.
 
@@ -132,6 +172,7 @@ def ap_per_class(
         conf: ``[N]`` detection confidences; pred_cls: ``[N]`` detection classes.
         target_cls: ``[M]`` classes of all labels; only these classes are scored, as in yolov5
             (detections of classes without labels change nothing).
+        method: AP integration, see ``compute_ap``.
 
     Detections are ordered by conf with a *stable* sort, so ties keep image order, which is
     what pycocotools does as well.
@@ -156,7 +197,7 @@ def ap_per_class(
         r_curve[ci] = np.interp(-px, -conf[i], recall[:, 0], left=0)
         p_curve[ci] = np.interp(-px, -conf[i], precision[:, 0], left=1)
         for j in range(niou):
-            ap[ci, j], mpre, mrec = compute_ap(recall[:, j], precision[:, j])
+            ap[ci, j], mpre, mrec = compute_ap(recall[:, j], precision[:, j], method)
             if j == 0:
                 pr_curve[ci] = np.interp(px, mrec, mpre)
     f1_curve = 2 * p_curve * r_curve / (p_curve + r_curve + eps)
@@ -239,6 +280,10 @@ class DetectionMetrics:
         names: class names, list or ``{id: name}``; defaults to the ids as strings.
         iouv: IoU thresholds for mAP (default 0.50:0.05:0.95).
         conf, iou_thres: the confusion matrix's thresholds (yolov5: 0.25 and 0.45).
+        protocol: ``"yolov5"`` (default: yolov5's matching and AP integration, numbers comparable
+            with yolov5's val.py) or ``"coco"`` (pycocotools' greedy matching and 101-point
+            sampling, numbers equal to ``coco_evaluate``'s on the same detections when no image
+            has more than 100 detections of a class). See ``coco.py`` for why they differ.
     """
 
     def __init__(
@@ -248,8 +293,13 @@ class DetectionMetrics:
         iouv: torch.Tensor = IOU_THRESHOLDS,
         conf: float = 0.25,
         iou_thres: float = 0.45,
+        protocol: str = "yolov5",
     ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"DetectionMetrics: unknown protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}")
         self.nc = nc
+        self.protocol = protocol
+        self._rule, self._ap_method = PROTOCOLS[protocol]
         if names is None:
             names = {i: str(i) for i in range(nc)}
         self.names = dict(names) if isinstance(names, Mapping) else dict(enumerate(names))
@@ -270,7 +320,7 @@ class DetectionMetrics:
         for det, lab in zip(detections, labels):
             self.seen += 1
             lab = lab.reshape(-1, 5)
-            correct = match_predictions(det, lab, self.iouv.to(det.device))
+            correct = match_predictions(det, lab, self.iouv.to(det.device), self._rule)
             self._stats.append((correct.cpu().numpy(), det[:, 4].cpu().numpy(),
                                 det[:, 5].cpu().numpy(), lab[:, 0].cpu().numpy()))
             self.confusion.process_batch(det, lab)
@@ -287,7 +337,7 @@ class DetectionMetrics:
         """The ``APResult`` behind ``compute()`` (curves for plots), computed once per update."""
         if self._result is None:
             tp, conf, pred_cls, target_cls = self._cat()
-            self._result = ap_per_class(tp, conf, pred_cls, target_cls)
+            self._result = ap_per_class(tp, conf, pred_cls, target_cls, self._ap_method)
         return self._result
 
     def compute(self) -> dict:

@@ -38,7 +38,8 @@ class DetectionModel(nn.Module):
         self.model = nn.Sequential(*(layer.module for layer in layers))
         self.routes = [_route(layer.from_, layer.index) for layer in layers]
         self._save = set(self.save)
-        self.names = [str(i) for i in range(self.yaml["nc"])]
+        self.nc = int(self.yaml["nc"])
+        self.names = [str(i) for i in range(self.nc)]
         self.fused = False
 
         self.report: list[LayerReport] = dry_run(self, STRIDE_PROBE, ch)
@@ -64,10 +65,6 @@ class DetectionModel(nn.Module):
     def head(self) -> Detect | None:
         last = self.model[-1]
         return last if isinstance(last, Detect) else None
-
-    @property
-    def nc(self) -> int:
-        return int(self.yaml["nc"])
 
     def _head_strides(self) -> list[float]:
         head_row = self.report[-1]

@@ -121,3 +121,42 @@ def xyxy2xywhn(x: np.ndarray, w: float, h: float, clip: bool = False, eps: float
     y[:, 2] = (x[:, 2] - x[:, 0]) / w
     y[:, 3] = (x[:, 3] - x[:, 1]) / h
     return y
+
+
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """Hard-link ``src`` to ``dst`` (no extra space), copying when linking is impossible.
+
+    Not a symlink: paths are resolved when listed, and a symlink would resolve back to the
+    source folder, where yolov5's images->labels rule finds no labels.
+    """
+    import shutil
+
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def write_data_yaml(root: str | Path, names: Sequence[str], filename: str = "data.yaml") -> Path:
+    """Write a data YAML for ``root/images/<split>`` folders that exist (train, val, test)."""
+    import yaml
+
+    root = Path(root)
+    cfg: dict = {"path": str(root.resolve())}
+    for split in ("train", "val", "test"):
+        if (root / "images" / split).is_dir():
+            cfg[split] = f"images/{split}"
+    # a data YAML needs both train and val: reuse the one split there is rather than fail to load
+    if "val" not in cfg and "train" in cfg:
+        cfg["val"] = cfg["train"]
+    if "train" not in cfg and "val" in cfg:
+        cfg["train"] = cfg["val"]
+    cfg["nc"] = len(names)
+    cfg["names"] = dict(enumerate(names))
+    out = root / filename
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return out

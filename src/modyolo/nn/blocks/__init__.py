@@ -5,3 +5,8 @@ Adding a backbone family = one new file here + one import line below + a YAML in
 
 from modyolo.nn import head  # noqa: F401  (Detect)
 from modyolo.nn.blocks import yolo  # noqa: F401
+from modyolo.nn.blocks import resnet  # noqa: F401
+from modyolo.nn.blocks import mobilenet  # noqa: F401
+from modyolo.nn.blocks import dynamic  # noqa: F401
+from modyolo.nn.blocks import hgnet  # noqa: F401
+from modyolo.nn.blocks import external  # noqa: F401

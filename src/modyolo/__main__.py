@@ -1,0 +1,4 @@
+from modyolo.cli import main
+import sys
+
+sys.exit(main())

@@ -1,0 +1,108 @@
+"""``modyolo data verify|show``: check a dataset's labels, or see what the model sees.
+
+    modyolo data verify --data data.yaml [--split train] [--no-cache]
+    modyolo data show --data shapes --hyp hyp.yaml [--img 320] [--n 16] [--out samples.png]
+
+``show`` writes a PNG grid of augmented training samples (mosaic, warp, HSV, flips, mixup,
+copy-paste as the hyp says) with their boxes and class names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("verify", "show"))
+    parser.add_argument("--data", required=True, help="data YAML, or 'shapes' for the demo dataset")
+    parser.add_argument("--split", default="train", choices=("train", "val", "test"))
+    parser.add_argument("--hyp", default=None, help="show: hyp YAML with yolov5 augmentation keys")
+    parser.add_argument("--img", type=int, default=640, help="show: image size")
+    parser.add_argument("--n", type=int, default=16, help="show: number of samples")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-augment", action="store_true", help="show: letterboxed samples, no augmentation")
+    parser.add_argument("--out", default="samples.png", help="show: output PNG")
+    parser.add_argument("--no-cache", action="store_true", help="verify: ignore and rewrite the label cache")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .dataset_yaml import load_data_config
+
+    cfg = load_data_config(args.data)
+    sources = getattr(cfg, args.split)
+    if not sources:
+        raise ValueError(f"{cfg.source}: key '{args.split}': no such split")
+    if args.action == "verify":
+        logging.getLogger("modyolo.data").setLevel(logging.ERROR)  # the report is printed below instead
+        return _verify(sources, cfg.nc, not args.no_cache)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return _show(args, sources, cfg.names)
+
+
+def _verify(sources, nc: int, use_cache: bool) -> int:
+    from .formats.yolo import list_image_files
+    from .verify import scan
+
+    report = scan(list_image_files(sources), nc, use_cache=use_cache)
+    print(report.summary())
+    for m in report.messages:
+        print(f"  {m}")
+    return 0 if report.records else 1
+
+
+def load_hyp(path: str | None) -> dict:
+    """The hyp YAML as a plain dict (safe_load); {} when no file is given."""
+    if not path:
+        return {}
+    import yaml
+
+    d = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected a mapping of yolov5 hyp keys, got {type(d).__name__}")
+    return d
+
+
+def _show(args: argparse.Namespace, sources, names: list[str]) -> int:
+    from .dataset import DetectionDataset
+
+    ds = DetectionDataset(sources, img_size=args.img, augment=not args.no_augment, hyp=load_hyp(args.hyp),
+                          seed=args.seed, names=names)
+    idx = np.random.default_rng(args.seed).choice(len(ds), size=min(args.n, len(ds)), replace=False)
+    grid = draw_grid([ds[int(i)] for i in idx], names)
+    import cv2
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), grid):
+        raise ValueError(f"cannot write {out}; give --out a .png path in a writable folder")
+    print(f"wrote {out} ({len(idx)} samples)")
+    return 0
+
+
+def draw_grid(samples, names: list[str], tile: int = 320) -> np.ndarray:
+    """BGR grid of ``(img CHW RGB uint8, labels [n, 6], path, shapes)`` samples with boxes drawn."""
+    import cv2
+
+    cols = math.ceil(math.sqrt(len(samples)))
+    rows = math.ceil(len(samples) / cols)
+    grid = np.full((rows * tile, cols * tile, 3), 255, np.uint8)
+    for k, (img, labels, _, _) in enumerate(samples):
+        im = np.ascontiguousarray(img.numpy().transpose(1, 2, 0)[..., ::-1])
+        h, w = im.shape[:2]
+        r = tile / max(h, w)
+        im = cv2.resize(im, (int(w * r), int(h * r)))
+        for _, c, cx, cy, bw, bh in labels.numpy():
+            x1, y1 = int((cx - bw / 2) * w * r), int((cy - bh / 2) * h * r)
+            x2, y2 = int((cx + bw / 2) * w * r), int((cy + bh / 2) * h * r)
+            colour = tuple(int(v) for v in np.random.default_rng(int(c)).integers(0, 255, 3))
+            cv2.rectangle(im, (x1, y1), (x2, y2), colour, 2)
+            label = names[int(c)] if int(c) < len(names) else str(int(c))
+            cv2.putText(im, label, (x1 + 2, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
+        y0, x0 = (k // cols) * tile, (k % cols) * tile
+        grid[y0:y0 + im.shape[0], x0:x0 + im.shape[1]] = im
+    return grid

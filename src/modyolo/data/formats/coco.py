@@ -1,0 +1,126 @@
+"""COCO JSON <-> YOLO txt.
+
+COCO boxes are ``[x, y, w, h]`` in pixels from the top-left corner; YOLO rows are
+``cls cx cy w h`` normalised. ``coco_to_yolo`` maps category ids, sorted, to classes 0..nc-1.
+``yolo_to_coco`` builds the ground-truth dict pycocotools reads, from the *verified* dataset
+(the same images DetectionDataset keeps).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .yolo import link_or_copy, list_image_files, write_labels
+
+LOGGER = logging.getLogger("modyolo.data")
+
+
+def coco_to_yolo(json_path: str | Path, images_dir: str | Path, out_dir: str | Path, split: str = "train",
+                 copy_images: bool = True, skip_crowd: bool = True) -> list[str]:
+    """Convert one COCO annotation file to ``out_dir/{images,labels}/<split>/``; return class names.
+
+    Images are hard-linked (or copied) from ``images_dir/<file_name>``; a missing image or an
+    annotation outside its image is reported per file and skipped. Crowd boxes are skipped by
+    default (they mark regions, not objects).
+    """
+    json_path, images_dir, out_dir = Path(json_path), Path(images_dir), Path(out_dir)
+    try:
+        coco = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{json_path}: cannot read COCO JSON ({e})") from e
+    for key in ("images", "annotations", "categories"):
+        if key not in coco:
+            raise ValueError(f"{json_path}: key '{key}' missing; is this a COCO detection file?")
+    cats = sorted(coco["categories"], key=lambda c: c["id"])
+    cat_to_cls = {c["id"]: i for i, c in enumerate(cats)}
+    names = [str(c["name"]) for c in cats]
+    anns = defaultdict(list)
+    for a in coco["annotations"]:
+        anns[a["image_id"]].append(a)
+    n_skipped = 0
+    for im in coco["images"]:
+        w, h = float(im["width"]), float(im["height"])
+        rows = []
+        for a in anns.get(im["id"], []):
+            if skip_crowd and a.get("iscrowd", 0):
+                continue
+            x, y, bw, bh = (float(v) for v in a["bbox"])
+            if bw <= 0 or bh <= 0 or x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1:
+                LOGGER.warning("%s: annotation %s of image %s has box %s outside its %gx%g image; skipped",
+                               json_path, a.get("id"), im["file_name"], a["bbox"], w, h)
+                n_skipped += 1
+                continue
+            rows.append([cat_to_cls[a["category_id"]], (x + bw / 2) / w, (y + bh / 2) / h, bw / w, bh / h])
+        rel = Path(im["file_name"])
+        label = out_dir / "labels" / split / rel.with_suffix(".txt")
+        write_labels(label, np.clip(np.asarray(rows, np.float64).reshape(-1, 5), 0, None))
+        if copy_images:
+            src = images_dir / rel
+            if not src.is_file():
+                LOGGER.warning("%s: image %s not found in %s; its labels are written but the image is missing",
+                               json_path, rel, images_dir)
+                continue
+            link_or_copy(src, out_dir / "images" / split / rel)
+    LOGGER.info("%s: %d images converted to %s (%d annotations skipped)", json_path, len(coco["images"]),
+                out_dir, n_skipped)
+    return names
+
+
+def yolo_to_coco(data_config_or_dir, split: str = "val", names: Sequence[str] | None = None,
+                 progress: bool = False) -> dict:
+    """COCO ground truth for a YOLO dataset split, for pycocotools' ``COCO()``.
+
+    ``data_config_or_dir``: a DataConfig, a data YAML path or ``"shapes"``, or a folder of
+    images (then class names come from ``names`` or are ``class<i>``).
+
+    Ids: images are numbered 1..N in sorted path order of the verified images (corrupt ones are
+    left out, as DetectionDataset leaves them out); each image dict also carries ``"path"``
+    (absolute) so predictions can be matched by path (``coco_image_ids``). ``category_id`` is
+    the YOLO class index (0-based). Boxes are ``[x, y, w, h]`` pixels of the original image.
+    """
+    from ..dataset_yaml import DataConfig, load_data_config
+    from ..verify import scan
+
+    if isinstance(data_config_or_dir, (str, Path)) and Path(data_config_or_dir).is_dir():
+        root = Path(data_config_or_dir).resolve()
+        sources = [root]
+        nc = len(names) if names is not None else None
+    else:
+        cfg = data_config_or_dir if isinstance(data_config_or_dir, DataConfig) else load_data_config(data_config_or_dir)
+        sources = getattr(cfg, split, None)
+        if not sources:
+            raise ValueError(f"{cfg.source}: key '{split}': no such split in the data YAML")
+        root, names, nc = cfg.path, cfg.names, cfg.nc
+    report = scan(list_image_files(sources), nc, progress=progress)
+    images, annotations = [], []
+    seen_cls: set[int] = set()
+    for k, rec in enumerate(report.records, 1):
+        w, h = rec.shape
+        p = Path(rec.im_file)
+        rel = os.path.relpath(p, root) if p.is_relative_to(root) else p.name
+        images.append({"id": k, "file_name": rel, "width": int(w), "height": int(h), "path": str(p)})
+        for c, cx, cy, bw, bh in rec.labels.astype(np.float64):
+            bw_px, bh_px = bw * w, bh * h
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": k, "category_id": int(c),
+                "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw_px, bh_px],
+                "area": bw_px * bh_px, "iscrowd": 0,
+            })
+            seen_cls.add(int(c))
+    if names is None:
+        names = [f"class{i}" for i in range(max(seen_cls) + 1 if seen_cls else 0)]
+    categories = [{"id": i, "name": str(n)} for i, n in enumerate(names)]
+    return {"info": {"description": f"modyolo export of {root} ({split})"}, "images": images,
+            "annotations": annotations, "categories": categories}
+
+
+def coco_image_ids(gt: dict) -> dict[str, int]:
+    """Absolute image path -> COCO image id, for a dict made by ``yolo_to_coco``."""
+    return {im["path"]: im["id"] for im in gt["images"]}

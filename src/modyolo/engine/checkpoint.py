@@ -1,0 +1,294 @@
+"""Checkpoints as plain data, written atomically; resume state; best-model bookkeeping.
+
+A checkpoint is a dict of state_dicts, dicts, lists, numbers, strings and tensors — never a
+pickled module — so it loads with ``torch.load(weights_only=True)`` and does not execute code
+from the file. Layout (format ``modyolo.checkpoint`` version 1)::
+
+    format, version, epoch (last finished, 0-based), best_fitness,
+    model: state_dict (the raw training weights), ema: {model, updates, decay, tau} | None,
+    optimizer: state_dict | None, model_yaml: dict, names: list[str], hyp: dict,
+    metrics: dict, train_args: dict, rng: {python, numpy, torch, cuda}, extra: dict
+
+``inference_state_dict`` picks the weights to evaluate or deploy (the EMA when there is one).
+Writes go to a temporary file in the same directory, then ``os.replace``: a crash mid-write
+never leaves a truncated ``last.pt`` behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+LOGGER = logging.getLogger(__name__)
+
+FORMAT = "modyolo.checkpoint"
+VERSION = 1
+FITNESS_WEIGHTS = {"mAP50": 0.1, "mAP50-95": 0.9}
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable modyolo checkpoint; the message says what to do instead."""
+
+
+# --------------------------------------------------------------------------- plain data
+
+
+def to_plain(obj: Any, where: str = "checkpoint") -> Any:
+    """``obj`` with paths, numpy values and tuples made plain; raises naming the key otherwise."""
+    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor)):
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, Mapping):
+        return {k: to_plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [to_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items)
+    if isinstance(obj, torch.dtype | torch.device):
+        return str(obj)
+    raise TypeError(
+        f"{where} holds a {type(obj).__module__}.{type(obj).__qualname__}, which a weights-only "
+        "checkpoint cannot store; convert it to a dict, list, number, string or tensor"
+    )
+
+
+# --------------------------------------------------------------------------- RNG state
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, numpy, torch (and CUDA) generator states, as plain data."""
+    version, mt, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(mt), "gauss": gauss},
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Undo :func:`capture_rng_state` (CUDA states only when the device count matches)."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state(
+        (npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
+    )
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: nn.Module | Mapping[str, torch.Tensor],
+    epoch: int,
+    ema: Any = None,
+    optimizer: Any = None,
+    best_fitness: float | None = None,
+    hyp: Any = None,
+    names: Sequence[str] | Mapping[int, str] | None = None,
+    model_yaml: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    train_args: Mapping[str, Any] | None = None,
+    rng_state: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically to ``path``; returns it.
+
+    model: the (unwrapped) model or its state_dict. ema: a :class:`ModelEMA` or its state_dict.
+    optimizer: anything with ``state_dict()`` (``torch.optim`` or :class:`SAM`). hyp: a
+    :class:`Hyp` or dict. rng_state: from :func:`capture_rng_state` (captured here if None).
+    """
+    path = Path(path)
+    state_of = lambda x: x.state_dict() if hasattr(x, "state_dict") else x  # noqa: E731
+    if hasattr(hyp, "to_dict"):
+        hyp = hyp.to_dict()
+    ckpt = {
+        "format": FORMAT,
+        "version": VERSION,
+        "epoch": int(epoch),
+        "best_fitness": None if best_fitness is None else float(best_fitness),
+        "model": state_of(model),
+        "ema": state_of(ema),
+        "optimizer": state_of(optimizer),
+        "model_yaml": model_yaml if model_yaml is not None else getattr(model, "yaml", None),
+        "names": dict(names) if isinstance(names, Mapping) else (list(names) if names is not None else None),
+        "hyp": hyp,
+        "metrics": dict(metrics or {}),
+        "train_args": dict(train_args or {}),
+        "rng": rng_state if rng_state is not None else capture_rng_state(),
+        "extra": dict(extra or {}),
+    }
+    ckpt = to_plain(ckpt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(ckpt, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint (or a bare state_dict, returned as ``{"model": sd, "format": "state_dict"}``).
+
+    Only plain data is accepted (``weights_only=True``). A pickled yolov5 ``.pt`` and files that
+    are not checkpoints raise :class:`CheckpointError` saying how to convert them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since PyTorch 1.6
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (not a zip archive: truncated, another format, or a "
+            "pre-1.6 legacy file; re-save a legacy file with a current torch.save)"
+        )
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        text = str(e)
+        if "models.yolo" in text or "models.common" in text:
+            raise CheckpointError(
+                f"{path} is a pickled yolov5 model, which modyolo does not unpickle (it could run "
+                "code). Export its weights as a state_dict from a yolov5 checkout with\n"
+                "  python -c \"import torch; c = torch.load('IN.pt', weights_only=False); "
+                "torch.save(c['model'].float().state_dict(), 'OUT.pt')\"\n"
+                "then pass OUT.pt as --weights together with the matching --cfg YAML"
+            ) from e
+        culprit = next((line.strip() for line in text.splitlines() if "global" in line.lower()), text.splitlines()[0])
+        raise CheckpointError(
+            f"{path} holds pickled Python objects, not plain data ({culprit}); save a state_dict instead"
+        ) from e
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as e:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (truncated or another format): {e}") from e
+    if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
+        if int(obj.get("version", 0)) > VERSION:
+            raise CheckpointError(
+                f"{path} is checkpoint version {obj['version']}, newer than this modyolo reads ({VERSION}); upgrade modyolo"
+            )
+        return dict(obj)
+    if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {"format": "state_dict", "model": dict(obj)}
+    raise CheckpointError(
+        f"{path} is neither a modyolo checkpoint nor a state_dict (found {type(obj).__name__}"
+        + (f" with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, Mapping) else "")
+        + ")"
+    )
+
+
+def inference_state_dict(ckpt: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights to evaluate or deploy: the EMA's when the checkpoint has one."""
+    ema = ckpt.get("ema")
+    return dict(ema["model"]) if ema else dict(ckpt["model"])
+
+
+def resume_training(
+    ckpt: Mapping[str, Any],
+    *,
+    model: nn.Module,
+    optimizer: Any = None,
+    ema: Any = None,
+    restore_rng: bool = True,
+) -> int:
+    """Load model, optimizer, EMA and RNG state from ``ckpt``; return the epoch to start at."""
+    if ckpt.get("format") != FORMAT:
+        raise CheckpointError("cannot resume from a bare state_dict; resume needs a last.pt written by modyolo train")
+    model.load_state_dict(ckpt["model"])
+    if optimizer is not None:
+        if ckpt.get("optimizer") is None:
+            raise CheckpointError("the checkpoint has no optimizer state (it was stripped); it cannot be resumed")
+        optimizer.load_state_dict(ckpt["optimizer"])
+    if ema is not None and ckpt.get("ema") is not None:
+        ema.load_state_dict(ckpt["ema"])
+    if restore_rng and ckpt.get("rng"):
+        restore_rng_state(ckpt["rng"])
+    return int(ckpt["epoch"]) + 1
+
+
+def strip_checkpoint(src: str | Path, dst: str | Path | None = None, half: bool = False) -> Path:
+    """Keep only what inference needs: the EMA weights as ``model``; no optimizer, EMA or RNG."""
+    ckpt = load_checkpoint(src)
+    weights = inference_state_dict(ckpt)
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    ckpt.update(model=weights, ema=None, optimizer=None, rng=None)
+    dst = Path(dst or src)
+    ckpt = to_plain(ckpt)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    with os.fdopen(fd, "wb") as f:
+        torch.save(ckpt, f)
+    os.replace(tmp, dst)
+    return dst
+
+
+# --------------------------------------------------------------------------- best / stop
+
+
+def fitness(metrics: Mapping[str, float] | Sequence[float]) -> float:
+    """``0.1 * mAP50 + 0.9 * mAP50-95``: the figure ``best.pt`` is chosen by.
+
+    metrics: ``{"mAP50": .., "mAP50-95": ..}`` or yolov5's ``(P, R, mAP50, mAP50-95, ...)``.
+    """
+    if isinstance(metrics, Mapping):
+        try:
+            return sum(w * float(metrics[k]) for k, w in FITNESS_WEIGHTS.items())
+        except KeyError as e:
+            raise KeyError(f"fitness needs metrics {list(FITNESS_WEIGHTS)}, got {list(metrics)}") from e
+    return 0.1 * float(metrics[2]) + 0.9 * float(metrics[3])
+
+
+class EarlyStopping:
+    """Stop after ``patience`` epochs without a better fitness (``patience <= 0``: never)."""
+
+    def __init__(self, patience: int = 100) -> None:
+        self.patience = patience if patience > 0 else float("inf")
+        self.best_fitness = float("-inf")
+        self.best_epoch = 0
+
+    def __call__(self, epoch: int, fit: float) -> bool:
+        """Record epoch's fitness; True when training should stop."""
+        if fit >= self.best_fitness:
+            self.best_epoch, self.best_fitness = epoch, fit
+        stop = epoch - self.best_epoch >= self.patience
+        if stop:
+            LOGGER.info(
+                "early stop: no improvement for %d epochs; best was epoch %d (fitness %.4f)",
+                self.patience, self.best_epoch, self.best_fitness,
+            )
+        return bool(stop)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_fitness": self.best_fitness, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best_fitness = float(state["best_fitness"])
+        self.best_epoch = int(state["best_epoch"])

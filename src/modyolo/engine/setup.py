@@ -1,0 +1,256 @@
+"""Everything the trainer assembles before the first step, one function per piece.
+
+Kept apart from ``trainer.py`` so the loop reads as a loop; each function takes the
+:class:`TrainConfig` and the :class:`RunContext` and returns one thing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from modyolo.data.dataset_yaml import DataConfig, load_data_config
+from modyolo.data.loader import create_dataloader
+from modyolo.engine.autoanchor import check_anchors, label_wh
+from modyolo.engine.checkpoint import CheckpointError, load_checkpoint, resume_training
+from modyolo.engine.config import TrainConfig
+from modyolo.engine.distributed import DistInfo, dist_info_from_env, init_process_group, select_device
+from modyolo.engine.freeze import FreezeStage, parse_freeze_schedule
+from modyolo.engine.hyp import Hyp, load_hyp, save_hyp
+from modyolo.engine.loss import DetectionLoss, scale_loss_gains
+from modyolo.engine.optim import build_optimizer
+from modyolo.engine.sam import SAM
+from modyolo.engine.schedule import LRSchedule, accumulation_steps, scaled_weight_decay
+from modyolo.nn.model import DetectionModel
+from modyolo.paths import increment_path
+
+if TYPE_CHECKING:
+    from modyolo.engine.trainer import Trainer
+
+LOGGER = logging.getLogger("modyolo.train")
+
+
+@dataclass
+class RunContext:
+    save_dir: Path
+    weights_dir: Path
+    device: torch.device
+    dist: DistInfo
+    hyp: Hyp
+    data: DataConfig
+    names: list[str]
+    nc: int
+    resume_ckpt: dict | None = None
+
+
+def prepare_run(cfg: TrainConfig) -> RunContext:
+    """Resolve --resume, the run folder, device / DDP, seeds, hyp and the data config."""
+    resume_ckpt = None
+    if cfg.resume:
+        resume_ckpt = _resume_checkpoint(cfg)
+        saved = TrainConfig.from_dict(resume_ckpt["train_args"], "the checkpoint's train_args")
+        epochs = cfg.epochs if cfg.epochs != TrainConfig.epochs and cfg.epochs > saved.epochs else saved.epochs
+        cfg.__dict__.update({**saved.to_dict(), "resume": cfg.resume, "epochs": epochs, "exist_ok": True,
+                             "verbose": cfg.verbose, "workers": cfg.workers})
+    dist = dist_info_from_env()
+    device = select_device(cfg.device, dist)
+    init_process_group(dist, device)
+    seed_everything(cfg.seed + max(dist.rank, 0), cfg.deterministic)
+    if resume_ckpt is not None:
+        save_dir = Path(cfg.resume if isinstance(cfg.resume, str) else resume_ckpt["_path"]).resolve().parents[1]
+    else:
+        save_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok) if dist.is_main \
+            else Path(cfg.project) / cfg.name
+    weights_dir = save_dir / "weights"
+    hyp = load_hyp(resume_ckpt["hyp"] if resume_ckpt else cfg.hyp)
+    if cfg.label_smoothing:
+        hyp = hyp.replace(label_smoothing=cfg.label_smoothing)
+    data = load_data_config(cfg.data)
+    names = ["item"] if cfg.single_cls else list(data.names)
+    if dist.is_main:
+        weights_dir.mkdir(parents=True, exist_ok=True)
+        save_hyp(hyp, save_dir / "hyp.yaml")
+        (save_dir / "args.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return RunContext(save_dir, weights_dir, device, dist, hyp, data, names, len(names), resume_ckpt)
+
+
+def _resume_checkpoint(cfg: TrainConfig) -> dict:
+    if isinstance(cfg.resume, str) and cfg.resume not in ("", "True", "true"):
+        path = Path(cfg.resume)
+    else:
+        candidates = sorted(Path(cfg.project).glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise FileNotFoundError(f"--resume: no runs/*/weights/last.pt under {cfg.project}; pass the path")
+        path = candidates[-1]
+        cfg.resume = str(path)
+    ckpt = load_checkpoint(path)
+    if ckpt.get("format") == "state_dict" or not ckpt.get("train_args"):
+        raise CheckpointError(f"{path} has no training state to resume; start a new run with --weights {path}")
+    ckpt["_path"] = str(path)
+    return ckpt
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def build_model(cfg: TrainConfig, run: RunContext) -> tuple[DetectionModel, dict | None]:
+    """From --cfg (scratch), --weights (transfer matching tensors) or the resume checkpoint."""
+    ckpt = run.resume_ckpt
+    if ckpt is None and cfg.weights:
+        ckpt = load_checkpoint(cfg.weights)
+    model_cfg: Any = cfg.cfg or (ckpt or {}).get("model_yaml")
+    if not model_cfg:
+        raise ValueError("give a model YAML with --cfg, or --weights from a modyolo checkpoint (which stores its YAML)")
+    anchors = run.hyp.anchors if run.hyp.anchors and not cfg.resume else None
+    model = DetectionModel(model_cfg, nc=run.nc, anchors=int(anchors) if anchors else None).to(run.device)
+    model.names = list(run.names)
+    if cfg.backbone_weights:
+        from modyolo.nn.pretrained import load_backbone_weights
+
+        print(load_backbone_weights(model, cfg.backbone_weights))
+    if ckpt is not None and run.resume_ckpt is None:
+        _transfer(model, ckpt, exclude_anchors=bool(cfg.cfg or anchors), source=cfg.weights)
+    return model, ckpt
+
+
+def _transfer(model: nn.Module, ckpt: dict, exclude_anchors: bool, source: str) -> None:
+    """Copy every tensor whose name and shape match (a new nc changes only the head's convs)."""
+    from modyolo.engine.checkpoint import inference_state_dict
+
+    incoming = inference_state_dict(ckpt) if ckpt.get("format") != "state_dict" else ckpt["model"]
+    own = model.state_dict()
+    matched = {k: v for k, v in incoming.items()
+               if k in own and v.shape == own[k].shape and not (exclude_anchors and k.endswith("anchors"))}
+    if not matched:
+        raise CheckpointError(f"--weights {source}: no tensor matches this model's names and shapes; "
+                              "is it for another architecture? Pass the matching --cfg")
+    model.load_state_dict(matched, strict=False)
+    LOGGER.info("transferred %d/%d tensors from %s", len(matched), len(own), source)
+
+
+def freeze_stages(cfg: TrainConfig) -> list[FreezeStage]:
+    return parse_freeze_schedule(cfg.freeze_schedule) if cfg.freeze_schedule else []
+
+
+def _grid_size(model: DetectionModel) -> int:
+    return max(int(model.stride.max()), 32)
+
+
+def train_loader(cfg: TrainConfig, run: RunContext, model: DetectionModel):
+    batch = max(cfg.batch_size // run.dist.world_size, 1)
+    return create_dataloader(
+        run.data.train, cfg.imgsz, batch, _grid_size(model), hyp=run.hyp.to_dict(), augment=True,
+        cache=cfg.cache, rect=cfg.rect, workers=cfg.workers, shuffle=not cfg.rect, seed=cfg.seed,
+        rank=run.dist.rank, world_size=run.dist.world_size, prefix="train: ", fraction=cfg.fraction,
+        single_cls=cfg.single_cls, names=run.names, nc=run.nc, persistent=False, progress=cfg.verbose)
+
+
+def val_loader(cfg: TrainConfig, run: RunContext, model: DetectionModel):
+    loader, _ = create_dataloader(
+        run.data.val, cfg.imgsz, max(cfg.batch_size // run.dist.world_size, 1) * 2, _grid_size(model),
+        hyp=run.hyp.to_dict(), augment=False, cache=None if cfg.cache == "disk" else cfg.cache, rect=True,
+        workers=cfg.workers, shuffle=False, seed=cfg.seed, prefix="val: ", single_cls=cfg.single_cls,
+        pad=0.5, names=run.names, nc=run.nc, persistent=True, progress=cfg.verbose)
+    return loader
+
+
+def autoanchor_and_gains(cfg: TrainConfig, run: RunContext, model: DetectionModel, dataset) -> Hyp:
+    """Fit anchors to the labels (unless told not to) and scale loss gains as yolov5 does."""
+    if not cfg.noautoanchor and not cfg.resume and run.dist.is_main and model.head is not None:
+        wh = label_wh(np.asarray(dataset.shapes), dataset.labels, cfg.imgsz)
+        check_anchors(wh, model, thr=run.hyp.anchor_t, imgsz=cfg.imgsz, seed=cfg.seed)
+    if run.dist.enabled:  # every rank must train with rank 0's anchors
+        torch.distributed.broadcast(model.head.anchors, 0)
+        model.head.reset_grids()
+    return scale_loss_gains(run.hyp, model.head.nl, run.nc, cfg.imgsz)
+
+
+def build_loss(cfg: TrainConfig, model: DetectionModel, hyp: Hyp) -> DetectionLoss:
+    return DetectionLoss(model, hyp, loss_type=cfg.loss or None)
+
+
+def build_optimization(cfg: TrainConfig, run: RunContext, model: DetectionModel, batches: int):
+    batch = cfg.batch_size
+    accumulate = accumulation_steps(batch)
+    decay = scaled_weight_decay(run.hyp.weight_decay, batch, accumulate)
+    optimizer: Any = build_optimizer(model, cfg.optimizer, run.hyp.lr0 * cfg.lr_scale, run.hyp.momentum, decay)
+    if cfg.sam:
+        optimizer = SAM(optimizer, rho=run.hyp.rho, adaptive=run.hyp.sam_adaptive)
+    schedule = LRSchedule(optimizer, run.hyp, cfg.epochs, batches, batch, cosine=cfg.cos_lr)
+    return optimizer, schedule
+
+
+def resume_state(trainer: "Trainer") -> tuple[int, float]:
+    ckpt = trainer.run.resume_ckpt
+    start = resume_training(ckpt, model=trainer.model, optimizer=trainer.optimizer, ema=trainer.ema)
+    extra = ckpt.get("extra") or {}
+    if extra.get("early_stopping"):
+        trainer.stopper.load_state_dict(extra["early_stopping"])
+    if start >= trainer.cfg.epochs:
+        raise ValueError(f"{trainer.cfg.resume} already finished {start} of {trainer.cfg.epochs} epochs; "
+                         "nothing to resume (pass a larger --epochs to train further)")
+    LOGGER.info("resuming %s from epoch %d of %d", trainer.cfg.resume, start, trainer.cfg.epochs)
+    return start, float(ckpt.get("best_fitness") or 0.0)
+
+
+def wrap_distributed(cfg: TrainConfig, run: RunContext, model: DetectionModel) -> nn.Module:
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if not run.dist.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    if cfg.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [run.device.index] if run.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
+
+
+def autocast_context(cfg: TrainConfig, device: torch.device) -> Callable[[], Any]:
+    """CUDA: fp16 AMP (bf16 with SAM, which cannot share a GradScaler); CPU: bf16 when --bf16."""
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if cfg.sam else torch.float16
+        return lambda: torch.autocast("cuda", dtype=dtype)
+    if cfg.bf16:
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def grad_scaler(cfg: TrainConfig, device: torch.device) -> torch.amp.GradScaler:
+    return torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not cfg.sam)
+
+
+def validate(trainer: "Trainer", plots: bool = False) -> dict[str, float]:
+    """Validate the EMA weights on the val split (rank 0 only)."""
+    from modyolo.eval.validator import validate as run_validation
+
+    result = run_validation(trainer.ema.ema, trainer.val_loader, names=trainer.names,
+                            compute_loss=trainer.loss_fn, single_cls=trainer.cfg.single_cls,
+                            plots=plots, save_dir=trainer.run.save_dir, verbose=False,
+                            progress=trainer.cfg.verbose)
+    metrics = dict(result.metrics)
+    if result.loss is not None:
+        for name, value in zip(("val_box_loss", "val_obj_loss", "val_cls_loss"), result.loss.tolist()):
+            metrics[name] = value
+    return metrics
+
+
+def attach_default_callbacks(trainer: "Trainer") -> None:
+    from modyolo.engine.default_callbacks import attach
+
+    attach(trainer)

@@ -1,0 +1,83 @@
+"""MobileNetV2 blocks as YAML rows (Sandler et al. 2018), spelled as the recipe YAMLs write them.
+
+- ``[-1, 1, ConvBNReLU, [32, 3, 2]]``: conv + BN + ReLU6, args ``[c2, k=3, s=1, g=1]``.
+- ``[-1, 1, InvertedResidual, [24, 2, 6]]``: args ``[c2, stride, expand_ratio]``; 1x1 expand
+  (skipped when the ratio is 1) -> 3x3 depth-wise at ``stride`` -> linear 1x1 projection, with a
+  residual when ``stride == 1`` and ``c1 == c2``.
+
+MobileNetV2 itself is 17 InvertedResidual rows, one per block. A row with ``number > 1`` is read
+as a stage (the first block strides and changes channels, the rest keep them), the same rule as
+the ResNet rows, so depth scaling never silently changes the stride.
+
+The layers of an InvertedResidual sit in ``conv`` in torchvision's order, so
+:mod:`modyolo.nn.pretrained` can map torchvision's ``features.<k>`` onto the rows.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from modyolo.nn.blocks.yolo import batch_norm
+from modyolo.nn.registry import BLOCKS
+from modyolo.nn.row import Channels, Row, YamlBlock
+
+
+@BLOCKS.register()
+class ConvBNReLU(YamlBlock, nn.Module):
+    """Conv (no bias) + BN + ReLU6 ('same' padding). ``act=False`` gives the linear projection."""
+
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "ConvBNReLU", [32, 3, 2]]], "stride": 2}
+
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, g: int = 1, act: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, k, s, (k - 1) // 2, groups=g, bias=False)
+        self.bn = batch_norm(c2)
+        self.act = nn.ReLU6(inplace=True) if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    def forward_fuse(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(x))
+
+
+@BLOCKS.register()
+class InvertedResidual(nn.Module):
+    """Row args ``[c2, stride, expand_ratio]``. ``Tensor[B, c1, H, W]`` -> ``Tensor[B, c2, H/s, W/s]``."""
+
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "InvertedResidual", [24, 2, 6]]], "stride": 2}
+
+    def __init__(self, c1: int, c2: int, s: int, expand_ratio: float) -> None:
+        super().__init__()
+        if s not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {s}")
+        hidden = int(round(c1 * expand_ratio))
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(ConvBNReLU(c1, hidden, 1))
+        layers += [ConvBNReLU(hidden, hidden, 3, s, g=hidden), ConvBNReLU(hidden, c2, 1, act=False)]
+        self.conv = nn.Sequential(*layers)
+        self.use_residual = s == 1 and c1 == c2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return x + y if self.use_residual else y
+
+    @classmethod
+    def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:
+        if len(row.args) != 3:
+            raise row.error(f"args must be [c2, stride, expand_ratio], e.g. [24, 2, 6]; got {row.args}")
+        c1, c2 = row.c1, row.width(row.args[0])
+        s, t = row.args[1], row.args[2]
+        if s not in (1, 2) or isinstance(s, bool):
+            raise row.error(f"stride must be 1 or 2, got {s!r}")
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or t < 1:
+            raise row.error(f"expand_ratio must be a number >= 1, got {t!r}")
+        if row.number == 1:
+            return row.construct(cls, c1, c2, s, t), c2
+        blocks = [row.construct(cls, c1, c2, s, t)]
+        blocks += [row.construct(cls, c2, c2, 1, t) for _ in range(row.number - 1)]
+        return nn.Sequential(*blocks), c2

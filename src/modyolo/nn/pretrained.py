@@ -1,0 +1,249 @@
+"""Backbone weights from a local state_dict file, with a transfer report.
+
+Nothing is downloaded: the user points at a torchvision / timm / modyolo / yolov5 state_dict
+saved as ``.pt``/``.pth`` (read with ``torch.load(weights_only=True)``) or ``.safetensors``.
+Keys are mapped onto the model in one of three ways, tried in this order:
+
+1. **Adapter rows** (``TorchVision``, ``Timm``): the row wraps the library's own module, so the
+   file's keys match by name (``layer1.0.conv1.weight``); '_' and '.' are treated alike as a
+   fallback because timm flattens some module names in ``features_only`` models.
+2. **Same names**: a modyolo / yolov5 checkpoint of a model with the same backbone rows
+   (``model.3.cv1.conv.weight``) transfers by name.
+3. **Native layouts**: a torchvision ResNet file onto ``ResNetStem``/``BasicBlock``/
+   ``ResNetBottleneck`` rows (``conv1``+``bn1`` -> the stem row, ``layer<k>`` -> the k-th stage
+   row) and a torchvision MobileNetV2 file onto ``ConvBNReLU`` + ``InvertedResidual`` rows
+   (``features.0`` -> the stem, ``features.<k>`` -> the k-th InvertedResidual row). Within one
+   such group tensors pair up in registration order, which those blocks keep identical to
+   torchvision's; a pair counts only if its shape *and* tensor kind (``weight``,
+   ``running_var``...) agree, so a misalignment shows up as mismatches, never as silent garbage.
+
+A load that transfers nothing raises: a wrong file must not train silently from scratch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+LOGGER = logging.getLogger("modyolo")
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "ema")
+
+
+@dataclass
+class TransferReport:
+    """What one load did. Keys are the *target* module's state_dict keys unless stated."""
+
+    source: str
+    matched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # targets in scope the file did not fill
+    mismatched: list[tuple[str, str, tuple, tuple]] = field(default_factory=list)  # (src, tgt, src shape, tgt shape)
+    unused: list[str] = field(default_factory=list)  # source keys that went nowhere
+    not_covered: list[str] = field(default_factory=list)  # backbone rows the file has no tensors for
+    method: str = "name"
+
+    @property
+    def all_matched(self) -> bool:
+        """Every target tensor in scope came from the file."""
+        return bool(self.matched) and not self.missing and not self.mismatched
+
+    def summary(self) -> str:
+        total = len(self.matched) + len(self.missing) + len(self.mismatched)
+        text = (f"{self.source}: transferred {len(self.matched)}/{total} tensors by {self.method}; "
+                f"{len(self.missing)} missing, {len(self.mismatched)} shape mismatches, "
+                f"{len(self.unused)} unused in the file")
+        if self.not_covered:
+            text += f"; rows not in the file: {', '.join(self.not_covered)}"
+        return text
+
+    def __str__(self) -> str:
+        lines = [self.summary()]
+        for title, items in (("missing", self.missing), ("unused", self.unused)):
+            if items:
+                lines.append(f"  {title}: {', '.join(items[:8])}" + (" ..." if len(items) > 8 else ""))
+        for src, tgt, a, b in self.mismatched[:8]:
+            lines.append(f"  shape mismatch: {src} {tuple(a)} -> {tgt} {tuple(b)}")
+        return "\n".join(lines)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a state_dict file; unwraps ``{'state_dict': ...}``/``{'model': ...}`` checkpoints
+    and DDP's ``module.`` prefix. Raises ``ValueError`` naming the file if it holds no tensors."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        data: object = load_file(str(p), device="cpu")
+    else:
+        try:
+            data = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # pickled modules are refused by weights_only: say what to do
+            raise ValueError(f"{p}: cannot be read as a plain state_dict ({type(e).__name__}: {e}); "
+                             "save it with torch.save(model.state_dict(), path)") from e
+    if isinstance(data, dict):
+        for key in _WRAPPER_KEYS:
+            inner = data.get(key)
+            if isinstance(inner, dict) and any(isinstance(v, torch.Tensor) for v in inner.values()):
+                data = inner
+                break
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected a state_dict (a mapping of names to tensors), got {type(data).__name__}")
+    tensors = {(k[7:] if k.startswith("module.") else k): v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ValueError(f"{p}: contains no tensors")
+    return tensors
+
+
+def _norm(key: str) -> str:
+    return key.replace("_", ".")
+
+
+def transfer_by_name(target: nn.Module, source: dict[str, torch.Tensor], name: str,
+                     prefix: str = "", strip: str = "") -> TransferReport:
+    """Copy ``source[k]`` into ``target``'s ``prefix + k`` (``strip`` removed from source keys)."""
+    report = TransferReport(name, method="name")
+    tgt = {k: v for k, v in target.state_dict().items() if k.startswith(prefix)}
+    by_norm = {_norm(k): k for k in tgt}
+    used: set[str] = set()
+    for skey, value in source.items():
+        key = prefix + (skey[len(strip):] if strip and skey.startswith(strip) else skey)
+        tkey = key if key in tgt else by_norm.get(_norm(key))
+        if tkey is None or tkey in used:
+            report.unused.append(skey)
+            continue
+        used.add(tkey)
+        _copy(report, skey, tkey, value, tgt[tkey])
+    report.missing = [k for k in tgt if k not in used]
+    return report
+
+
+def transfer_in_order(target: nn.Module, source: dict[str, torch.Tensor], name: str,
+                      groups: list[tuple[tuple[str, ...], str]]) -> TransferReport:
+    """For each (source prefixes, target prefix) group, pair tensors in registration order."""
+    report = TransferReport(name, method="layout")
+    state = target.state_dict()
+    used_src: set[str] = set()
+    for src_prefixes, tgt_prefix in groups:
+        src = [k for k in source if k.startswith(src_prefixes)]
+        tgt = [k for k in state if k.startswith(tgt_prefix)]
+        for skey, tkey in zip(src, tgt):
+            used_src.add(skey)
+            if skey.rsplit(".", 1)[-1] != tkey.rsplit(".", 1)[-1]:
+                report.mismatched.append((skey, tkey, tuple(source[skey].shape), tuple(state[tkey].shape)))
+                continue
+            _copy(report, skey, tkey, source[skey], state[tkey])
+        report.missing += tgt[len(src):]
+    report.unused = [k for k in source if k not in used_src]
+    return report
+
+
+def _copy(report: TransferReport, skey: str, tkey: str, value: torch.Tensor, dest: torch.Tensor) -> None:
+    if value.shape != dest.shape:
+        report.mismatched.append((skey, tkey, tuple(value.shape), tuple(dest.shape)))
+        return
+    with torch.no_grad():
+        dest.copy_(value.to(dest.dtype))  # state_dict tensors share storage with the parameters
+    report.matched.append(tkey)
+
+
+def _require_some(report: TransferReport, hint: str) -> TransferReport:
+    if not report.matched:
+        raise ValueError(f"{report.summary()}. Nothing was transferred: {hint}")
+    LOGGER.info(report.summary())
+    return report
+
+
+def load_into_module(module: nn.Module, path: str | Path | dict[str, torch.Tensor]) -> TransferReport:
+    """Name-based load of a whole file into ``module`` (an adapter's wrapped torchvision/timm net)."""
+    source = path if isinstance(path, dict) else read_state_dict(path)
+    report = transfer_by_name(module, source, str(path) if not isinstance(path, dict) else "<state_dict>")
+    return _require_some(report, "the file's keys do not name this module's tensors; is it the same architecture? "
+                                 f"file keys start {list(source)[:3]}, the module's {list(module.state_dict())[:3]}")
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path, layer: int | None = None) -> TransferReport:
+    """Load a local state_dict file into the backbone of a ``DetectionModel``; see module docs.
+
+    ``layer`` picks one row (e.g. the TorchVision row); ``None`` means the backbone rows, i.e. the
+    first ``len(cfg['backbone'])`` layers. Raises ``ValueError`` if nothing transferred.
+    """
+    source = read_state_dict(path)
+    name = str(path)
+    rows = [layer] if layer is not None else list(range(len(model.yaml["backbone"])))
+    adapters = [i for i in rows if _is_adapter(model.model[i])]
+    if layer is not None or len(adapters) == 1:
+        i = layer if layer is not None else adapters[0]
+        mod = model.model[i]
+        if _is_adapter(mod):
+            report = transfer_by_name(mod.net, source, name)
+        else:
+            report = transfer_by_name(model, source, name, prefix=f"model.{i}.", strip=f"model.{i}.")
+        return _require_some(report, f"row {i}'s tensor names do not occur in the file")
+    # a modyolo / yolov5 checkpoint: same names, restricted to the backbone rows
+    state = model.state_dict()
+    if any(k in state for k in source):
+        backbone = {k: v for k, v in source.items() if int(k.split(".")[1]) in rows} \
+            if all(k.startswith("model.") for k in source) else source
+        report = transfer_by_name(model, backbone, name)
+        report.unused += [k for k in source if k not in backbone]
+        scope = tuple(f"model.{i}." for i in rows)
+        report.missing = [k for k in report.missing if k.startswith(scope)]
+        return _require_some(report, "no backbone tensor names occur in the file")
+    groups = native_layout(model, source)
+    if not groups:
+        raise ValueError(
+            f"{name}: no way to map this file onto the backbone: it is neither a modyolo/yolov5 "
+            "checkpoint of the same rows, nor a torchvision ResNet / MobileNetV2 state_dict for "
+            f"native rows, and the backbone has {len(adapters)} TorchVision/Timm rows (pass layer= to "
+            f"choose one). File keys start {list(source)[:3]}")
+    report = transfer_in_order(model, source, name, groups)
+    covered = {g[1] for g in groups}
+    report.not_covered = [f"{i} ({model.layers_meta[i].name})" for i in rows
+                          if f"model.{i}." not in covered and any(True for _ in model.model[i].parameters())]
+    return _require_some(report, "the layout matched no tensor shapes; is the file the same depth of network?")
+
+
+def _is_adapter(module: nn.Module) -> bool:
+    from modyolo.nn.blocks.external import Timm, TorchVision
+
+    return isinstance(module, (TorchVision, Timm))
+
+
+def native_layout(model: nn.Module, source: dict[str, torch.Tensor]) -> list[tuple[tuple[str, ...], str]]:
+    """(source prefixes, target prefix) groups for a torchvision ResNet / MobileNetV2 file."""
+    from modyolo.nn.blocks.mobilenet import InvertedResidual
+    from modyolo.nn.blocks.resnet import BasicBlock, ResNetBottleneck
+
+    n_backbone = len(model.yaml["backbone"])
+    modules = list(model.model)[:n_backbone]
+
+    def first_block(m: nn.Module) -> nn.Module:
+        return m[0] if isinstance(m, nn.Sequential) and len(m) else m
+
+    if "layer1.0.conv1.weight" in source:
+        stages = [i for i, m in enumerate(modules) if isinstance(first_block(m), (BasicBlock, ResNetBottleneck))]
+        stem = ("conv1.", "bn1.")
+        # a stage row is always a Sequential of blocks, like torchvision's layer<k>
+        groups = [((f"layer{k}.",), f"model.{i}.") for k, i in zip(range(1, 5), stages)]
+    elif "features.1.conv.0.0.weight" in source or "features.1.conv.0.weight" in source:
+        stages = [i for i, m in enumerate(modules) if isinstance(first_block(m), InvertedResidual)]
+        stem = ("features.0.",)
+        groups, k = [], 1  # one torchvision block per InvertedResidual, also inside a repeated row
+        for i in stages:
+            blocks = len(modules[i]) if isinstance(modules[i], nn.Sequential) else 0
+            for j in range(max(blocks, 1)):
+                groups.append(((f"features.{k}.",), f"model.{i}.{j}." if blocks else f"model.{i}."))
+                k += 1
+    else:
+        return []
+    if not stages:
+        return []
+    before = [i for i in range(stages[0]) if any(True for _ in modules[i].parameters())]
+    if before:  # the row with parameters just before the first stage is the stem
+        groups.insert(0, (stem, f"model.{before[-1]}."))
+    return groups

@@ -3,7 +3,7 @@ import logging
 import pytest
 import yaml
 
-from modyolo.engine.hyp import SHIPPED, Hyp, HypError, load_hyp, save_hyp
+from modyolo.engine.hyp import HYPS_DIR, SHIPPED, Hyp, HypError, load_hyp, resolve_hyp_path, save_hyp
 
 YOLOV5_KEYS = (
     "lr0 lrf momentum weight_decay warmup_epochs warmup_momentum warmup_bias_lr box cls cls_pw obj obj_pw "
@@ -13,9 +13,13 @@ YOLOV5_KEYS = (
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_files_have_every_yolov5_key(name):
+def test_shipped_files_have_every_yolov5_key_and_only_those(name):
+    path = resolve_hyp_path(name)
+    assert path.parent == HYPS_DIR
+    raw = yaml.safe_load(path.read_text())
+    assert sorted(raw) == sorted(YOLOV5_KEYS)  # nothing falls back to a default
     hyp = load_hyp(name)
-    assert all(hasattr(hyp, k) for k in YOLOV5_KEYS)
+    assert all(getattr(hyp, k) == raw[k] for k in YOLOV5_KEYS)
 
 
 def test_shipped_values_are_yolov5s():

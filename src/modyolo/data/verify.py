@@ -199,8 +199,8 @@ def dataset_hash(im_files: Sequence[str], lb_files: Sequence[str], nc: int | Non
 
 
 def label_cache_path(lb_files: Sequence[str]) -> Path:
-    """``.../labels/train.cache`` for labels under ``.../labels/train/`` (yolov5's place)."""
-    return Path(lb_files[0]).parent.with_suffix(".cache")
+    X
+    return Path(lb_files[0]).parent.with_suffix(".modyolo.cache")
 
 
 def _load_cache(path: Path, key: str) -> dict | None:

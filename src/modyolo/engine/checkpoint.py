@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from modyolo.engine.ema import unwrap
+
 LOGGER = logging.getLogger(__name__)
 
 FORMAT = "modyolo.checkpoint"
@@ -119,11 +121,13 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint atomically to ``path``; returns it.
 
-    model: the (unwrapped) model or its state_dict. ema: a :class:`ModelEMA` or its state_dict.
+    model: the model (DDP is unwrapped) or its state_dict. ema: a :class:`ModelEMA` or its state_dict.
     optimizer: anything with ``state_dict()`` (``torch.optim`` or :class:`SAM`). hyp: a
     :class:`Hyp` or dict. rng_state: from :func:`capture_rng_state` (captured here if None).
     """
     path = Path(path)
+    if isinstance(model, nn.Module):
+        model = unwrap(model)  # no "module." prefixes from DDP in the saved keys
     state_of = lambda x: x.state_dict() if hasattr(x, "state_dict") else x  # noqa: E731
     if hasattr(hyp, "to_dict"):
         hyp = hyp.to_dict()
@@ -143,12 +147,16 @@ def save_checkpoint(
         "rng": rng_state if rng_state is not None else capture_rng_state(),
         "extra": dict(extra or {}),
     }
-    ckpt = to_plain(ckpt)
+    return _atomic_save(to_plain(ckpt), path)
+
+
+def _atomic_save(obj: Any, path: Path) -> Path:
+    """torch.save to a temporary file beside ``path``, fsync, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -241,13 +249,7 @@ def strip_checkpoint(src: str | Path, dst: str | Path | None = None, half: bool 
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     ckpt.update(model=weights, ema=None, optimizer=None, rng=None)
-    dst = Path(dst or src)
-    ckpt = to_plain(ckpt)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    with os.fdopen(fd, "wb") as f:
-        torch.save(ckpt, f)
-    os.replace(tmp, dst)
-    return dst
+    return _atomic_save(to_plain(ckpt), Path(dst or src))
 
 
 # --------------------------------------------------------------------------- best / stop

@@ -62,7 +62,10 @@ class Trainer:
         self.names = self.run.names
         self.frozen: list[int] = []
         self.schedule_stages = setup.freeze_stages(config)
-        self._apply_freeze(frozen_at(self.schedule_stages, 0, config.freeze))
+        # A resumed run rebuilds the optimizer over the layers trainable when it was saved, so the
+        # saved optimizer state lines up; _begin_epoch then switches sets exactly as before.
+        saved_epoch = int(self.run.resume_ckpt["epoch"]) if self.run.resume_ckpt else 0
+        self._apply_freeze(frozen_at(self.schedule_stages, saved_epoch, config.freeze))
         self.train_loader, self.dataset = setup.train_loader(config, self.run, self.model)
         self.val_loader = setup.val_loader(config, self.run, self.model) if self.is_main else None
         self.hyp = setup.autoanchor_and_gains(config, self.run, self.model, self.dataset)
@@ -87,7 +90,7 @@ class Trainer:
         history: list[dict[str, float]] = []
         metrics: dict[str, float] = {}
         stopped = ""
-        epoch = self.start_epoch - 1
+        epoch = saved = self.start_epoch - 1  # saved: the last epoch whose end state is in last.pt
         try:
             for epoch in range(self.start_epoch, cfg.epochs):
                 self._begin_epoch(epoch)
@@ -98,6 +101,7 @@ class Trainer:
                     t_steady += time.time() - t_epoch
                 if self.is_main:
                     metrics, row = self._end_epoch(epoch, mean_loss, t_epoch)
+                    saved = epoch if not cfg.nosave else saved
                     history.append(row)
                     stop = self.stopper(epoch, metrics["fitness"])
                     stopped = f"no improvement for {cfg.patience} epochs" if stop else ""
@@ -112,9 +116,14 @@ class Trainer:
                     LOGGER.info("stopping after epoch %d: %s", epoch, stopped or "rank 0 decided")
                     break
         except KeyboardInterrupt:
+            path = self.run.weights_dir / "last.pt"
+            if self.is_main and saved != epoch:
+                # Mid-epoch: keep the partial weights but mark the epoch unfinished, so --resume
+                # repeats it rather than skipping its remaining batches.
+                self._save(epoch - 1, metrics, path)
             if self.is_main:
-                path = self._save(epoch, metrics, Path(self.run.weights_dir) / "last.pt")
-                LOGGER.warning("interrupted: saved %s; continue with --resume %s", path, path)
+                LOGGER.warning("interrupted in epoch %d: %s holds the end of epoch %d; continue with --resume %s",
+                               epoch, path, epoch if saved == epoch else epoch - 1, path)
             raise
         finally:
             destroy(self.dist)
@@ -156,7 +165,7 @@ class Trainer:
         bar = tqdm(enumerate(self.train_loader), total=nb, disable=not (self.is_main and cfg.verbose),
                    bar_format="{l_bar}{bar:10}{r_bar}", desc=f"{epoch + 1}/{cfg.epochs}")
         self.optimizer.zero_grad()
-        last_step, t0 = -1, time.time()
+        last_step, pending, t0 = nb * epoch - 1, False, time.time()
         for i, (imgs, targets, paths, _) in bar:
             if cfg.max_batches and i >= cfg.max_batches:
                 break
@@ -167,6 +176,7 @@ class Trainer:
             if ni - last_step >= accumulate:
                 self._optimizer_step()
                 last_step = ni
+            pending = ni != last_step
             mean_loss = (mean_loss * i + parts.cpu()) / (i + 1)
             images += imgs.shape[0]
             if self.is_main:
@@ -175,6 +185,8 @@ class Trainer:
                     f"box {mean_loss[0]:.4f} obj {mean_loss[1]:.4f} cls {mean_loss[2]:.4f} "
                     f"inst {targets.shape[0]} size {imgs.shape[-1]} {rate:.1f} img/s{_memory(self.device)}")
                 self.callbacks.run("on_batch_end", self, i, imgs, targets, paths)
+        if pending:  # step with the gradients still accumulating: none are lost at the epoch end
+            self._optimizer_step()
         return mean_loss, images
 
     def _prepare_images(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -233,7 +245,7 @@ class Trainer:
             metrics = {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50-95": 0.0,
                        "val_box_loss": 0.0, "val_obj_loss": 0.0, "val_cls_loss": 0.0}
         metrics["fitness"] = fitness(metrics)
-        improved = metrics["fitness"] > self.best_fitness
+        improved = metrics["fitness"] >= self.best_fitness  # ties too, so best.pt always exists (yolov5)
         if improved:
             self.best_fitness = metrics["fitness"]
         row = {"epoch": epoch, **{k: float(v) for k, v in zip(LOSS_NAMES, mean_loss.tolist())},
@@ -253,7 +265,7 @@ class Trainer:
     def _save(self, epoch: int, metrics: dict[str, float], path: Path) -> Path:
         return save_checkpoint(
             path, model=self.model, ema=self.ema, optimizer=self.optimizer, epoch=epoch,
-            best_fitness=self.best_fitness, hyp=self.hyp, names=self.names, model_yaml=self.model.yaml,
+            best_fitness=self.best_fitness, hyp=self.run.hyp, names=self.names, model_yaml=self.model.yaml,
             metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
             train_args=self.cfg.to_dict(), rng_state=capture_rng_state(),
             extra={"early_stopping": self.stopper.state_dict(), "frozen": list(self.frozen)})

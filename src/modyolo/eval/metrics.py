@@ -13,7 +13,8 @@ a true positive at IoU threshold t when it takes its highest-IoU same-class labe
 and no higher-confidence detection took that label first (``match_predictions``); AP is the area
 under the monotone precision envelope sampled at 101 recall points and integrated with the
 trapezoid rule (``compute_ap``); P and R are read at the confidence that maximises the
-box-filtered mean F1 over classes (``ap_per_class``).
+box-filtered mean F1 over classes (``ap_per_class``). ``protocol="coco"`` swaps in pycocotools'
+matching and AP sampling instead; ``coco.py`` explains and sizes the differences.
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ def ap_per_class(
     Detections are ordered by conf with a *stable* sort, so ties keep image order, which is
     what pycocotools does as well.
     """
-    tp = np.asarray(tp, dtype=np.float64).reshape(len(conf), -1)
+    tp = np.asarray(tp, dtype=np.float64)
+    tp = tp[:, None] if tp.ndim == 1 else tp
     order = np.argsort(-conf, kind="mergesort")
     tp, conf, pred_cls = tp[order], conf[order], pred_cls[order]
     classes, nt = np.unique(target_cls, return_counts=True)

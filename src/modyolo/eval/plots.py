@@ -52,6 +52,11 @@ def _save(fig, path: Path | str) -> Path:
     return path
 
 
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:  # an empty run has no lines to list
+        ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
+
+
 def plot_pr_curve(result: "APResult", save_path: Path | str, names: Names | None = None) -> Path:
     """Precision against recall at IoU 0.5, one thin line per class (when < 21), mean in bold."""
     names = _names(names, result.classes)
@@ -67,7 +72,7 @@ def plot_pr_curve(result: "APResult", save_path: Path | str, names: Names | None
     if len(result.classes):
         ax.plot(result.px, result.pr_curve.mean(0), linewidth=3, color="blue", label=f"all classes {ap50.mean():.3f} mAP@0.5")
     ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1), title="Precision-Recall Curve")
-    ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
+    _legend(ax)
     return _save(fig, save_path)
 
 
@@ -92,7 +97,7 @@ def plot_metric_curve(result: "APResult", save_path: Path | str, kind: str = "F1
         ax.plot(result.px, mean, linewidth=3, color="blue", label=f"all classes {mean[i]:.2f} at {result.px[i]:.3f}")
     full = {"F1": "F1", "P": "Precision", "R": "Recall"}[kind]
     ax.set(xlabel="Confidence", ylabel=full, xlim=(0, 1), ylim=(0, 1), title=f"{full}-Confidence Curve")
-    ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
+    _legend(ax)
     return _save(fig, save_path)
 
 

@@ -2,7 +2,8 @@
 
 Nothing is downloaded: the user points at a torchvision / timm / modyolo / yolov5 state_dict
 saved as ``.pt``/``.pth`` (read with ``torch.load(weights_only=True)``) or ``.safetensors``.
-Keys are mapped onto the model in one of three ways, tried in this order:
+BatchNorm's ``num_batches_tracked`` counters are neither loaded nor counted. Keys are mapped onto
+the model in one of three ways, tried in this order:
 
 1. **Adapter rows** (``TorchVision``, ``Timm``): the row wraps the library's own module, so the
    file's keys match by name (``layer1.0.conv1.weight``); '_' and '.' are treated alike as a
@@ -99,6 +100,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _learned(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop BatchNorm's ``num_batches_tracked`` counters: scalars that always 'match' in shape,
+    carry nothing learned, and would make a wrong file look partly transferred."""
+    return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
 def _norm(key: str) -> str:
     return key.replace("_", ".")
 
@@ -107,7 +114,8 @@ def transfer_by_name(target: nn.Module, source: dict[str, torch.Tensor], name: s
                      prefix: str = "", strip: str = "") -> TransferReport:
     """Copy ``source[k]`` into ``target``'s ``prefix + k`` (``strip`` removed from source keys)."""
     report = TransferReport(name, method="name")
-    tgt = {k: v for k, v in target.state_dict().items() if k.startswith(prefix)}
+    source = _learned(source)
+    tgt = {k: v for k, v in _learned(target.state_dict()).items() if k.startswith(prefix)}
     by_norm = {_norm(k): k for k in tgt}
     used: set[str] = set()
     for skey, value in source.items():
@@ -126,7 +134,7 @@ def transfer_in_order(target: nn.Module, source: dict[str, torch.Tensor], name: 
                       groups: list[tuple[tuple[str, ...], str]]) -> TransferReport:
     """For each (source prefixes, target prefix) group, pair tensors in registration order."""
     report = TransferReport(name, method="layout")
-    state = target.state_dict()
+    source, state = _learned(source), _learned(target.state_dict())
     used_src: set[str] = set()
     for src_prefixes, tgt_prefix in groups:
         src = [k for k in source if k.startswith(src_prefixes)]
@@ -205,7 +213,7 @@ def load_backbone_weights(model: nn.Module, path: str | Path, layer: int | None 
     covered = {g[1] for g in groups}
     report.not_covered = [f"{i} ({model.layers_meta[i].name})" for i in rows
                           if f"model.{i}." not in covered and any(True for _ in model.model[i].parameters())]
-    return _require_some(report, "the layout matched no tensor shapes; is the file the same depth of network?")
+    return _require_some(report, "the layout matched no tensor shapes; is it the same network, built at width_multiple 1.0?")
 
 
 def _is_adapter(module: nn.Module) -> bool:

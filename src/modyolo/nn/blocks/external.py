@@ -53,6 +53,14 @@ def _check_indices(row: Row, out_indices: Any) -> list[int]:
     return out_indices
 
 
+def _split_args(row: Row) -> tuple[Any, Any, Any]:
+    """``[name, out_indices=[2, 3, 4], weights=None]`` -> (name, out_indices, weights)."""
+    if not 1 <= len(row.args) <= 3:
+        raise row.error(f"args must be [name, out_indices=[2, 3, 4], weights=None]; got {row.args}")
+    args = list(row.args)
+    return args[0], args[1] if len(args) > 1 else DEFAULT_OUT, args[2] if len(args) > 2 else None
+
+
 def _weights_path(row: Row, weights: Any) -> str | None:
     path = weights if weights is not None else row.extra.get("pretrained", {}).get(row.index)
     if path is not None and not isinstance(path, str):
@@ -120,9 +128,7 @@ class TorchVision(nn.Module):
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:
         import torchvision
 
-        if not 1 <= len(row.args) <= 3:
-            raise row.error(f"args must be [name, out_indices=[2, 3, 4], weights=None]; got {row.args}")
-        name, out, weights = (list(row.args) + [DEFAULT_OUT, None])[:3]
+        name, out, weights = _split_args(row)
         known = torchvision.models.list_models(module=torchvision.models)
         if name not in known:
             near = difflib.get_close_matches(str(name), known, n=3)
@@ -164,9 +170,7 @@ class Timm(nn.Module):
         except ImportError as e:
             raise row.error("needs the optional package timm: pip install timm "
                             "(or use a TorchVision row)") from e
-        if not 1 <= len(row.args) <= 3:
-            raise row.error(f"args must be [name, out_indices=[2, 3, 4], weights=None]; got {row.args}")
-        name, out, weights = (list(row.args) + [DEFAULT_OUT, None])[:3]
+        name, out, weights = _split_args(row)
         if not isinstance(name, str) or not timm.is_model(name):
             near = difflib.get_close_matches(str(name), timm.list_models(), n=3)
             raise row.error(f"unknown timm model {name!r}" + (f"; did you mean {', '.join(near)}?" if near else ""))

@@ -6,7 +6,6 @@ import copy
 import pytest
 import torch
 import torchvision
-from safetensors.torch import save_file
 from torch import nn
 
 from modyolo.nn.graph import load_model_yaml
@@ -56,6 +55,7 @@ def test_torchvision_resnet50_file_transfers_every_backbone_tensor(tmp_path):
 
 
 def test_weights_at_build_time_from_the_row_or_the_pretrained_option(tmp_path):
+    save_file = pytest.importorskip("safetensors.torch").save_file
     net = random_torchvision("resnet18")
     path = tmp_path / "r18.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))

@@ -6,10 +6,8 @@ draw comes from the ``rng: np.random.Generator`` passed in (never the global RNG
 is reproducible from the generator's state and independent of cache mode.
 
 Semantics follow yolov5 (hyp keys ``hsv_h hsv_s hsv_v degrees translate scale shear perspective
-flipud fliplr mosaic mixup copy_paste``). One deliberate difference: the 4-image mosaic is
-warped tile by tile straight into the output image instead of first building a ``2s x 2s``
-canvas and warping that, which does the same geometry with a quarter of the memory traffic
-(tile seams are not blended with each other, which yolov5's canvas does by accident).
+flipud fliplr mosaic mixup copy_paste``). The 4-image mosaic builds only
+the part of yolov5's ``2s x 2s`` canvas that its warp reads (same pixels, less memory traffic).
 """
 
 from __future__ import annotations
@@ -146,12 +144,11 @@ def _apply_boxes(labels: np.ndarray, M: np.ndarray, s: float, out_wh: tuple[int,
     return out
 
 
-def _warp(src: np.ndarray, M: np.ndarray, dsize: tuple[int, int], dst: np.ndarray | None, perspective: bool,
-          transparent: bool) -> np.ndarray:
-    border = cv2.BORDER_TRANSPARENT if transparent else cv2.BORDER_CONSTANT
+def _warp(src: np.ndarray, M: np.ndarray, dsize: tuple[int, int], perspective: bool) -> np.ndarray:
+    """Warp by M (3x3) into ``dsize`` (w, h), bilinear, outside filled with the pad grey."""
     if perspective:
-        return cv2.warpPerspective(src, M, dsize, dst=dst, borderMode=border, borderValue=(PAD_VALUE,) * 3)
-    return cv2.warpAffine(src, M[:2], dsize, dst=dst, borderMode=border, borderValue=(PAD_VALUE,) * 3)
+        return cv2.warpPerspective(src, M, dsize, borderValue=(PAD_VALUE,) * 3)
+    return cv2.warpAffine(src, M[:2], dsize, borderValue=(PAD_VALUE,) * 3)
 
 
 def random_perspective(img: np.ndarray, labels: np.ndarray, p: Mapping[str, float],
@@ -161,7 +158,7 @@ def random_perspective(img: np.ndarray, labels: np.ndarray, p: Mapping[str, floa
     h, w = img.shape[:2]
     M, s = random_affine_matrix(rng, (w, h), (w, h), p)
     if (M != np.eye(3)).any():
-        img = _warp(img, M, (w, h), None, bool(p["perspective"]), transparent=False)
+        img = _warp(img, M, (w, h), bool(p["perspective"]))
     return img, _apply_boxes(labels, M, s, (w, h))
 
 
@@ -195,19 +192,22 @@ def mosaic4(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], s: int, 
     """4-image mosaic followed by one random perspective warp, output ``s x s``.
 
     ``labels[i]: [n, 5]`` cls, cx, cy, w, h normalised to ``images[i]``. Returns (image, labels
-    ``[m, 5]`` cls, x1, y1, x2, y2 pixels of the output). The geometry equals yolov5's: tiles on
-    a 2s canvas, then a warp with border -s/2; here each tile is warped straight into the output.
+    ``[m, 5]`` cls, x1, y1, x2, y2 pixels of the output). The geometry equals yolov5's (tiles on
+    a 2s canvas, then a warp with border -s/2), but only the part of the canvas the warp reads
+    is built: with scale gains > 1 that is a fraction of the 2s x 2s canvas.
     """
     layout = mosaic_layout([im.shape[:2] for im in images], s, rng)
     M, scale = random_affine_matrix(rng, (2 * s, 2 * s), (s, s), p)
-    persp = bool(p["perspective"])
-    out = np.full((s, s, 3), PAD_VALUE, np.uint8)
+    rx1, ry1, rx2, ry2 = _source_region(M, s, 2 * s)
+    canvas = np.full((ry2 - ry1, rx2 - rx1, 3), PAD_VALUE, np.uint8)
     all_labels = []
     for im, lb, (x1a, y1a, x2a, y2a, x1b, y1b) in zip(images, labels, layout):
         h, w = im.shape[:2]
-        crop = im[y1b:y1b + (y2a - y1a), x1b:x1b + (x2a - x1a)]
-        Mt = M @ np.array([[1, 0, x1a], [0, 1, y1a], [0, 0, 1]], dtype=np.float64)
-        _warp_tile(crop, Mt, out, persp)
+        # the part of this tile inside the region, in canvas then in image coordinates
+        cx1, cy1, cx2, cy2 = max(x1a, rx1), max(y1a, ry1), min(x2a, rx2), min(y2a, ry2)
+        if cx2 > cx1 and cy2 > cy1:
+            canvas[cy1 - ry1:cy2 - ry1, cx1 - rx1:cx2 - rx1] = \
+                im[y1b + cy1 - y1a:y1b + cy2 - y1a, x1b + cx1 - x1a:x1b + cx2 - x1a]
         if len(lb):
             b = lb.copy()
             padw, padh = x1a - x1b, y1a - y1b
@@ -215,24 +215,22 @@ def mosaic4(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], s: int, 
                                  w * (lb[:, 1] + lb[:, 3] / 2) + padw, h * (lb[:, 2] + lb[:, 4] / 2) + padh], 1)
             all_labels.append(b)
     lab = np.concatenate(all_labels, 0) if all_labels else np.zeros((0, 5), np.float32)
-    lab[:, 1:] = lab[:, 1:].clip(0, 2 * s)  # boxes are cut where their tile is cut
+    lab[:, 1:] = lab[:, 1:].clip(0, 2 * s)  # boxes are cut where the canvas ends
+    Mr = M @ np.array([[1, 0, rx1], [0, 1, ry1], [0, 0, 1]], dtype=np.float64)
+    out = _warp(canvas, Mr, (s, s), bool(p["perspective"]))
     return out, _apply_boxes(lab.astype(np.float32), M, scale, (s, s))
 
 
-def _warp_tile(crop: np.ndarray, Mt: np.ndarray, out: np.ndarray, perspective: bool) -> None:
-    """Warp ``crop`` by Mt into ``out`` in place, touching only the output box its corners span."""
-    ch, cw = crop.shape[:2]
-    if ch == 0 or cw == 0:
-        return
-    corners = np.array([[0, 0, 1], [cw, 0, 1], [0, ch, 1], [cw, ch, 1]], dtype=np.float64) @ Mt.T
+def _source_region(M: np.ndarray, s: int, canvas: int) -> tuple[int, int, int, int]:
+    """Integer box of the ``canvas x canvas`` mosaic that the ``s x s`` output of M samples
+    (inverse-mapped output corners, plus a 2 px margin for bilinear taps), clipped to it."""
+    corners = np.array([[0, 0, 1], [s, 0, 1], [0, s, 1], [s, s, 1]], dtype=np.float64) @ np.linalg.inv(M).T
     xy = corners[:, :2] / corners[:, 2:3]
-    H, W = out.shape[:2]
-    bx1, by1 = max(int(math.floor(xy[:, 0].min())), 0), max(int(math.floor(xy[:, 1].min())), 0)
-    bx2, by2 = min(int(math.ceil(xy[:, 0].max())) + 1, W), min(int(math.ceil(xy[:, 1].max())) + 1, H)
-    if bx2 <= bx1 or by2 <= by1:
-        return
-    Mroi = np.array([[1, 0, -bx1], [0, 1, -by1], [0, 0, 1]], dtype=np.float64) @ Mt
-    _warp(crop, Mroi, (bx2 - bx1, by2 - by1), out[by1:by2, bx1:bx2], perspective, transparent=True)
+    x1, y1 = (max(int(math.floor(v)) - 2, 0) for v in xy.min(0))
+    x2, y2 = (min(int(math.ceil(v)) + 2, canvas) for v in xy.max(0))
+    if x2 <= x1 or y2 <= y1:  # the output sees no canvas at all (extreme perspective)
+        return 0, 0, 1, 1
+    return x1, y1, x2, y2
 
 
 def mixup(img: np.ndarray, labels: np.ndarray, img2: np.ndarray, labels2: np.ndarray,

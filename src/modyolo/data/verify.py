@@ -5,7 +5,7 @@ class id >= nc is found up front, reported with the file name, and the image ski
 crashes an epoch and never vanishes silently. Fixable defects are fixed and counted: tiny
 coordinate overshoots are clipped, duplicate rows and zero-area boxes dropped.
 
-The result is cached as JSON (plain data, nothing unpickled) at ``<labels dir>.cache``, keyed by
+The result is cached as JSON (plain data, nothing unpickled) at ``<labels dir>.modyolo.cache``, keyed by
 a hash of the image and label file names, sizes and mtimes plus ``nc``; a change to any of them
 re-scans.
 """
@@ -199,7 +199,9 @@ def dataset_hash(im_files: Sequence[str], lb_files: Sequence[str], nc: int | Non
 
 
 def label_cache_path(lb_files: Sequence[str]) -> Path:
-    X
+    """``.../labels/train.modyolo.cache`` for labels under ``.../labels/train/``: yolov5's place,
+    its own name, so a yolov5 run on the same folder (which pickles its ``train.cache``) and this
+    one do not overwrite each other's cache."""
     return Path(lb_files[0]).parent.with_suffix(".modyolo.cache")
 
 

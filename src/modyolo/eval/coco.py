@@ -68,7 +68,8 @@ def _category(cls: int, class_map: Sequence[int] | None, where: str) -> int:
     if class_map is None:
         return cls
     if not 0 <= cls < len(class_map):
-        raise ValueError(f"{where}: class id {cls} has no entry in class_map (length {len(class_map)}); pass a map covering every class id")
+        raise ValueError(f"{where}: class id {cls} has no entry in class_map (length {len(class_map)}); "
+                         "pass a map covering every class id")
     return int(class_map[cls])
 
 
@@ -146,7 +147,8 @@ def _load_json(x: Any, what: str) -> Any:
         try:
             return json.loads(Path(x).read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"coco_evaluate: cannot read {what} JSON {str(x)!r}: {e}; pass a COCO {what} file or an in-memory object") from e
+            raise ValueError(f"coco_evaluate: cannot read {what} JSON {str(x)!r}: {e}; "
+                             f"pass a COCO {what} file or an in-memory object") from e
     return x
 
 

@@ -318,7 +318,8 @@ class DetectionMetrics:
         and no detections adds misses; one with detections and no labels adds false positives.
         """
         if len(detections) != len(labels):
-            raise ValueError(f"DetectionMetrics.update: {len(detections)} detection tensors but {len(labels)} label tensors; pass one of each per image")
+            raise ValueError(f"DetectionMetrics.update: {len(detections)} detection tensors but {len(labels)} "
+                             "label tensors; pass one of each per image")
         for det, lab in zip(detections, labels):
             self.seen += 1
             lab = lab.reshape(-1, 5)
@@ -394,7 +395,8 @@ def format_table(metrics: Mapping, names: Mapping[int, str] | Sequence[str], per
     lines = [header, row % ("all", metrics["images"], inst.sum(), metrics["precision"], metrics["recall"],
                             metrics["mAP50"], metrics["mAP50-95"])]
     if inst.sum() == 0:
-        lines.append("WARNING: no labels found in this set, so P, R and mAP are 0 by definition; check the dataset's label files")
+        lines.append("WARNING: no labels found in this set, so P, R and mAP are 0 by definition; "
+                     "check the dataset's label files")
     if per_class:
         for i, c in enumerate(metrics["classes"]):
             lines.append(row % (names.get(int(c), str(int(c))), metrics["images"], inst[int(c)], metrics["p"][i],

@@ -32,7 +32,9 @@ MAX_WH = 7680
 NMSFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, int], torch.Tensor]
 
 
-def nms_offset(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_thres: float, max_det: int) -> torch.Tensor:
+def nms_offset(
+    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_thres: float, max_det: int
+) -> torch.Tensor:
     """yolov5's strategy: shift boxes by ``cls * MAX_WH`` and run one ``torchvision.ops.nms``.
 
     Kept for comparison (it is what yolov5 reports numbers with). The float32 shift loses
@@ -43,7 +45,9 @@ def nms_offset(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, io
     return keep[:max_det]
 
 
-def nms_batched(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_thres: float, max_det: int) -> torch.Tensor:
+def nms_batched(
+    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_thres: float, max_det: int
+) -> torch.Tensor:
     """``torchvision.ops.batched_nms``: per-class kernel runs on large sets (unshifted boxes)."""
     return torchvision.ops.batched_nms(boxes, scores, idxs, iou_thres)[:max_det]
 
@@ -86,9 +90,11 @@ NMS_METHODS: dict[str, NMSFn] = {"offset": nms_offset, "batched": nms_batched, "
 
 def _check_args(pred: torch.Tensor, conf_thres: float, iou_thres: float, max_det: int, method: str) -> None:
     if not 0.0 <= conf_thres <= 1.0:
-        raise ValueError(f"non_max_suppression: conf_thres={conf_thres} is outside [0, 1]; pass a probability such as 0.001 (val) or 0.25 (detect)")
+        raise ValueError(f"non_max_suppression: conf_thres={conf_thres} is outside [0, 1]; "
+                         "pass a probability such as 0.001 (val) or 0.25 (detect)")
     if not 0.0 <= iou_thres <= 1.0:
-        raise ValueError(f"non_max_suppression: iou_thres={iou_thres} is outside [0, 1]; pass e.g. 0.6 (val) or 0.45 (detect)")
+        raise ValueError(f"non_max_suppression: iou_thres={iou_thres} is outside [0, 1]; "
+                         "pass e.g. 0.6 (val) or 0.45 (detect)")
     if max_det < 1:
         raise ValueError(f"non_max_suppression: max_det={max_det} must be >= 1")
     if method not in NMS_METHODS:

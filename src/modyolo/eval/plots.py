@@ -70,7 +70,8 @@ def plot_pr_curve(result: "APResult", save_path: Path | str, names: Names | None
         for i in range(len(result.classes)):
             ax.plot(result.px, result.pr_curve[i], linewidth=1, color="grey")
     if len(result.classes):
-        ax.plot(result.px, result.pr_curve.mean(0), linewidth=3, color="blue", label=f"all classes {ap50.mean():.3f} mAP@0.5")
+        ax.plot(result.px, result.pr_curve.mean(0), linewidth=3, color="blue",
+                label=f"all classes {ap50.mean():.3f} mAP@0.5")
     ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1), title="Precision-Recall Curve")
     _legend(ax)
     return _save(fig, save_path)
@@ -217,7 +218,8 @@ def plot_val_images(
     path = Path(save_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), grid):
-        raise OSError(f"plot_val_images: cv2 could not write {path}; check the folder is writable and the suffix is .jpg/.png")
+        raise OSError(f"plot_val_images: cv2 could not write {path}; "
+                      "check the folder is writable and the suffix is .jpg/.png")
     return path
 
 
@@ -227,7 +229,8 @@ def _fit(img: np.ndarray, size: int) -> tuple[np.ndarray, float]:
 
     h, w = img.shape[:2]
     r = size / max(h, w)
-    small = cv2.resize(img, (max(round(w * r), 1), max(round(h * r), 1)), interpolation=cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR)
+    interp = cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(img, (max(round(w * r), 1), max(round(h * r), 1)), interpolation=interp)
     canvas = np.full((size, size, 3), 114, np.uint8)
     canvas[: small.shape[0], : small.shape[1]] = small
     return canvas, r

@@ -129,8 +129,8 @@ def _finish(model: torch.nn.Module, names: list[str], meta: dict, dev: torch.dev
 def _load_backend(path: Path, dev: torch.device) -> tuple[Any, list[str], dict]:
     """The seam for exported files: ``modyolo.deploy.backends.load_backend(path)``.
 
-    The backend is expected to be callable on a ``[B, 3, H, W]`` float batch and to expose
-    ``names`` and, when its input shape is fixed, ``imgsz``; ``stride`` defaults to 32.
+    A backend is callable on a ``[B, 3, H, W]`` float 0-1 batch, returns ``pred: [B, N, 5 + nc]``
+    and carries ``names``, ``stride``, ``imgsz`` ``(h, w)`` and ``dynamic`` from the export metadata.
     """
     try:
         from modyolo.deploy.backends import load_backend
@@ -138,15 +138,22 @@ def _load_backend(path: Path, dev: torch.device) -> tuple[Any, list[str], dict]:
         raise ValueError(f"{path}: running exported {path.suffix} files needs modyolo.deploy.backends, which is "
                          "not available in this installation; validate the .pt checkpoint instead, or "
                          "install a modyolo with export support") from e
-    backend = load_backend(path)
-    names = list(getattr(backend, "names", None) or [])
-    imgsz = getattr(backend, "imgsz", None)
+    backend = load_backend(path, device=dev)
+    names = list(backend.names)
+    imgsz = tuple(int(v) for v in backend.imgsz) if getattr(backend, "imgsz", None) else None
     meta = {"format": "backend", "path": str(path), "imgsz": imgsz, "has_ema": False, "epoch": None,
-            "stride": int(getattr(backend, "stride", 32)), "nc": len(names),
-            "dynamic": bool(getattr(backend, "dynamic", imgsz is None))}
-    if hasattr(backend, "to"):
-        backend = backend.to(dev)
+            "stride": int(backend.stride), "nc": len(names), "dynamic": bool(backend.dynamic)}
     return backend, names, meta
+
+
+def load_model_for_cli(weights: str | Path, device: str | torch.device = "cpu", cfg: Any = None) -> tuple[Any, list[str], dict]:
+    """``load_model`` whose errors fit the CLI's one-line ``modyolo <verb>: error: ...`` report."""
+    from modyolo.engine.checkpoint import CheckpointError
+
+    try:
+        return load_model(weights, device=device, cfg=cfg)
+    except CheckpointError as e:
+        raise CheckpointError(" ".join(str(e).split())) from e
 
 
 def check_imgsz(imgsz: int, stride: int) -> int:
@@ -198,8 +205,8 @@ class Letterbox:
         return y
 
 
-def letterbox_image(img: np.ndarray, imgsz: int, stride: int = 32, auto: bool = True) -> tuple[np.ndarray, Letterbox]:
-    """Letterbox a BGR ``uint8 [h0, w0, 3]`` image to ``imgsz`` as yolov5's detect does.
+def letterbox_image(img: np.ndarray, imgsz: int | tuple[int, int], stride: int = 32, auto: bool = True) -> tuple[np.ndarray, Letterbox]:
+    """Letterbox a BGR ``uint8 [h0, w0, 3]`` image to ``imgsz`` (int, or ``(h, w)``) as yolov5's detect does.
 
     ``auto``: pad only up to the next multiple of ``stride`` (a smaller, faster input; needs a
     model that accepts any shape). Returns the padded image and its exact geometry.
@@ -268,7 +275,7 @@ class TTAModel(torch.nn.Module):
 
 
 @torch.inference_mode()
-def predict_image(model: Callable, img: np.ndarray, *, imgsz: int, stride: int, device: torch.device,
+def predict_image(model: Callable, img: np.ndarray, *, imgsz: int | tuple[int, int], stride: int, device: torch.device,
                   conf: float = 0.25, iou: float = 0.45, classes: list[int] | None = None, agnostic: bool = False,
                   max_det: int = 300, auto: bool = True, augment: bool = False) -> tuple[torch.Tensor, dict]:
     """Detect on one BGR image; returns (``det: [n, 6]`` xyxy original pixels, conf, cls) and

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from modyolo.nn.registry import BLOCKS
 from modyolo.nn.row import Channels, Row
@@ -123,6 +124,19 @@ class TorchVision(nn.Module):
             if j in wanted:
                 outs[j] = x
         return [outs[j] for j in self.keep]
+
+    def fuse(self) -> None:
+        """Fold BatchNorm into the conv before it where torchvision's layout makes the pair explicit:
+        a Conv2d directly followed by a BatchNorm2d in a Sequential (``Conv2dNormActivation``,
+        ResNet's ``downsample``) and the ``convK``/``bnK`` attribute pairs of ResNet blocks."""
+        for parent in list(self.net.modules()):
+            slots = parent._modules
+            names = list(slots)
+            pairs = list(zip(names, names[1:])) if isinstance(parent, nn.Sequential) else []
+            pairs += [(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in slots]
+            for a, b in pairs:
+                if isinstance(slots[a], nn.Conv2d) and isinstance(slots[b], nn.BatchNorm2d):
+                    slots[a], slots[b] = fuse_conv_bn_eval(slots[a].eval(), slots[b].eval()), nn.Identity()
 
     @classmethod
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:

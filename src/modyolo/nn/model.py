@@ -42,6 +42,7 @@ class DetectionModel(nn.Module):
         self.names = [str(i) for i in range(self.nc)]
         self.fused = False
 
+        self._load_unclaimed_pretrained(pretrained or {})
         self.report: list[LayerReport] = dry_run(self, STRIDE_PROBE, ch)
         head = self.head
         if head is not None:
@@ -49,6 +50,19 @@ class DetectionModel(nn.Module):
             head.set_strides(torch.tensor(strides, dtype=torch.float32))
             head.initialize_biases()
         self.stride = head.stride.clone() if head is not None else torch.tensor([32.0])
+
+    def _load_unclaimed_pretrained(self, pretrained: dict[int, str]) -> None:
+        """Rows that load their own weights (TorchVision / Timm) record a transfer report; any
+        other row named in ``pretrained`` gets the native-layout transfer, never silence."""
+        from modyolo.nn.pretrained import load_backbone_weights
+
+        for index, path in pretrained.items():
+            if not 0 <= index < len(self.model):
+                raise ModelConfigError(f"pretrained weights given for layer {index}, but {self.source} has "
+                                       f"layers 0..{len(self.model) - 1}")
+            if getattr(self.model[index], "transfer_report", None) is None:
+                # a native row (e.g. a ResNet stage): map the file onto the whole native backbone
+                print(load_backbone_weights(self, path).summary())
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor):

@@ -1,0 +1,247 @@
+"""The comparison table: one spec of columns, written to the terminal, ``compare.csv`` and ``compare.md``.
+
+All three come from the same :data:`COLUMNS` and the same :class:`VariantResult` rows, so they
+cannot disagree: the CSV holds the raw values (params as a count, seconds, fractions), the
+Markdown and terminal tables the same values scaled to the unit named in their header and
+rounded to the column's digits. A cell that could not be measured holds the reason
+(``error: ...``) in the Markdown/terminal table and an empty value plus a ``*_error`` column in
+the CSV, never a made-up number.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modyolo.tools.latency import Latency, LatencyProtocol
+
+
+@dataclass
+class VariantResult:
+    """Everything measured for one variant. ``None`` = not measured; the matching ``*_error`` says why.
+
+    per_class: class name -> ``{"ap50": float, "ap": float (AP50-95), "instances": int}`` for the
+    classes with labels in the val split. history: results.csv columns -> per-epoch values.
+    pr_curve: ``(recall [1000], precision [1000])``, the mean over classes at IoU 0.5.
+    samples: per sample image, detections ``float32 [n, 6]`` (x1, y1, x2, y2, conf, cls), original pixels.
+    """
+
+    name: str
+    source: str  # model YAML, run folder or checkpoint it came from
+    status: str = "ok"  # ok | failed
+    error: str = ""  # "<stage>: <message>" when failed
+    params: int | None = None
+    gflops: float | None = None
+    gflops_error: str = ""
+    latency_torch: Latency | None = None
+    latency_torch_error: str = ""
+    latency_onnx: Latency | None = None
+    latency_onnx_error: str = ""
+    train_seconds: float | None = None
+    epochs: int | None = None
+    precision: float | None = None
+    recall: float | None = None
+    map50: float | None = None
+    map50_95: float | None = None
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    weights: str = ""
+    run_dir: str = ""
+    history: dict[str, list[float]] = field(default_factory=dict)
+    pr_curve: tuple[list[float], list[float]] | None = None
+    samples: list[Any] = field(default_factory=list)
+
+    def fail(self, stage: str, exc: BaseException) -> None:
+        self.status = "failed"
+        self.error = f"{stage}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: CSV key (raw value), display header (value * scale, ``digits`` decimals)."""
+
+    key: str
+    header: str
+    scale: float = 1.0
+    digits: int = 3
+    error_key: str = ""  # the VariantResult field explaining a missing value
+
+    def raw(self, r: VariantResult) -> Any:
+        return _RAW[self.key](r)
+
+    def display(self, r: VariantResult) -> str:
+        value = self.raw(r)
+        if isinstance(value, str):
+            return value
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            reason = getattr(r, self.error_key, "") if self.error_key else ""
+            return f"error: {reason}" if reason else "-"
+        return f"{value * self.scale:.{self.digits}f}"
+
+
+_RAW = {
+    "variant": lambda r: r.name,
+    "precision": lambda r: r.precision,
+    "recall": lambda r: r.recall,
+    "mAP50": lambda r: r.map50,
+    "mAP50-95": lambda r: r.map50_95,
+    "params": lambda r: r.params,
+    "gflops": lambda r: r.gflops,
+    "latency_torch_ms": lambda r: r.latency_torch.median_ms if r.latency_torch else None,
+    "latency_onnx_ms": lambda r: r.latency_onnx.median_ms if r.latency_onnx else None,
+    "train_seconds": lambda r: r.train_seconds,
+    "epochs": lambda r: r.epochs,
+    "error": lambda r: r.error,
+}
+
+COLUMNS: tuple[Column, ...] = (
+    Column("variant", "Variant"),
+    Column("precision", "P"),
+    Column("recall", "R"),
+    Column("mAP50", "mAP50"),
+    Column("mAP50-95", "mAP50-95"),
+    Column("params", "Params (M)", scale=1e-6, digits=2),
+    Column("gflops", "GFLOPs", digits=2, error_key="gflops_error"),
+    Column("latency_torch_ms", "PyTorch ms", digits=1, error_key="latency_torch_error"),
+    Column("latency_onnx_ms", "ONNX RT ms", digits=1, error_key="latency_onnx_error"),
+    Column("train_seconds", "Train (min)", scale=1 / 60, digits=1),
+    Column("epochs", "Epochs", digits=0),
+    Column("error", "Notes"),
+)
+# Raw CSV-only columns after the displayed ones: why a cell is empty, and where things are.
+EXTRA_CSV = ("status", "gflops_error", "latency_torch_error", "latency_onnx_error", "torch_layout",
+             "latency_torch_p10_ms", "latency_torch_p90_ms", "latency_onnx_p10_ms", "latency_onnx_p90_ms",
+             "weights", "source")
+
+
+def class_names(results: list[VariantResult]) -> list[str]:
+    """Classes with labels in any variant's val split, in first-seen order."""
+    names: list[str] = []
+    for r in results:
+        names += [c for c in r.per_class if c not in names]
+    return names
+
+
+_EXTRA = {
+    "torch_layout": lambda r: r.latency_torch.layout if r.latency_torch else "",
+    "latency_torch_p10_ms": lambda r: r.latency_torch.p10_ms if r.latency_torch else None,
+    "latency_torch_p90_ms": lambda r: r.latency_torch.p90_ms if r.latency_torch else None,
+    "latency_onnx_p10_ms": lambda r: r.latency_onnx.p10_ms if r.latency_onnx else None,
+    "latency_onnx_p90_ms": lambda r: r.latency_onnx.p90_ms if r.latency_onnx else None,
+}
+
+
+def _extra(r: VariantResult, key: str) -> Any:
+    return _EXTRA[key](r) if key in _EXTRA else getattr(r, key)
+
+
+def csv_rows(results: list[VariantResult]) -> tuple[list[str], list[dict[str, Any]]]:
+    """(header, rows) of compare.csv: raw values; per-class ``AP50:<class>`` and ``AP50-95:<class>``."""
+    names = class_names(results)
+    header = [c.key for c in COLUMNS] + [f"AP50:{n}" for n in names] + [f"AP50-95:{n}" for n in names] \
+        + list(EXTRA_CSV)
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {c.key: c.raw(r) for c in COLUMNS}
+        for n in names:
+            pc = r.per_class.get(n)
+            row[f"AP50:{n}"] = pc["ap50"] if pc else None
+            row[f"AP50-95:{n}"] = pc["ap"] if pc else None
+        row.update({k: _extra(r, k) for k in EXTRA_CSV})
+        rows.append(row)
+    return header, rows
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+def write_csv(results: list[VariantResult], path: Path) -> Path:
+    header, rows = csv_rows(results)
+    with Path(path).open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for row in rows:
+            w.writerow([_csv_cell(row[k]) for k in header])
+    return Path(path)
+
+
+def display_rows(results: list[VariantResult]) -> tuple[list[str], list[list[str]]]:
+    """(headers, cells) of the main table as shown in the terminal, Markdown and HTML."""
+    return [c.header for c in COLUMNS], [[c.display(r) for c in COLUMNS] for r in results]
+
+
+def per_class_rows(results: list[VariantResult], key: str = "ap") -> tuple[list[str], list[list[str]]]:
+    """(headers, cells) of the per-class table: one row per variant, AP50-95 (``key="ap"``) per class."""
+    names = class_names(results)
+    cells = [[r.name] + [f"{r.per_class[n][key]:.3f}" if n in r.per_class else "-" for n in names] for r in results]
+    return ["Variant"] + names, cells
+
+
+def format_terminal(headers: list[str], cells: list[list[str]], max_cell: int = 60) -> str:
+    """A plain, right-aligned text table (long error cells are cut to ``max_cell``; the CSV keeps them)."""
+    cut = [[c if len(c) <= max_cell else c[: max_cell - 3] + "..." for c in row] for row in cells]
+    widths = [max(len(h), *(len(row[i]) for row in cut)) if cut else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
+    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+              for row in cut]
+    return "\n".join(lines)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def format_markdown(headers: list[str], cells: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
+    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+def write_markdown(results: list[VariantResult], protocol: LatencyProtocol, path: Path, title: str = "") -> Path:
+    """compare.md: the main table, the per-class AP50-95 table, the protocol and any errors."""
+    parts = [f"# {title or 'Backbone comparison'}", "", format_markdown(*display_rows(results)), ""]
+    if class_names(results):
+        parts += ["## Per-class AP50-95", "", format_markdown(*per_class_rows(results)), ""]
+    parts += [f"_{protocol.describe()}_", ""]
+    failed = [r for r in results if r.status != "ok"]
+    if failed:
+        parts += ["## Failed variants", ""] + [f"- **{r.name}** ({r.source}): {_md_escape(r.error)}" for r in failed]
+        parts.append("")
+    Path(path).write_text("\n".join(parts), encoding="utf-8")
+    return Path(path)
+
+
+def parse_markdown_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """The first Markdown table in ``text`` as (headers, cells): how tests and tools read compare.md back."""
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    if len(rows) < 2:
+        raise ValueError("no Markdown table found")
+    split = [[c.strip().replace("\\|", "|") for c in _split_md(line)] for line in rows]
+    return split[0], [r for r in split[2:]]
+
+
+def _split_md(line: str) -> list[str]:
+    cells, cur, i = [], "", 1
+    body = line.strip()
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body) and body[i + 1] == "|":
+            cur += "\\|"
+            i += 2
+            continue
+        if ch == "|":
+            cells.append(cur)
+            cur = ""
+        else:
+            cur += ch
+        i += 1
+    return cells
+
+
+__all__ = ["VariantResult", "Column", "COLUMNS", "csv_rows", "write_csv", "display_rows", "per_class_rows",
+           "format_terminal", "format_markdown", "write_markdown", "parse_markdown_table", "class_names"]

@@ -26,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,11 @@ def yolov5_postprocess(batches: list[tuple], nc: int) -> tuple[dict, float]:
     from yolov5.utils.metrics import ap_per_class
     from yolov5.val import process_batch
 
+    import yolov5.utils.general as general
+
+    # yolov5's NMS gives up on a batch after 0.5 + 0.05 * batch seconds of wall time, which on a
+    # busy CPU silently drops whole batches of detections; freeze its clock so mAPs are comparable
+    general.time = types.SimpleNamespace(time=lambda: 0.0)
     iouv = torch.linspace(0.5, 0.95, 10)
     t = time.perf_counter()
     stats = []
@@ -124,7 +130,7 @@ def yolov5_model(model_yaml: dict, state: dict, nc: int):
     from yolov5.models.yolo import Model
 
     torch.set_num_threads(threads)  # yolov5 changes thread settings at import
-    logging.getLogger("yolov5").setLevel(logging.ERROR)  # its layer table would mix into the JSON on stdout
+    logging.getLogger("yolov5").setLevel(logging.WARNING)  # its INFO layer table would mix into the JSON
     m = Model({k: v for k, v in model_yaml.items() if k != "yaml_file"}, nc=nc)
     m.load_state_dict(state, strict=True)
     return m.fuse().eval()

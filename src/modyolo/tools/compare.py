@@ -98,6 +98,7 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
 
     train = dict(train or {})
     imgsz = int(train.setdefault("imgsz", 640))
+    train.setdefault("hyp", "scratch-low")
     protocol = protocol or LatencyProtocol(imgsz=imgsz)
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
     errors_log = save_dir / "errors.log"

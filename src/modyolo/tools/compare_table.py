@@ -103,7 +103,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("mAP50", "mAP50"),
     Column("mAP50-95", "mAP50-95"),
     Column("params", "Params (M)", scale=1e-6, digits=2),
-    Column("gflops", "GFLOPs", digits=2, error_key="gflops_error"),
+    Column("gflops", "GFLOPs", digits=3, error_key="gflops_error"),
     Column("latency_torch_ms", "PyTorch ms", digits=1, error_key="latency_torch_error"),
     Column("latency_onnx_ms", "ONNX RT ms", digits=1, error_key="latency_onnx_error"),
     Column("train_seconds", "Train (min)", scale=1 / 60, digits=1),
@@ -218,7 +218,12 @@ def write_markdown(results: list[VariantResult], protocol: LatencyProtocol, path
 
 def parse_markdown_table(text: str) -> tuple[list[str], list[list[str]]]:
     """The first Markdown table in ``text`` as (headers, cells): how tests and tools read compare.md back."""
-    rows = [line for line in text.splitlines() if line.startswith("|")]
+    rows: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:
+            break  # the first table ends at its first non-table line
     if len(rows) < 2:
         raise ValueError("no Markdown table found")
     split = [[c.strip().replace("\\|", "|") for c in _split_md(line)] for line in rows]

@@ -48,7 +48,7 @@ tr.failed td{background:#fff3f3}
 .meta{color:#555;font-size:.9em}.swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;
      margin-right:.4em;vertical-align:-.1em}
 figure{margin:.6em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.88em}
-table.samples td{text-align:center;padding:3px}table.samples img{display:block;width:SAMPLE_Wpx}
+table.samples td,table.samples th{text-align:center;padding:3px}table.samples img{display:block;width:SAMPLE_Wpx}
 code{background:#f4f4f4;padding:0 3px}
 """.replace("SAMPLE_W", str(SAMPLE_WIDTH))
 
@@ -67,6 +67,8 @@ def _best_cells(results: Sequence[VariantResult]) -> set[tuple[int, int]]:
         vals = [(i, v) for i, v in vals if isinstance(v, (int, float)) and not math.isnan(float(v))]
         if len(vals) < 2:
             continue
+        if len({v for _, v in vals}) == 1:
+            continue  # all equal: nothing stands out
         pick = max if col.key in HIGHER_BETTER else min
         target = pick(v for _, v in vals)
         best |= {(i, j) for i, v in vals if v == target}
@@ -81,7 +83,7 @@ def _table_html(headers: list[str], cells: list[list[str]], best: set[tuple[int,
         for j, c in enumerate(row):
             cls = "best" if best and (i, j) in best else ("err" if c.startswith("error:") or
                                                           (j == len(row) - 1 and c and headers[j] == "Notes") else "")
-            text = html.escape(c)
+            text = html.escape(c if len(c) <= 200 else c[:197] + "...")  # the full text is listed below
             if j == 0 and swatches:
                 text = f'<span class="swatch" style="background:{plots.color(i)}"></span>{text}'
             tds.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
@@ -127,11 +129,14 @@ def _samples_html(results: Sequence[VariantResult], sample_set: Any, names: list
         img = cv2.imread(path)
         if img is None:
             continue
+        # Draw at (at least) twice the display width, so boxes and tags stay legible on small images.
+        f = max(1.0, SAMPLE_WIDTH * 2 / img.shape[1])
+        big = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR) if f > 1 else img
         lab = sample_set.labels[k]
-        cells = [draw_detections(img, lab[:, 1:5], lab[:, 0].astype(int), None, names)]
+        cells = [draw_detections(big, lab[:, 1:5] * f, lab[:, 0].astype(int), None, names)]
         for r in shown:
             det = r.samples[k]
-            cells.append(draw_detections(img, det[:, :4], det[:, 5].astype(int), det[:, 4], names))
+            cells.append(draw_detections(big, det[:, :4] * f, det[:, 5].astype(int), det[:, 4], names))
         rows.append("<tr>" + "".join(f"<td><img src=\"{data_uri(_jpeg(c), 'image/jpeg')}\" "
                                      f"alt=\"{html.escape(Path(path).name)}\"></td>" for c in cells) + "</tr>")
     return "<table class=\"samples\">" + "\n".join(rows) + "</table>"
@@ -147,7 +152,7 @@ def write_report(results: Sequence[VariantResult], protocol: LatencyProtocol, sa
     headers, cells = display_rows(results)
     failed = {i for i, r in enumerate(results) if r.status != "ok"}
     settings = ", ".join(f"{k}={v}" for k, v in (train or {}).items() if k != "hyp")
-    hyp = (train or {}).get("hyp")
+    hyp = (train or {}).get("hyp", "scratch-low")
     hyp_text = hyp if isinstance(hyp, str) else ", ".join(f"{k}={v}" for k, v in (hyp or {}).items())
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p class=\"meta\">Training: {html.escape(settings)}; hyp: {html.escape(str(hyp_text))}.<br>"

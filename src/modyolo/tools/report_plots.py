@@ -143,6 +143,8 @@ def _series(history: dict[str, list[float]], key: str) -> list[float] | None:
 
 def training_curves(results: Sequence[VariantResult]):
     """2x2 panels from each run's results.csv, every variant overlaid."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure((10, 6.4))
     for k, (key, title) in enumerate(TRAIN_PANELS):
         ax = fig.add_subplot(2, 2, k + 1)
@@ -153,6 +155,7 @@ def training_curves(results: Sequence[VariantResult]):
             epochs = [int(e) + 1 for e in r.history.get("epoch", range(len(ys)))]
             ax.plot(epochs, ys, color=color(i), marker="o" if len(ys) < 30 else None, markersize=3, label=r.name)
         ax.set(title=title, xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if k == 0 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)

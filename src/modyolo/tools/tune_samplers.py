@@ -168,8 +168,7 @@ def make_sampler(name: str, seed: int, space: "SearchSpace", base_params: dict[s
         def factory(s: int) -> optuna.samplers.BaseSampler:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.samplers.CmaEsSampler(x0=dict(base_params), seed=s, n_startup_trials=1,
-                                                    warn_independent_sampling=False)
+                return optuna.samplers.CmaEsSampler(seed=s, n_startup_trials=1, warn_independent_sampling=False)
     elif name == "evolve":
         gains = {k: p.gain for k, p in space.params.items()}
 

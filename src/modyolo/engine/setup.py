@@ -65,22 +65,25 @@ def prepare_run(cfg: TrainConfig) -> RunContext:
     device = select_device(cfg.device, dist)
     init_process_group(dist, device)
     seed_everything(cfg.seed + max(dist.rank, 0), cfg.deterministic)
-    if resume_ckpt is not None:
-        save_dir = Path(cfg.resume if isinstance(cfg.resume, str) else resume_ckpt["_path"]).resolve().parents[1]
-    else:
-        save_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok) if dist.is_main \
-            else Path(cfg.project) / cfg.name
-    weights_dir = save_dir / "weights"
     hyp = load_hyp(resume_ckpt["hyp"] if resume_ckpt else cfg.hyp)
     if cfg.label_smoothing:
         hyp = hyp.replace(label_smoothing=cfg.label_smoothing)
     data = load_data_config(cfg.data)
     names = ["item"] if cfg.single_cls else list(data.names)
-    if dist.is_main:
-        weights_dir.mkdir(parents=True, exist_ok=True)
-        save_hyp(hyp, save_dir / "hyp.yaml")
-        (save_dir / "args.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    return RunContext(save_dir, weights_dir, device, dist, hyp, data, names, len(names), resume_ckpt)
+    if resume_ckpt is not None:
+        save_dir = Path(cfg.resume if isinstance(cfg.resume, str) else resume_ckpt["_path"]).resolve().parents[1]
+    else:  # the folder is created once the model has built (see write_run_files)
+        save_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=False) \
+            if dist.is_main else Path(cfg.project) / cfg.name
+    return RunContext(save_dir, save_dir / "weights", device, dist, hyp, data, names, len(names), resume_ckpt)
+
+
+def write_run_files(cfg: TrainConfig, run: RunContext) -> None:
+    """Create the run folder with hyp.yaml and args.yaml (rank 0), once everything has built."""
+    if run.dist.is_main:
+        run.weights_dir.mkdir(parents=True, exist_ok=True)
+        save_hyp(run.hyp, run.save_dir / "hyp.yaml")
+        (run.save_dir / "args.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def _resume_checkpoint(cfg: TrainConfig) -> dict:

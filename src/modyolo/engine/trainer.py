@@ -79,6 +79,7 @@ class Trainer:
         self.train_model = setup.wrap_distributed(config, self.run, self.model)
         self.autocast = setup.autocast_context(config, self.device)
         self.scaler = setup.grad_scaler(config, self.device)
+        setup.write_run_files(config, self.run)
         if self.is_main:
             setup.attach_default_callbacks(self)
 

@@ -89,7 +89,8 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
 
     train: :class:`~modyolo.engine.config.TrainConfig` fields shared by every trained variant
         (``epochs``, ``imgsz``, ``batch_size``, ``hyp``, ``seed``, ``optimizer``, ...); ``imgsz`` is
-        also the validation size. protocol: latency protocol (default: 640 px... or ``train['imgsz']``).
+        also the validation size (default 640). protocol: the latency protocol (default: the
+        standard one at ``train['imgsz']``).
     names: display names, one per cfg then per run (default: the YAML / run folder names).
     Returns the rows (failed variants included, with their error) and the written files.
     """

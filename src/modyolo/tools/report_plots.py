@@ -104,7 +104,7 @@ def pareto(results: Sequence[VariantResult], axes: Sequence[str] = ("latency_tor
         ax.grid(alpha=0.3)
         if pts:
             ax.margins(0.2)
-            ax.legend(loc="lower right", fontsize=8)
+            ax.legend(loc="best", fontsize=8)
     return fig
 
 

@@ -1,0 +1,135 @@
+"""``modyolo demo`` (what ``make demo`` runs): compare three backbones on the embedded dataset.
+
+Generates the shapes dataset if needed, then runs :func:`modyolo.tools.compare.compare` on
+yolov5n, the MobileNetV2 variant and the ResNet18 variant, scaled and trained as the shipped
+``cfg/demo.yaml`` says (no magic numbers here), and prints the table, the wall time and where the
+report is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TOP_KEYS = {"data", "variants", "train", "hyp", "latency", "samples", "project", "name"}
+VARIANT_KEYS = {"name", "cfg", "width_multiple", "depth_multiple"}
+LATENCY_KEYS = {"warmup", "runs", "layout", "threads"}
+
+
+def default_config() -> Path:
+    return Path(str(resources.files("modyolo") / "cfg" / "demo.yaml"))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="demo settings YAML (default: the shipped cfg/demo.yaml)")
+    p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    p.add_argument("--img", "--imgsz", dest="imgsz", type=int, default=None, help="override the image size")
+    p.add_argument("--project", default=None)
+    p.add_argument("--name", default=None)
+    p.add_argument("--quiet", action="store_true", help="no per-batch progress bars")
+
+
+def _check_keys(section: dict, allowed: set[str], where: str) -> None:
+    for key in section:
+        if key not in allowed:
+            near = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; known keys: {', '.join(sorted(allowed))}"
+            raise ValueError(f"{where}: unknown key {key!r}{hint}")
+
+
+def load_demo_config(path: str | Path | None = None) -> dict[str, Any]:
+    """The demo settings, checked: unknown keys are errors naming the file and the near key."""
+    path = Path(path) if path else default_config()
+    if not path.is_file():
+        raise FileNotFoundError(f"demo config {path} not found")
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(cfg, dict) or not cfg.get("variants"):
+        raise ValueError(f"{path}: expected a mapping with a non-empty 'variants' list")
+    _check_keys(cfg, TOP_KEYS, str(path))
+    for i, v in enumerate(cfg["variants"]):
+        if not isinstance(v, dict) or "cfg" not in v:
+            raise ValueError(f"{path}: variants[{i}] needs at least 'cfg: <model YAML>'")
+        _check_keys(v, VARIANT_KEYS, f"{path}: variants[{i}]")
+    _check_keys(cfg.get("latency") or {}, LATENCY_KEYS, f"{path}: latency")
+    cfg["_path"] = str(path)
+    return cfg
+
+
+def build_variants(cfg: dict[str, Any]) -> tuple[list[dict], list[str]]:
+    """Model YAML dicts with the configured multiples, and their display names."""
+    from modyolo.nn.graph import load_model_yaml
+
+    models, names = [], []
+    for v in cfg["variants"]:
+        model, _ = load_model_yaml(v["cfg"])
+        for key in ("width_multiple", "depth_multiple"):
+            if key in v:
+                model[key] = float(v[key])
+        models.append(model)
+        names.append(str(v.get("name") or Path(v["cfg"]).stem))
+    return models, names
+
+
+def build_hyp(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The demo's hyp as a full dict: ``base`` (a shipped hyp) with the other keys overridden."""
+    from modyolo.engine.hyp import load_hyp
+
+    section = dict(cfg.get("hyp") or {})
+    base = section.pop("base", "scratch-low")
+    return load_hyp(base, **section).to_dict()
+
+
+def run(args: argparse.Namespace) -> int:
+    from modyolo.data.dataset_yaml import load_data_config
+    from modyolo.tools.compare import compare
+    from modyolo.tools.latency import LatencyProtocol
+
+    t0 = time.time()
+    cfg = load_demo_config(args.config)
+    train = dict(cfg.get("train") or {})
+    if args.epochs is not None:
+        train["epochs"] = args.epochs
+    if args.imgsz is not None:
+        train["imgsz"] = args.imgsz
+    train["hyp"] = build_hyp(cfg)
+    models, names = build_variants(cfg)
+    print(f"modyolo demo: {', '.join(names)} on the embedded '{cfg.get('data', 'shapes')}' dataset, "
+          f"{train.get('epochs')} epochs at {train.get('imgsz')} px (settings: {cfg['_path']})")
+    print(f"step 1/3: dataset ({os.cpu_count()} CPU cores here)")
+    data = load_data_config(cfg.get("data", "shapes"))
+    print(f"  {data.source}")
+    print("step 2/3: train, validate, export and time each variant")
+    lat = cfg.get("latency") or {}
+    protocol = LatencyProtocol(imgsz=int(train.get("imgsz", 640)), warmup=int(lat.get("warmup", 10)),
+                               runs=int(lat.get("runs", 30)), layout=str(lat.get("layout", "auto")),
+                               threads=int(lat.get("threads", 0)))
+    result = compare(models, data=str(data.source), train=train, protocol=protocol,
+                     project=args.project or cfg.get("project", "runs/compare"),
+                     name=args.name or cfg.get("name", "demo"), samples=int(cfg.get("samples", 4)), names=names,
+                     verbose=not args.quiet, title="modyolo demo: YOLOv5n vs MobileNetV2 vs ResNet18 backbones")
+    minutes = (time.time() - t0) / 60
+    print(f"step 3/3: report written\n\nmodyolo demo finished in {minutes:.1f} min "
+          f"(load average {_load()}).")
+    print(f"report: {result.files.get('html', '(not written, see errors.log)')}")
+    print(f"table:  {result.files['md']}  {result.files['csv']}")
+    return 0 if all(r.status == "ok" for r in result.results) else 1
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+__all__ = ["add_arguments", "run", "load_demo_config", "build_variants", "build_hyp", "default_config"]

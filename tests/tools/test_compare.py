@@ -159,3 +159,29 @@ def test_latency_protocol_is_validated_and_printed():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
     lat = measure_torch({"m": model}, LatencyProtocol(imgsz=32, warmup=0, runs=3, threads=1, layout="nchw"))["m"]
     assert lat.runs == 3 and lat.p10_ms <= lat.median_ms <= lat.p90_ms and lat.layout == "nchw"
+
+
+def test_demo_settings_build_and_typos_are_caught(tmp_path):
+    import yaml
+
+    from modyolo.engine.config import TrainConfig
+    from modyolo.nn.model import DetectionModel
+    from modyolo.tools.demo import build_hyp, build_variants, load_demo_config
+
+    cfg = load_demo_config()  # the shipped cfg/demo.yaml
+    models, names = build_variants(cfg)
+    assert names == ["yolov5n", "mobilenetv2", "resnet18"]
+    for spec, model_cfg in zip(cfg["variants"], models):
+        assert model_cfg["width_multiple"] == spec["width_multiple"]
+        DetectionModel(model_cfg, nc=5)  # every demo variant builds
+    TrainConfig.from_dict({**cfg["train"], "hyp": build_hyp(cfg)})  # every train key is a TrainConfig field
+    assert build_hyp(cfg)["lr0"] == cfg["hyp"]["lr0"]
+    bad = tmp_path / "demo.yaml"
+    bad.write_text(yaml.safe_dump({**{k: v for k, v in cfg.items() if k != "_path"}, "epoch": 3}))
+    with pytest.raises(ValueError, match="did you mean 'epochs'|unknown key 'epoch'"):
+        load_demo_config(bad)
+
+
+def test_a_training_typo_fails_once_before_any_variant(tiny_shapes, tiny_cfg_file, tmp_path):
+    with pytest.raises(ValueError, match="did you mean 'epochs'"):
+        compare([tiny_cfg_file()], data=tiny_shapes, train={"epoch": 1}, project=tmp_path, verbose=False)

@@ -100,6 +100,7 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
     train = dict(train or {})
     imgsz = int(train.setdefault("imgsz", 640))
     train.setdefault("hyp", "scratch-low")
+    _check_train_settings(train)  # a typo must fail once, here, not once per variant
     protocol = protocol or LatencyProtocol(imgsz=imgsz)
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
     errors_log = save_dir / "errors.log"
@@ -163,6 +164,14 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
             say(f"FAILED {r.name}: {r.error}")
     say("\nresults: " + ", ".join(str(p) for p in out.files.values()))
     return out
+
+
+def _check_train_settings(train: dict[str, Any]) -> None:
+    from modyolo.engine.config import TrainConfig
+    from modyolo.engine.hyp import load_hyp
+
+    TrainConfig.from_dict(train, source="compare's training settings")
+    load_hyp(train["hyp"])
 
 
 def _hyp_label(train: dict[str, Any]) -> str:

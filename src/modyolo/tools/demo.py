@@ -61,6 +61,9 @@ def load_demo_config(path: str | Path | None = None) -> dict[str, Any]:
             raise ValueError(f"{path}: variants[{i}] needs at least 'cfg: <model YAML>'")
         _check_keys(v, VARIANT_KEYS, f"{path}: variants[{i}]")
     _check_keys(cfg.get("latency") or {}, LATENCY_KEYS, f"{path}: latency")
+    from modyolo.engine.config import TrainConfig
+
+    TrainConfig.from_dict(cfg.get("train") or {}, source=f"{path}: train")
     cfg["_path"] = str(path)
     return cfg
 

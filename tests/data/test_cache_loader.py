@@ -37,6 +37,16 @@ def test_cache_modes_give_identical_batches(train):
         assert (ia.float() - ib.float()).abs().mean() < 3.0
 
 
+def test_encoded_cache_is_exact_when_images_are_not_shrunk(train):
+    """Images of 64-128 px trained at 160 px are enlarged: the encoded cache keeps their file
+    bytes and enlarges after decoding, so its batches equal the uncached ones bit for bit."""
+    ref, _ = _batches(train, None, size=160)
+    got, ds = _batches(train, "encoded", size=160)
+    assert ds.cache.mode == "encoded"
+    for (ia, ta, pa, _), (ib, tb, pb, _) in zip(ref, got):
+        assert torch.equal(ia, ib) and torch.equal(ta, tb) and pa == pb
+
+
 def test_ram_cache_is_one_readonly_buffer_and_encoded_is_smaller(train):
     ds = DetectionDataset(train, img_size=96, cache="ram", progress=False)
     raw = sum(h * w * 3 for h, w in ds.resized_shapes())

@@ -109,20 +109,27 @@ class RamCache(ImageCache):
 class EncodedCache(ImageCache):
     """Resized images as compressed bytes (JPEG q95 or PNG) in one buffer, decoded per sample."""
 
-    def __init__(self, n: int, encode: Callable[[int], bytes], codec: str, progress) -> None:
+    def __init__(self, shapes_hw: Sequence[tuple[int, int]], encode: Callable[[int], bytes], codec: str,
+                 progress) -> None:
         self.mode = "encoded" if codec == "jpeg" else f"encoded-{codec}"
         self.codec = codec
+        n = len(shapes_hw)
         chunks = [np.frombuffer(encode(i), np.uint8) for i in progress(range(n))]
         offsets = np.concatenate([[0], np.cumsum([len(c) for c in chunks])]).astype(np.int64)
         buf = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
-        self.packed = PackedImages(buf, offsets, np.zeros((n, 2), np.int32))
+        self.packed = PackedImages(buf, offsets, np.asarray(shapes_hw, np.int32).reshape(n, 2))
         self.nbytes = self.packed.nbytes
 
     def get(self, i: int) -> np.ndarray:
         data = self.packed.view(i)
-        if self.codec == "jpeg":
-            return decode_jpeg(data)
-        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+        img = decode_jpeg(data) if self.codec == "jpeg" else cv2.imdecode(data, cv2.IMREAD_COLOR)
+        h, w = (int(v) for v in self.packed.shapes[i])
+        if img.shape[:2] != (h, w):
+            # The original file bytes of an image that training enlarges are stored as they are
+            # (smaller than the enlarged re-encode, and exact); enlarge after decoding, with
+            # the interpolation load_image uses for enlarging.
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+        return img
 
 
 def encode_image(img: np.ndarray, codec: str) -> bytes:
@@ -228,7 +235,7 @@ def build_cache(mode: str | None, im_files: Sequence[str], shapes_hw: Sequence[t
         LOGGER.info("%sdisk cache: %s in .npy files next to the images", prefix, gb(cache.disk_bytes))
         return cache
     else:
-        cache = EncodedCache(len(im_files), encode, codec, progress)
+        cache = EncodedCache(shapes_hw, encode, codec, progress)
     raw = int(sum(h * w * 3 for h, w in shapes_hw))
     LOGGER.info("%s%s cache: %s in RAM for %d images (%.1f%% of raw %s)", prefix, mode, gb(cache.nbytes),
                 len(im_files), 100 * cache.nbytes / max(raw, 1), gb(raw))

@@ -126,12 +126,15 @@ class DetectionDataset(Dataset):
         return resize_long_side(read_image(self.im_files[i], self.exif_rotated[i]), self.img_size, self.augment)
 
     def _raw_jpeg(self, i: int) -> bytes | None:
-        """The file bytes of image i when they already are its upright, resized JPEG."""
+        """The file bytes of image i when an encoded cache can store them as they are: an upright
+        JPEG that loading keeps at its size or enlarges (the cache enlarges after decoding, so
+        its pixels equal the uncached ones). Shrunk images are re-encoded at their new size."""
         w, h = self.shapes[i]
         f = self.im_files[i]
         if self.exif_rotated[i] or not f.lower().endswith(JPEG_SUFFIXES):
             return None
-        if resized_shape(int(h), int(w), self.img_size) != (h, w):
+        rh, rw = resized_shape(int(h), int(w), self.img_size)
+        if rh < h or rw < w:
             return None
         return Path(f).read_bytes()
 

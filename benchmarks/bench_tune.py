@@ -74,6 +74,9 @@ def main() -> None:
     p.add_argument("--project", default="", help="where the runs go ('' = a temporary folder)")
     args = p.parse_args()
 
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     model_cfg, _ = load_model_yaml(args.cfg)
     model_cfg = copy.deepcopy(model_cfg)
     model_cfg["width_multiple"] = args.width

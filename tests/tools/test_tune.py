@@ -201,6 +201,18 @@ def test_failed_trial_is_recorded_with_its_reason_and_the_search_goes_on(base_co
     assert rows["2"]["state"] == "COMPLETE"
 
 
+def test_trial_with_invalid_parameters_fails_without_training(base_config, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("params: {scale: [0.9, 1.5]}\nonly: [scale]\n")  # scale >= 1 is not a valid hyp
+    result = tune(base_config, TuneOptions(trials=4, sampler="random", space=str(space), max_failures=10))
+    rows = read_csv(result.run_dir / "trials.csv")
+    assert len(rows) == 4 and rows[0]["state"] == "COMPLETE"  # the base (0.5, clipped to 0.9) is valid
+    bad = [r for r in rows if r["state"] == "FAIL"]
+    assert bad and all("invalid parameters" in r["reason"] and "scale" in r["reason"] for r in bad)
+    assert all(float(r["scale"]) >= 1 for r in bad)
+    assert not any((result.run_dir / f"trial_{r['trial']}" / "weights").exists() for r in bad)
+
+
 def test_failures_in_a_row_stop_the_search_with_the_reason(base_config, monkeypatch):
     def fit(self):
         raise NonFiniteLoss("loss became nan")
@@ -229,12 +241,28 @@ def test_trial_of_a_killed_process_is_marked_and_retried(base_config):
     assert result.counts == {"COMPLETE": 2, "INTERRUPTED": 1}
 
 
+# Runs `modyolo tune` after the slow imports, once both processes are ready: a start-up skew on a
+# loaded machine would otherwise let the first process finish every trial alone.
+LAUNCH_TOGETHER = """
+import pathlib, sys, time
+import optuna, torch, modyolo.engine.trainer, modyolo.tools.tune
+from modyolo.cli import main
+pathlib.Path(sys.argv[1]).touch()
+deadline = time.time() + 120
+while not pathlib.Path(sys.argv[2]).exists() and time.time() < deadline:
+    time.sleep(0.05)
+sys.exit(main(sys.argv[3:]))
+"""
+
+
 def test_two_processes_on_one_sqlite_storage_split_the_trials(tiny_data, tiny_cfg_path, tmp_path):
-    cmd = [sys.executable, "-m", "modyolo", "tune", *tiny_cli_args(tiny_data, tiny_cfg_path, tmp_path / "runs"),
-           "--max-batches", "2", "--trials", "4", "--name", "shared", "--sampler", "tpe"]
+    argv = ["tune", *tiny_cli_args(tiny_data, tiny_cfg_path, tmp_path / "runs"),
+            "--max-batches", "2", "--trials", "4", "--name", "shared", "--sampler", "tpe"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
+    ready = [tmp_path / "ready0", tmp_path / "ready1"]
+    procs = [subprocess.Popen([sys.executable, "-c", LAUNCH_TOGETHER, str(ready[i]), str(ready[1 - i]), *argv],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
     done = [set(re.findall(r"^trial (\d+) COMPLETE", out, re.M)) for out in outs]

@@ -30,7 +30,7 @@ import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from modyolo.engine.config import TrainConfig
 
@@ -252,7 +252,7 @@ class _Objective:
         return _row_fitness(best) if best else 0.0
 
     @staticmethod
-    def _fail(trial: Any, reason: str, trial_dir: Path | None = None) -> None:
+    def _fail(trial: Any, reason: str, trial_dir: Path | None = None) -> NoReturn:
         trial.set_user_attr("fail_reason", reason[:2000])
         if trial_dir is not None and trial_dir.is_dir():  # the full traceback, for the bug report
             (trial_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
@@ -385,7 +385,8 @@ def _finish(study: Any, base: Any, space: Any, run_dir: Path, name: str, url: st
     order = list(importances) or list(space.params)
     written += [tune_plots.plot_history(shown, run_dir / tune_report.PLOTS["history"]),
                 tune_plots.plot_importances(importances, method, run_dir / tune_report.PLOTS["importances"]),
-                tune_plots.plot_parallel(shown, order, run_dir / tune_report.PLOTS["parallel"])]
+                tune_plots.plot_parallel(shown, order, run_dir / tune_report.PLOTS["parallel"],
+                                         log_params={k for k, p in space.params.items() if p.log})]
     print(tune_report.summary(records, base, run_dir, written, importances, method))
     best = tune_report.best_record(records)
     counts: dict[str, int] = {}

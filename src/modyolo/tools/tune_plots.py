@@ -124,9 +124,10 @@ def plot_importances(importances: dict[str, float], method: str, path: Path) -> 
     return _save(fig, path)
 
 
-def plot_parallel(trials: Sequence[Any], params: Sequence[str], path: Path) -> Path:
+def plot_parallel(trials: Sequence[Any], params: Sequence[str], path: Path,
+                  log_params: frozenset[str] | set[str] = frozenset()) -> Path:
     """One line per completed trial across the parameter axes (each scaled to its min..max over the
-    trials), coloured by fitness; the last axis is the fitness itself."""
+    trials, ``log_params`` on a log scale), coloured by fitness; the last axis is the fitness."""
     plt = _pyplot()
     done = [t for t in trials if t.value is not None and t.params]
     params = [p for p in params if any(p in t.params for t in done)][:PARALLEL_MAX_PARAMS]
@@ -138,14 +139,19 @@ def plot_parallel(trials: Sequence[Any], params: Sequence[str], path: Path) -> P
     columns = params + ["fitness"]
     table = np.array([[t.params.get(p, np.nan) for p in params] + [t.value] for t in done], dtype=float)
     lo, hi = np.nanmin(table, 0), np.nanmax(table, 0)
-    scaled = (table - lo) / np.where(hi > lo, hi - lo, 1.0)
+    axes = table.copy()
+    for j, p in enumerate(params):
+        if p in log_params and lo[j] > 0:
+            axes[:, j] = np.log10(table[:, j])
+    a_lo, a_hi = np.nanmin(axes, 0), np.nanmax(axes, 0)
+    scaled = (axes - a_lo) / np.where(a_hi > a_lo, a_hi - a_lo, 1.0)
     fit = table[:, -1]
     norm = plt.Normalize(fit.min(), fit.max() if fit.max() > fit.min() else fit.min() + 1e-9)
     cmap = plt.get_cmap("viridis")
     for row, f in sorted(zip(scaled, fit), key=lambda rf: rf[1]):  # best drawn last, on top
         ax.plot(range(len(columns)), row, color=cmap(norm(f)), alpha=0.8, lw=1.2)
     ax.set_xticks(range(len(columns)))
-    ax.set_xticklabels(columns, rotation=40, ha="right", fontsize=8)
+    ax.set_xticklabels([f"{c} (log)" if c in log_params else c for c in columns], rotation=40, ha="right", fontsize=8)
     for i, (a, b) in enumerate(zip(lo, hi)):
         ax.annotate(f"{b:.3g}", (i, 1.0), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=6)
         ax.annotate(f"{a:.3g}", (i, 0.0), xytext=(0, -9), textcoords="offset points", ha="center", fontsize=6)

@@ -118,13 +118,13 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             path = self.run.weights_dir / "last.pt"
-            if self.is_main and saved != epoch:
-                # Mid-epoch: keep the partial weights but mark the epoch unfinished, so --resume
-                # repeats it rather than skipping its remaining batches.
+            if self.is_main and saved != epoch and not path.exists():
+                # Interrupted in the first epoch: keep the partial weights, marked unfinished,
+                # so --resume repeats that epoch. Later, last.pt already holds the exact end of
+                # the previous epoch, which is the better resume point and is left as it is.
                 self._save(epoch - 1, metrics, path)
             if self.is_main:
-                LOGGER.warning("interrupted in epoch %d: %s holds the end of epoch %d; continue with --resume %s",
-                               epoch, path, epoch if saved == epoch else epoch - 1, path)
+                LOGGER.warning("interrupted in epoch %d; continue with --resume %s", epoch, path)
             raise
         finally:
             destroy(self.dist)

@@ -41,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--freeze", nargs="+", default=[], help="'10' = first 10 layers, or indices '0 1 2' / '0-9'")
     p.add_argument("--freeze-schedule", default="", help="'10:0-9' = layers 0-9 frozen for 10 epochs, then trained")
     p.add_argument("--recipe", default="", help="staged training recipe YAML (see modyolo.engine.recipe)")
+    p.add_argument("--nbs", type=int, default=d.nbs, help="nominal batch size gradients accumulate to (yolov5: 64)")
     p.add_argument("--fraction", type=float, default=d.fraction, help="seeded random fraction of the train set")
     p.add_argument("--save-period", type=int, default=d.save_period, help="save a checkpoint every N epochs")
     p.add_argument("--seed", type=int, default=d.seed)

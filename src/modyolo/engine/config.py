@@ -54,6 +54,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format: faster convs on CPU (MEASURED.md)
     backbone_weights: str = ""  # local torchvision/timm weights for the backbone row
     lr_scale: float = 1.0  # multiply lr0 (recipe stages)
+    nbs: int = 64  # nominal batch: gradients accumulate to it (yolov5: 64); small data learns faster lower
     max_batches: int = 0  # stop each epoch after N batches (smoke tests, tuning); 0 = all
     verbose: bool = True
 

@@ -189,12 +189,14 @@ def build_loss(cfg: TrainConfig, model: DetectionModel, hyp: Hyp) -> DetectionLo
 
 def build_optimization(cfg: TrainConfig, run: RunContext, model: DetectionModel, batches: int):
     batch = cfg.batch_size
-    accumulate = accumulation_steps(batch)
-    decay = scaled_weight_decay(run.hyp.weight_decay, batch, accumulate)
+    if cfg.nbs < 1:
+        raise ValueError(f"--nbs (nominal batch size) must be >= 1, got {cfg.nbs}")
+    accumulate = accumulation_steps(batch, cfg.nbs)
+    decay = scaled_weight_decay(run.hyp.weight_decay, batch, accumulate, cfg.nbs)
     optimizer: Any = build_optimizer(model, cfg.optimizer, run.hyp.lr0 * cfg.lr_scale, run.hyp.momentum, decay)
     if cfg.sam:
         optimizer = SAM(optimizer, rho=run.hyp.rho, adaptive=run.hyp.sam_adaptive)
-    schedule = LRSchedule(optimizer, run.hyp, cfg.epochs, batches, batch, cosine=cfg.cos_lr)
+    schedule = LRSchedule(optimizer, run.hyp, cfg.epochs, batches, batch, cosine=cfg.cos_lr, nominal_batch=cfg.nbs)
     return optimizer, schedule
 
 

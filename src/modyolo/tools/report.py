@@ -155,10 +155,11 @@ def write_report(results: Sequence[VariantResult], protocol: LatencyProtocol, sa
     hyp = (train or {}).get("hyp", "scratch-low")
     hyp_text = hyp if isinstance(hyp, str) else ", ".join(f"{k}={v}" for k, v in (hyp or {}).items())
     parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p class=\"meta\">Training: {html.escape(settings)}; hyp: {html.escape(str(hyp_text))}.<br>"
+             f"<p class=\"meta\">Training: {html.escape(settings)}.<br>"
              f"{html.escape(protocol.describe())}.<br>P, R, mAP on the val split at conf 0.001, IoU 0.6 "
              "(yolov5's protocol); PyTorch/ONNX RT columns are milliseconds per image.</p>",
-             _table_html(headers, cells, _best_cells(results), failed, swatches=True)]
+             _table_html(headers, cells, _best_cells(results), failed, swatches=True),
+             f"<details class=\"meta\"><summary>hyp</summary>{html.escape(str(hyp_text))}</details>"]
     if class_names(results):
         parts += ["<h2>Per-class AP50-95</h2>", _table_html(*per_class_rows(results))]
     if failed:

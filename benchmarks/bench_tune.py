@@ -34,7 +34,8 @@ from modyolo.tools.tune_report import classify
 def one_search(sampler: str, seed: int, args: argparse.Namespace, model_cfg: dict, root: Path) -> dict:
     config = TrainConfig(data=args.data, cfg=model_cfg, epochs=args.epochs, imgsz=args.img, batch_size=args.batch,
                          workers=args.workers, project=str(root), name=f"{sampler}_seed{seed}", seed=seed,
-                         verbose=False, noplots=True, fraction=args.fraction, max_batches=args.max_batches)
+                         verbose=False, noplots=True, fraction=args.fraction, max_batches=args.max_batches,
+                         nbs=args.nbs, optimizer=args.optimizer)
     t0 = time.time()
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
         result = tune(config, TuneOptions(trials=args.trials, sampler=sampler, pruner="none"))
@@ -66,6 +67,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--img", type=int, default=160)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--nbs", type=int, default=64, help="nominal batch (64 = yolov5; 16 = a step per batch)")
+    p.add_argument("--optimizer", default="SGD", choices=["SGD", "Adam", "AdamW"])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the training images")
     p.add_argument("--max-batches", type=int, default=0)

@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # torch/torchvision are pinned: other versions download gigabytes or break torchvision's ops.
 PIPC   := $(PIP) install --constraint constraints.txt
 
-.PHONY: demo test venv venv-test peers clean
+.PHONY: demo test venv venv-test report-check clean
 
 $(VENV)/.core: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(VENV)/.core
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q -n 2 --timeout 900
+
+# Render a compare report in real headless Chromium (Debian's package) and keep the screenshot.
+report-check: $(VENV)/.test
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	MODYOLO_SCREENSHOT_DIR=runs/report-check $(PY) -m pytest -q tests/tools/test_report_browser.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

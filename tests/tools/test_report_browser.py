@@ -4,7 +4,9 @@ Built from synthetic results (no training), so the test checks the page, not the
 when no Chromium is installed (``apt-get install chromium``).
 """
 
+import os
 import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -62,7 +64,10 @@ def test_page_content(report):
 
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium on PATH (apt-get install chromium)")
 def test_renders_in_headless_chromium(report, tmp_path):
-    png = render_screenshot(report, tmp_path / "shot.png", width=1400, height=3000)
+    # `make report-check` sets MODYOLO_SCREENSHOT_DIR so a person can look at the screenshot.
+    out_dir = Path(os.environ.get("MODYOLO_SCREENSHOT_DIR") or tmp_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = render_screenshot(report, out_dir / "report_screenshot.png", width=1400, height=3000)
     img = cv2.imread(str(png))
     assert img is not None and img.shape[:2] == (3000, 1400)
     top = img[:600]

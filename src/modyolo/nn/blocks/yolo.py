@@ -56,7 +56,7 @@ class Conv(YamlBlock, nn.Module):
         return self.act(self.bn(self.conv(x)))
 
     def forward_fuse(self, x: torch.Tensor) -> torch.Tensor:
-        """Forward after :func:`modyolo.nn.fuse.fuse_conv_bn` folded ``bn`` into ``conv``."""
+        """Forward after :func:`modyolo.nn.fuse.fuse_model` folded ``bn`` into ``conv``."""
         return self.act(self.conv(x))
 
 

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("verify", "show"))
     parser.add_argument("--data", required=True, help="data YAML, or 'shapes' for the demo dataset")
     parser.add_argument("--split", default="train", choices=("train", "val", "test"))
-    parser.add_argument("--hyp", default=None, help="show: hyp YAML with yolov5 augmentation keys")
+    parser.add_argument("--hyp", default=None, help="show: hyp YAML or shipped name (scratch-low, ...) with yolov5 augmentation keys")
     parser.add_argument("--img", type=int, default=640, help="show: image size")
     parser.add_argument("--n", type=int, default=16, help="show: number of samples")
     parser.add_argument("--seed", type=int, default=0)
@@ -56,15 +56,13 @@ def _verify(sources, nc: int, use_cache: bool) -> int:
 
 
 def load_hyp(path: str | None) -> dict:
-    """The hyp YAML as a plain dict (safe_load); {} when no file is given."""
+    """Augmentation settings as training reads them: a hyp YAML or a shipped name
+    (``scratch-low``...), validated the same way; {} (the loader's defaults) when none is given."""
     if not path:
         return {}
-    import yaml
+    from modyolo.engine.hyp import load_hyp as load_training_hyp
 
-    d = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected a mapping of yolov5 hyp keys, got {type(d).__name__}")
-    return d
+    return load_training_hyp(path).to_dict()
 
 
 def _show(args: argparse.Namespace, sources, names: list[str]) -> int:

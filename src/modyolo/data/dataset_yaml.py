@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from modyolo.yaml_io import read_yaml
 
 
 @dataclass
@@ -112,8 +112,4 @@ def load_data_config(path_or_name: str | os.PathLike) -> DataConfig:
         p = ensure_shapes_dataset(shapes_root())
     if not p.is_file():
         raise FileNotFoundError(f"data YAML '{path_or_name}' not found; give a path to a .yaml file or 'shapes'")
-    try:
-        d = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"{p}: not valid YAML ({e})") from e
-    return parse_data_dict(d, p.resolve())
+    return parse_data_dict(read_yaml(p), p.resolve())

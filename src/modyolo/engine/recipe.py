@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+from modyolo.yaml_io import read_yaml
 
 from modyolo.engine.config import TrainConfig
 from modyolo.engine.freeze import parse_freeze
@@ -29,7 +29,7 @@ def load_recipe(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path} not found")
-    data = yaml.safe_load(path.read_text())
+    data = read_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("stages"), list) or not data["stages"]:
         raise ValueError(f"{path}: a recipe needs a non-empty 'stages' list (see modyolo/engine/recipe.py)")
     shared = {k: v for k, v in data.items() if k != "stages"}

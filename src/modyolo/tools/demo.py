@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
+from modyolo.yaml_io import read_yaml
 
 TOP_KEYS = {"data", "variants", "train", "hyp", "latency", "samples", "project", "name"}
 VARIANT_KEYS = {"name", "cfg", "width_multiple", "depth_multiple"}
@@ -49,10 +49,7 @@ def load_demo_config(path: str | Path | None = None) -> dict[str, Any]:
     path = Path(path) if path else default_config()
     if not path.is_file():
         raise FileNotFoundError(f"demo config {path} not found")
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from e
+    cfg = read_yaml(path)
     if not isinstance(cfg, dict) or not cfg.get("variants"):
         raise ValueError(f"{path}: expected a mapping with a non-empty 'variants' list")
     _check_keys(cfg, TOP_KEYS, str(path))

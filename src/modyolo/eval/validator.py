@@ -60,12 +60,13 @@ def validate(model: Callable, dataloader, *, names: Sequence[str], conf_thres: f
     stats = {"candidates_before_nms": 0, "detections_after_nms": 0, "max_objectness": 0.0, "batches": 0}
     seen_images = 0
     plot_batches: list[tuple] = []
+    channels_last = getattr(model, "channels_last", False) or _is_channels_last(model)  # once, not per batch
     bar = tqdm(dataloader, desc=f"{'Class':>22}{'Images':>11}{'Instances':>11}{'P':>11}{'R':>11}"
                f"{'mAP50':>11}{'mAP50-95':>11}", bar_format="{l_bar}{bar:10}{r_bar}", disable=not progress)
     for imgs, targets, paths, shapes in bar:
         t0 = time.perf_counter()
         imgs = imgs.to(device, non_blocking=True).float() / 255
-        if getattr(model, "channels_last", False) or _is_channels_last(model):
+        if channels_last:
             imgs = imgs.contiguous(memory_format=torch.channels_last)
         targets = targets.to(device)
         b, _, h, w = imgs.shape

@@ -329,6 +329,22 @@ class DetectionMetrics:
             self.confusion.process_batch(det, lab)
         self._result = None
 
+    @property
+    def records(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per-image match records, in ``update`` order: ``(correct [n, T] bool, conf [n], pred_cls [n],
+        target_cls [m])`` per image.
+
+        Exactly what ``compute()`` concatenates, kept per image so a caller can resample images
+        (``modyolo compare``'s bootstrap intervals) and recompute the metrics with
+        ``ap_per_class(..., method=self.ap_method)``. A new list; the arrays are shared, not copied.
+        """
+        return list(self._stats)
+
+    @property
+    def ap_method(self) -> str:
+        """The AP integration ``compute()`` uses (``"interp"`` for yolov5, ``"coco"``), see ``compute_ap``."""
+        return self._ap_method
+
     def _cat(self) -> list[np.ndarray]:
         if not self._stats:
             niou = self.iouv.numel()

@@ -113,6 +113,33 @@ class DetectionModel(nn.Module):
             print(format_info(self.report, summary))
         return summary
 
+    def to(self, *args, **kwargs):
+        """``nn.Module.to``, except that a ``memory_format`` applies to the tensors it is defined for.
+
+        PyTorch's own ``to(memory_format=torch.channels_last)`` raises for any 5-D parameter
+        ("required rank 4 tensor"), and ``Dynamic_conv2d`` keeps its K kernels as one
+        ``[K, c2, c1/g, k, k]`` bank (the blog-post layout, so its state_dicts load). Here
+        ``channels_last`` reorders the 4-D tensors, ``channels_last_3d`` the 5-D ones, and any
+        other rank is left as it is; values never change, only strides.
+        """
+        device, dtype, non_blocking, memory_format = torch._C._nn._parse_to(*args, **kwargs)
+        if memory_format is None:
+            return super().to(*args, **kwargs)
+        if device is not None or dtype is not None:
+            super().to(device=device, dtype=dtype, non_blocking=non_blocking)
+        return self.to_memory_format(memory_format)
+
+    def to_memory_format(self, memory_format: torch.memory_format) -> "DetectionModel":
+        """Reorder parameters and buffers to ``memory_format`` where their rank allows it (in place)."""
+        rank = {torch.channels_last: 4, torch.channels_last_3d: 5}.get(memory_format)
+
+        def convert(t: torch.Tensor) -> torch.Tensor:
+            if rank is not None and t.dim() != rank:
+                return t
+            return t.contiguous(memory_format=memory_format)
+
+        return self._apply(convert)
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         if self.head is not None:

@@ -18,7 +18,7 @@ class TrainConfig:
     data: str = "shapes"  # data YAML, or "shapes" for the embedded demo dataset
     cfg: str = ""  # model YAML ('' = take it from --weights)
     weights: str = ""  # '' = from scratch; a modyolo checkpoint or state_dict to start from
-    hyp: str = "scratch-low"  # hyp YAML or shipped name
+    hyp: Any = ""  # hyp YAML, shipped name or dict; '' = scratch-low's values, which --optimizer auto may fit
     epochs: int = 100
     batch_size: int = 16
     imgsz: int = 640
@@ -32,7 +32,7 @@ class TrainConfig:
     device: str = ""  # '' = cuda:0 if available else cpu; 'cpu', '0', 'cuda:1'
     multi_scale: bool = False  # image size varies +-50% per batch
     single_cls: bool = False
-    optimizer: str = "SGD"  # SGD | Adam | AdamW
+    optimizer: str = "auto"  # auto | SGD | Adam | AdamW; auto: the rule in engine/recipe_auto.py
     sam: bool = False  # sharpness-aware minimisation over the optimizer (rho from hyp)
     sync_bn: bool = False  # SyncBatchNorm under DDP
     workers: int = 2  # dataloader workers per process
@@ -47,14 +47,15 @@ class TrainConfig:
     save_period: int = -1  # save epoch<N>.pt every N epochs
     seed: int = 0
     deterministic: bool = True
-    close_mosaic: int = 0  # switch mosaic off for the last N epochs
+    close_mosaic: int = -1  # no mosaic in the last N epochs; -1 = auto (engine/recipe_auto.py)
     loss: str = ""  # '' = the hyp's choice; 'bce' | 'vfl'
     fraction: float = 1.0  # seeded random fraction of the training set
-    bf16: bool = False  # CPU bf16 autocast (CUDA uses fp16 AMP automatically)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (engine/precision.py)
+    bf16: bool = False  # alias of precision="bf16"
     channels_last: bool = True  # NHWC memory format: faster convs on CPU (MEASURED.md)
     backbone_weights: str = ""  # local torchvision/timm weights for the backbone row
     lr_scale: float = 1.0  # multiply lr0 (recipe stages)
-    nbs: int = 64  # nominal batch: gradients accumulate to it (yolov5: 64); small data learns faster lower
+    nbs: int = 0  # nominal batch: gradients accumulate to it; 0 = auto (64 = yolov5 for SGD, the batch for auto's AdamW)
     max_batches: int = 0  # stop each epoch after N batches (smoke tests, tuning); 0 = all
     verbose: bool = True
 

@@ -195,11 +195,11 @@ def resolve_hyp_path(name_or_path: str | Path) -> Path:
 
 
 def load_hyp(source: str | Path | Mapping[str, Any] | Hyp | None = None, **overrides: Any) -> Hyp:
-    """A validated :class:`Hyp` from a shipped name, a YAML path, a mapping or ``None`` (defaults).
+    """A validated :class:`Hyp` from a shipped name, a YAML path, a mapping or ``None`` / ``''`` (defaults).
 
     ``overrides`` (e.g. ``label_smoothing=0.1`` from a CLI flag) are applied on top and validated.
     """
-    if source is None:
+    if source is None or (isinstance(source, str) and not source):
         hyp = Hyp()
     elif isinstance(source, Hyp):
         hyp = source
@@ -213,6 +213,24 @@ def load_hyp(source: str | Path | Mapping[str, Any] | Hyp | None = None, **overr
             raise HypError(f"{path}: not valid YAML ({e}); fix the line shown") from e
         hyp = Hyp.from_dict(values or {}, source=str(path))
     return hyp.replace(**overrides) if overrides else hyp
+
+
+def stated_keys(source: str | Path | Mapping[str, Any] | Hyp | None) -> frozenset[str]:
+    """The keys a hyp source sets itself: none for ``None`` / ``''`` (no ``--hyp`` given), every key
+    for a :class:`Hyp`, the mapping's or the file's keys otherwise. ``--optimizer auto`` changes
+    only keys that are not stated (see :mod:`modyolo.engine.recipe_auto`)."""
+    if source is None or (isinstance(source, str) and not source):
+        return frozenset()
+    if isinstance(source, Hyp):
+        return frozenset(source.to_dict())
+    if isinstance(source, Mapping):
+        return frozenset(str(k) for k in source)
+    path = resolve_hyp_path(source)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise HypError(f"{path}: not valid YAML ({e}); fix the line shown") from e
+    return frozenset(str(k) for k in values) if isinstance(values, Mapping) else frozenset()
 
 
 def save_hyp(hyp: Hyp, path: str | Path) -> Path:

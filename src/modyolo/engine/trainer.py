@@ -26,6 +26,10 @@ from modyolo.engine.config import TrainConfig
 from modyolo.engine.distributed import broadcast_flag, destroy
 from modyolo.engine.ema import ModelEMA
 from modyolo.engine.freeze import freeze_layers, frozen_at, hold_frozen_bn
+from modyolo.engine.hyp import stated_keys
+from modyolo.engine.precision import describe as describe_precision
+from modyolo.engine.precision import resolve_precision
+from modyolo.engine.recipe_auto import resolve_recipe
 from modyolo.engine.sam import bn_stats_frozen
 from modyolo.nn.hooks import TrainState, broadcast_train_state
 
@@ -67,6 +71,7 @@ class Trainer:
         saved_epoch = int(self.run.resume_ckpt["epoch"]) if self.run.resume_ckpt else 0
         self._apply_freeze(frozen_at(self.schedule_stages, saved_epoch, config.freeze))
         self.train_loader, self.dataset = setup.train_loader(config, self.run, self.model)
+        config = self.cfg = self._resolve_recipe(config)
         self.val_loader = setup.val_loader(config, self.run, self.model) if self.is_main else None
         self.hyp = setup.autoanchor_and_gains(config, self.run, self.model, self.dataset)
         self.loss_fn = setup.build_loss(config, self.model, self.hyp)
@@ -77,8 +82,11 @@ class Trainer:
         if config.resume:
             self.start_epoch, self.best_fitness = setup.resume_state(self)
         self.train_model = setup.wrap_distributed(config, self.run, self.model)
-        self.autocast = setup.autocast_context(config, self.device)
-        self.scaler = setup.grad_scaler(config, self.device)
+        self.precision = resolve_precision(config.precision, self.device, sam=config.sam, bf16_alias=config.bf16)
+        if self.is_main:
+            LOGGER.info(describe_precision(self.precision, config.channels_last))
+        self.autocast = self.precision.autocast()
+        self.scaler = self.precision.grad_scaler()
         setup.write_run_files(config, self.run)
         if self.is_main:
             setup.attach_default_callbacks(self)
@@ -144,8 +152,8 @@ class Trainer:
             self._apply_freeze(wanted)
             self.optimizer, self.schedule = setup.build_optimization(cfg, self.run, self.model, len(self.train_loader))
             LOGGER.info("epoch %d: frozen layers now %s; optimizer groups rebuilt", epoch, wanted or "none")
-        if cfg.close_mosaic and epoch == cfg.epochs - cfg.close_mosaic:
-            self.dataset.mosaic = False
+        if cfg.close_mosaic > 0 and epoch >= cfg.epochs - cfg.close_mosaic and self.dataset.mosaic:
+            self.dataset.mosaic = False  # also when a resumed run starts inside the closing epochs
             LOGGER.info("epoch %d: mosaic off for the last %d epochs", epoch, cfg.close_mosaic)
         # Every epoch's shuffle and augmentation derive from (seed, epoch), so a resumed run
         # sees exactly the batches an uninterrupted one would have seen.
@@ -213,7 +221,7 @@ class Trainer:
             raise NonFiniteLoss(
                 f"loss became {loss.item()} at epoch {epoch}, step {ni} (box, obj, cls = "
                 f"{', '.join(f'{p:.4g}' for p in parts.tolist())}); last good checkpoint: "
-                f"{self.run.weights_dir / 'last.pt'}. Lower lr0 (hyp), check labels, or drop --bf16")
+                f"{self.run.weights_dir / 'last.pt'}. Lower lr0 (hyp), check labels, or pass --precision fp32")
         self.scaler.scale(loss).backward()
         if self.cfg.sam:
             self.optimizer.first_step()
@@ -270,6 +278,19 @@ class Trainer:
             metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
             train_args=self.cfg.to_dict(), rng_state=capture_rng_state(),
             extra={"early_stopping": self.stopper.state_dict(), "frozen": list(self.frozen)})
+
+    def _resolve_recipe(self, cfg: TrainConfig) -> TrainConfig:
+        """Resolve ``--optimizer auto`` / ``--nbs 0`` / ``--close-mosaic -1`` (engine/recipe_auto.py).
+
+        The resolved values replace the config and the run's hyp, so ``args.yaml``, ``hyp.yaml``
+        and the checkpoints hold what the run really trained with, and ``--resume`` repeats it.
+        """
+        recipe = resolve_recipe(len(self.dataset), cfg.batch_size, cfg.epochs, self.run.hyp, cfg.optimizer,
+                                cfg.nbs, cfg.close_mosaic, stated_keys(cfg.hyp) if not cfg.resume else frozenset())
+        if self.is_main:
+            LOGGER.info(recipe.summary)
+        self.run.hyp = recipe.hyp
+        return cfg.replace(optimizer=recipe.optimizer, nbs=recipe.nbs, close_mosaic=recipe.close_mosaic)
 
     def _apply_freeze(self, layers: list[int]) -> None:
         for p in self.model.parameters():

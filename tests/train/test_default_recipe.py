@@ -1,0 +1,109 @@
+"""The default recipe as a user gets it from the command line, and yolov5's recipe when asked for.
+
+- ``modyolo train`` with default flags resolves ``--optimizer auto`` (AdamW, a step per batch,
+  close-mosaic) and ``--precision auto``, logs both, and writes the resolved values to the run;
+- ``--optimizer SGD --hyp scratch-low`` builds exactly yolov5 7.0's optimizer (its own
+  ``smart_optimizer`` on the same model), nominal batch 64, weight-decay scaling, warm-up and LR
+  schedule (yolov5's train.py formulas, written out below).
+"""
+
+import argparse
+import logging
+
+import numpy as np
+import pytest
+import yaml
+
+from modyolo.cli import main
+from modyolo.engine.checkpoint import load_checkpoint
+from modyolo.engine.cli_train import add_arguments, config_from_args
+from modyolo.engine.hyp import load_hyp
+from modyolo.engine.trainer import Trainer
+
+
+def _cli_config(argv):
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return config_from_args(p.parse_args(argv))
+
+
+def _model_yaml(tiny_model_cfg, tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_model_cfg))
+    return str(path)
+
+
+def test_default_flags_train_with_the_auto_recipe_and_log_it(tiny_data, tiny_model_cfg, tmp_path, caplog):
+    project = tmp_path / "runs"
+    argv = ["train", "--data", tiny_data, "--cfg", _model_yaml(tiny_model_cfg, tmp_path), "--epochs", "3",
+            "--img", "64", "--batch-size", "4", "--workers", "0", "--project", str(project), "--noplots",
+            "--quiet"]
+    with caplog.at_level(logging.INFO, logger="modyolo"):
+        assert main(argv) == 0
+    text = caplog.text
+    assert "optimizer auto: 6 batches in total < 10000 -> AdamW(lr=0.001, momentum=0.9), nbs 4" in text
+    assert "close-mosaic 1" in text and "precision: " in text and "memory format channels_last" in text
+    assert "epoch 2: mosaic off for the last 1 epochs" in text
+    run = project / "exp"
+    args = yaml.safe_load((run / "args.yaml").read_text())
+    assert (args["optimizer"], args["nbs"], args["close_mosaic"]) == ("AdamW", 4, 1)
+    hyp = load_hyp(str(run / "hyp.yaml"))
+    assert (hyp.lr0, hyp.momentum, hyp.lrf, hyp.warmup_epochs) == (0.001, 0.9, 0.1, 0.0)
+    ckpt = load_checkpoint(run / "weights" / "last.pt")
+    assert ckpt["train_args"]["optimizer"] == "AdamW" and ckpt["hyp"]["lr0"] == 0.001
+
+
+def test_yolov5_flags_give_yolov5s_optimizer_schedule_and_warmup(train_kwargs, tiny_model_cfg, tmp_path):
+    torch_utils = pytest.importorskip("yolov5.utils.torch_utils")
+    batch, epochs = 4, 5
+    cfg = _cli_config(["--data", train_kwargs["data"], "--cfg", _model_yaml(tiny_model_cfg, tmp_path),
+                       "--optimizer", "SGD", "--hyp", "scratch-low", "--epochs", str(epochs), "--img", "64",
+                       "--batch-size", str(batch), "--workers", "0", "--project", str(tmp_path / "runs")])
+    trainer = Trainer(cfg)
+    assert (trainer.cfg.optimizer, trainer.cfg.nbs, trainer.cfg.close_mosaic) == ("SGD", 64, 0)
+    hyp = load_hyp("scratch-low")
+    assert trainer.run.hyp == hyp  # nothing fitted
+
+    # yolov5 train.py: nbs = 64; accumulate = max(round(nbs / batch_size), 1);
+    # hyp['weight_decay'] *= batch_size * accumulate / nbs; optimizer = smart_optimizer(...)
+    accumulate = max(round(64 / batch), 1)
+    decay = hyp.weight_decay * batch * accumulate / 64
+    ref = torch_utils.smart_optimizer(trainer.model, "SGD", hyp.lr0, hyp.momentum, decay)
+    ours = trainer.optimizer
+    assert type(ours) is type(ref) and len(ours.param_groups) == len(ref.param_groups) == 3
+    for g, r in zip(ours.param_groups, ref.param_groups):
+        assert [id(p) for p in g["params"]] == [id(p) for p in r["params"]]
+        for key in ("lr", "momentum", "nesterov", "weight_decay", "dampening"):
+            assert g[key] == pytest.approx(r[key]), key
+    assert trainer.schedule.accumulate == accumulate
+
+    # yolov5: nw = max(round(warmup_epochs * nb), 100); during warm-up accumulate, lr and momentum
+    # follow np.interp over [0, nw]; lf = linear from 1 to lrf; lr = initial_lr * lf(epoch).
+    nb = len(trainer.train_loader)
+    nw = max(round(hyp.warmup_epochs * nb), 100)
+    assert trainer.schedule.warmup_iters == nw
+    lf = lambda x: (1 - x / epochs) * (1.0 - hyp.lrf) + hyp.lrf  # noqa: E731
+    for ni, epoch in ((0, 0), (1, 0), (37, 3), (nw, 4)):
+        trainer.schedule.set_epoch(epoch)
+        got = trainer.schedule.warmup(ni, epoch)
+        want_acc = max(1, np.interp(ni, [0, nw], [1, 64 / batch]).round())
+        assert got == want_acc, ni
+        for j, g in enumerate(ours.param_groups):
+            start = hyp.warmup_bias_lr if j == 0 else 0.0
+            assert g["lr"] == pytest.approx(np.interp(ni, [0, nw], [start, g["initial_lr"] * lf(epoch)]))
+            assert g["momentum"] == pytest.approx(np.interp(ni, [0, nw], [hyp.warmup_momentum, hyp.momentum]))
+    assert trainer.schedule.warmup(nw + 1, 4) == accumulate
+    for epoch in range(epochs):
+        trainer.schedule.set_epoch(epoch)
+        assert [g["lr"] for g in ours.param_groups] == pytest.approx([hyp.lr0 * lf(epoch)] * 3)
+
+
+def test_explicit_hyp_file_keeps_sgd_under_auto_and_bad_precision_is_an_error(train_kwargs, tmp_path):
+    trainer = Trainer(_cli_config(["--data", train_kwargs["data"], "--cfg", "yolov5n.yaml", "--hyp", "scratch-low",
+                                   "--img", "64", "--epochs", "2", "--batch-size", "4", "--workers", "0",
+                                   "--project", str(tmp_path / "runs")]))
+    assert trainer.cfg.optimizer == "SGD" and trainer.cfg.nbs == 64 and trainer.run.hyp.lr0 == 0.01
+    with pytest.raises(ValueError, match="--precision fp16 needs a CUDA device"):
+        Trainer(_cli_config(["--data", train_kwargs["data"], "--cfg", "yolov5n.yaml", "--precision", "fp16",
+                             "--device", "cpu", "--img", "64", "--epochs", "1", "--batch-size", "4",
+                             "--workers", "0", "--project", str(tmp_path / "runs")]))

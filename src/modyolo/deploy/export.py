@@ -1,10 +1,14 @@
-"""Export a detector to ONNX and TorchScript, with its metadata, checked against PyTorch.
+"""Export a detector to ONNX, TorchScript and OpenVINO, with its metadata, checked against PyTorch.
 
-``export(weights_or_model, include=("onnx", "torchscript"), imgsz=640)`` writes ``<stem>.onnx``
-and ``<stem>.torchscript`` next to the weights (or in ``out_dir``). Both hold the fused model
+``export(weights_or_model, include=("onnx", "torchscript", "openvino"), imgsz=640)`` writes
+``<stem>.onnx``, ``<stem>.torchscript`` and ``<stem>.xml`` + ``<stem>.bin`` (OpenVINO IR, converted
+from the ONNX graph, fp32 weights) next to the weights (or in ``out_dir``). Both hold the fused model
 with Detect in export mode: one input ``images: float32[B, 3, H, W]`` (0-1, RGB, letterboxed)
 and one output ``output0: float32[B, N, 5+nc]`` (yolov5's inference contract), plus
-:class:`ExportMetadata` (names, stride, imgsz, batch, ...).
+:class:`ExportMetadata` (names, stride, imgsz, batch, ...). With ``nms=True`` the ONNX / OpenVINO graph ends in
+class-aware NMS and returns final detections (:mod:`modyolo.deploy.nms_graph`); with
+``int8=True`` an OpenVINO INT8 model is added, calibrated and checked by mAP
+(:mod:`modyolo.deploy.quantize`).
 
 ONNX goes through ``torch.onnx.export(dynamo=False)`` (the TorchScript-based exporter) by
 default: on torch 2.14 it exports every shipped config in < 1 s where the dynamo exporter takes
@@ -30,7 +34,7 @@ from modyolo.deploy.prepare import load_model, prepare_for_export
 from modyolo.nn.model import DetectionModel
 
 LOGGER = logging.getLogger("modyolo")
-FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript"}
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "openvino": ".xml"}
 DEFAULT_OPSET = 17  # ONNX Runtime >= 1.12 runs it; Detect needs nothing newer
 BOX_ATOL, BOX_RTOL, SCORE_ATOL = 1e-3, 1e-4, 1e-4
 
@@ -39,22 +43,35 @@ def export(weights_or_model: str | Path | DetectionModel, include: Iterable[str]
            imgsz: int | Sequence[int] = 640, batch_size: int = 1, dynamic: bool = False,
            simplify: bool = False, opset: int | None = None, nms: bool = False,
            out_dir: str | Path | None = None, cfg: str | Path | dict | None = None,
-           dynamo: bool = False, verify: bool = True) -> dict[str, Path]:
+           dynamo: bool = False, verify: bool = True, max_det: int = 300, int8: bool = False,
+           data: str | Path | None = None, fraction: float = 1.0, int8_max_drop: float = 1.0,
+           int8_allow_drop: bool = False, workers: int = 0) -> dict[str, Path]:
     """Write the requested formats; returns ``{format: path}``.
 
     weights_or_model: a ``.pt`` (modyolo checkpoint or state_dict + ``cfg``) or a DetectionModel
         (left untouched: a fused copy is exported). imgsz: ``640`` or ``(h, w)``, multiples of
         the model's stride. batch_size: the fixed batch (ignored in shape when ``dynamic``).
     dynamic: batch, height and width free (H, W still multiples of the stride).
-    simplify: run onnxslim on the ONNX graph. nms: not implemented yet (raises).
+    simplify: run onnxslim on the ONNX graph. nms: end the ONNX / OpenVINO graph in NMS (thresholds
+        are graph inputs, ``max_det`` is baked in); not for TorchScript.
+    int8: also write ``<stem>_int8.xml`` (OpenVINO, NNCF post-training quantisation calibrated on
+        ``fraction`` of ``data``'s train images) and validate it beside the float model on the val
+        split; refused (ExportError) when mAP50-95 drops by more than ``int8_max_drop`` points
+        unless ``int8_allow_drop`` (then a warning). The key is ``"openvino_int8"``.
     """
     include = [f.lower() for f in include]
     unknown = [f for f in include if f not in FORMATS]
     if unknown or not include:
         raise ValueError(f"unknown export format(s) {unknown or include}; choose from {list(FORMATS)}")
-    if nms:
-        raise NotImplementedError("an exported NMS graph is not available yet; export without nms and run "
-                                  "NMS after the model (modyolo.eval.nms.non_max_suppression)")
+    if nms and "torchscript" in include:
+        raise ValueError("--nms puts NMS inside ONNX / OpenVINO graphs only; export TorchScript in a separate "
+                         "run without --nms (its NMS runs in Python after the model)")
+    if int8:
+        from modyolo.deploy.quantize import check_int8_request
+
+        check_int8_request(data, fraction)
+        if "openvino" not in include:
+            include.append("openvino")  # INT8 is quantised from the OpenVINO float model, checked beside it
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if isinstance(weights_or_model, DetectionModel):
@@ -75,16 +92,32 @@ def export(weights_or_model: str | Path | DetectionModel, include: Iterable[str]
         stride=int(model.stride.max()), strides=[int(s) for s in model.stride.tolist()], imgsz=size,
         batch=None if dynamic else batch_size, dynamic=dynamic, nc=model.nc,
         model=str(model.yaml.get("yaml_file", model.source)), version=__version__,
+        nms=nms, max_det=max_det if nms else 0,
     )
+    if nms:
+        from modyolo.deploy.nms_graph import NMS_LAYOUT
+
+        meta.output = NMS_LAYOUT
     written: dict[str, Path] = {}
     for fmt in include:
         path = out / f"{stem}{FORMATS[fmt]}"
         if fmt == "onnx":
             written[fmt] = export_onnx(model, x, check_x, path, meta, opset=opset, dynamic=dynamic,
                                        simplify=simplify, dynamo=dynamo, verify=verify)
+        elif fmt == "openvino":
+            from modyolo.deploy.openvino_export import export_openvino
+
+            written[fmt] = export_openvino(model, x, check_x, path, meta, onnx_path=written.get("onnx"),
+                                           opset=opset, dynamic=dynamic, verify=verify)
         else:
             written[fmt] = export_torchscript(model, x, check_x, path, meta, dynamic=dynamic, verify=verify)
         LOGGER.info("%s export: %s (%.1f MB)", fmt, path, path.stat().st_size / 1e6)
+    if int8:
+        from modyolo.deploy.quantize import quantize_openvino
+
+        written["openvino_int8"] = quantize_openvino(
+            written["openvino"], model, data, fraction=fraction, max_drop=int8_max_drop,
+            allow_drop=int8_allow_drop, workers=workers)
     return written
 
 
@@ -169,12 +202,11 @@ def export_onnx(model: DetectionModel, x: torch.Tensor, check_x: torch.Tensor, p
     if simplify:
         _require_onnxslim()  # before exporting: a missing package is not a layer's fault
     meta.opset, meta.exporter = opset, f"torch.onnx ({'dynamo' if dynamo else 'torchscript'})"
-    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}} \
-        if dynamic else None
+    net, args, in_names, out_names, axes = _graph_io(model, x, meta, dynamic)
     try:
         with quiet_exporter():
-            torch.onnx.export(model, (x,), str(path), dynamo=dynamo, opset_version=opset,
-                              input_names=["images"], output_names=["output0"], dynamic_axes=axes,
+            torch.onnx.export(net, args, str(path), dynamo=dynamo, opset_version=opset,
+                              input_names=in_names, output_names=out_names, dynamic_axes=axes,
                               do_constant_folding=True)
         proto = onnx.load(str(path))
         onnx.checker.check_model(proto)
@@ -183,11 +215,67 @@ def export_onnx(model: DetectionModel, x: torch.Tensor, check_x: torch.Tensor, p
         _set_props(proto, meta.to_onnx_props())
         onnx.save(proto, str(path))
         if verify:
-            _verify(model, [x] if check_x is x else [x, check_x], _run_onnx(path))
+            inputs = [x] if check_x is x else [x, check_x]
+            if meta.nms:
+                verify_end_to_end(model, inputs, _run_onnx_nms(path), meta.max_det)
+            else:
+                _verify(model, inputs, _run_onnx(path))
     except Exception as e:  # noqa: BLE001 — exporter internals raise anything; name the layer instead
         path.unlink(missing_ok=True)  # never leave a file that does not match the model
         raise explain_failure("ONNX", model, x, check_x, _onnx_attempt(opset, dynamic, dynamo), e, dynamic) from e
     return path
+
+
+def _graph_io(model: DetectionModel, x: torch.Tensor, meta: ExportMetadata, dynamic: bool):
+    """(module, example args, input names, output names, dynamic axes) for a plain or an NMS graph."""
+    if not meta.nms:
+        axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}}
+        return model, (x,), ["images"], ["output0"], axes if dynamic else None
+    from modyolo.deploy.nms_graph import INPUTS, OUTPUTS, EndToEnd, threshold_inputs
+
+    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "detections": {0: "batch"}, "num_dets": {0: "batch"}}
+    return (EndToEnd(model, meta.max_det).eval(), (x, *threshold_inputs(0.25, 0.45, False)), list(INPUTS), list(OUTPUTS),
+            axes if dynamic else None)
+
+
+# (conf, iou, multi_label) an NMS graph is checked at: validation's and detection's settings
+NMS_CHECKS = ((0.001, 0.6, True), (0.25, 0.45, False))
+
+
+def verify_end_to_end(model: DetectionModel, inputs: list[torch.Tensor], run, max_det: int) -> None:
+    """Raise :class:`ExportError` unless the NMS graph ``run(x, conf, iou, multi_label) -> (dets, num)``
+    keeps the same detections as ``non_max_suppression(model(x))`` at val's and detect's settings."""
+    from modyolo.deploy.nms_graph import compare_detections, split_detections
+    from modyolo.eval.nms import non_max_suppression
+
+    for x in inputs:
+        with torch.no_grad():
+            pred = model(x)
+        for conf, iou, multi in NMS_CHECKS:
+            ref = non_max_suppression(pred, conf, iou, multi_label=multi, max_det=max_det, max_nms=10**9)
+            try:
+                out = split_detections(*run(x, conf, iou, multi))
+            except Exception as e:  # noqa: BLE001
+                raise ExportError(f"the exported NMS graph fails on an input of shape {tuple(x.shape)}: "
+                                  f"{short_reason(e)}") from e
+            problem = compare_detections(ref, out)
+            if problem:
+                raise ExportError(f"on an input of shape {tuple(x.shape)} at conf {conf}, iou {iou}, "
+                                  f"multi_label {multi} the exported NMS graph's {problem}")
+
+
+def _run_onnx_nms(path: Path):
+    from modyolo.deploy.backends import ort_session
+    from modyolo.deploy.nms_graph import INPUTS, threshold_inputs
+
+    session = ort_session(path.read_bytes(), threads=None)
+
+    def run(x: torch.Tensor, conf: float, iou: float, multi: bool):
+        feed = dict(zip(INPUTS, (x.numpy(), *(t.numpy() for t in threshold_inputs(conf, iou, multi)))))
+        dets, num = session.run(None, feed)
+        return torch.from_numpy(dets), torch.from_numpy(num)
+
+    return run
 
 
 def _require_onnxslim():

@@ -45,6 +45,8 @@ class ExportMetadata:
     exporter: str = ""  # "torch.onnx (torchscript)" / "torch.onnx (dynamo)" / "torch.jit.trace"
     opset: int | None = None
     nms: bool = False  # True when the graph ends in NMS and outputs detections, not pred
+    max_det: int = 0  # with nms: the rows of the detections output per image
+    precision: str = "fp32"  # fp32 | int8 (OpenVINO post-training quantisation)
     output: str = OUTPUT_LAYOUT
     format: str = FORMAT
 

@@ -12,6 +12,7 @@ as in yolov5, so yolov5 state_dicts (which contain it) load unchanged.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import ClassVar
 
@@ -20,6 +21,15 @@ from torch import nn
 
 from modyolo.nn.registry import BLOCKS
 from modyolo.nn.row import Channels, Row
+
+LOGGER = logging.getLogger("modyolo.nn.head")
+
+# How large a level's anchors are relative to the stride of the map that predicts them: the
+# geometric mean of sqrt(w * h) over the level's anchors, divided by the stride. yolov5's and
+# yolov7's shipped anchors give 2.4 / 3.6 / 5.8 (P3-P5 models) and 4.8 / 7.1 / 8.6 / 9.6 (P6
+# models); yolov5's P3-P5 anchors on a head fed at strides 4/8/16 give 4.8 / 7.2 / 11.5.
+ANCHOR_STRIDE_MAX = 10.5  # above: anchors sized for coarser maps, the head taps layers too early (error)
+ANCHOR_STRIDE_MIN = 0.5  # below: anchors under half a grid cell, maybe tiny-object anchors (warning)
 
 
 @BLOCKS.register()
@@ -49,8 +59,10 @@ class Detect(nn.Module):
 
     @classmethod
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:
-        if len(row.args) < 2:
-            raise row.error("needs args [nc, anchors], e.g. [nc, anchors]")
+        if len(row.args) < 2:  # ultralytics' `Detect [nc]`: no anchors means the anchor-free head
+            from modyolo.nn.heads.anchor_free import DetectAF
+
+            return DetectAF.from_row(row)
         nc, anchors, *rest = row.args
         if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
             raise row.error(f"nc must be a positive integer, got {nc!r}")
@@ -67,7 +79,9 @@ class Detect(nn.Module):
         for f, c in zip(row.from_ if isinstance(row.from_, list) else [row.from_], row.ch_in):
             if isinstance(c, list):
                 raise row.error(f"input layer {f} returns several feature maps; pick one with an Index row")
-        return row.construct(cls, nc, anchors, tuple(row.ch_in), *rest), 0
+        module = row.construct(cls, nc, anchors, tuple(row.ch_in), *rest)
+        module.fitted_later = isinstance(row.args[1], int)  # placeholder anchors: nothing to check yet
+        return module, 0
 
     def forward(self, x: list[torch.Tensor]):
         x = list(x)  # never modify the caller's list (the graph's saved outputs)
@@ -113,11 +127,24 @@ class Detect(nn.Module):
         self._grids = {}
         return super()._apply(fn, recurse)
 
+    def anchor_stride_ratios(self, strides: list[float]) -> list[float] | None:
+        """Per level: the anchors' size (geometric mean of sqrt(w*h), pixels) over the level's stride.
+
+        Call before ``set_strides`` (anchors still in pixels, as the YAML gives them). None when
+        the anchors are placeholders that autoanchor fits to the data (``anchors: 3``).
+        """
+        if getattr(self, "fitted_later", False):
+            return None
+        size = self.anchors.double().clamp(min=1e-6).prod(-1).sqrt().log().mean(-1).exp()  # [nl]
+        return [float(a) / s for a, s in zip(size.tolist(), strides)]
+
     def set_strides(self, strides: torch.Tensor) -> None:
         """Record level strides, put anchors into grid units and check their order (yolov5)."""
         self.stride.copy_(strides)
         self.anchors /= strides.view(-1, 1, 1)
-        self.check_anchor_order()
+        if self.check_anchor_order():
+            LOGGER.info("Detect: anchor levels reversed so that the smallest anchors sit at the smallest "
+                        "stride (%s)", "/".join(f"{s:g}" for s in strides.tolist()))
         self.reset_grids()
 
     def check_anchor_order(self) -> bool:

@@ -8,6 +8,8 @@ output channels differ from what its row declared) fail here with the layers nam
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,8 @@ import torch
 from torch import nn
 
 from modyolo.nn.row import ModelConfigError
+
+LOGGER = logging.getLogger("modyolo.nn.inspect")
 
 if TYPE_CHECKING:
     from modyolo.nn.model import DetectionModel
@@ -62,7 +66,7 @@ def _describe(out: Any, size: int) -> tuple[Any, Any, Any]:
 
 def dry_run(model: "DetectionModel", size: int, ch: int) -> list[LayerReport]:
     """Run the rows on a zero image, check shapes between layers, return the report."""
-    from modyolo.nn.head import Detect  # local: head imports nothing from here, but keep it cheap
+    from modyolo.nn.heads import is_head  # local: heads import nothing from here, but keep it cheap
 
     source = model.source
     reports: list[LayerReport] = []
@@ -81,8 +85,8 @@ def dry_run(model: "DetectionModel", size: int, ch: int) -> list[LayerReport]:
                          for j in sources]
                 inputs = [x if j == -1 else outputs[j] for j in sources]
                 where = f"layer {i} ({name}) of {source}"
-                if isinstance(module, Detect):
-                    _check_detect_inputs(where, sources, infos)
+                if is_head(module) or hasattr(module, "set_strides"):  # a head
+                    _check_detect_inputs(where, sources, infos, module)
                 elif len(inputs) > 1:
                     _check_same_size(where, sources, infos)
                 try:
@@ -98,7 +102,7 @@ def dry_run(model: "DetectionModel", size: int, ch: int) -> list[LayerReport]:
                         f"the layers in 'from'"
                     ) from e
                 channels, hw, stride = _describe(out, size)
-                if not isinstance(module, Detect) and channels is not None and channels != layer.c2:
+                if not is_head(module) and channels is not None and channels != layer.c2:
                     raise ModelConfigError(
                         f"{where}: declares {layer.c2} output channels but produces {channels}; "
                         "its from_row must return the channels the module really outputs"
@@ -129,14 +133,18 @@ def _check_same_size(where: str, sources: list[int], infos: list[tuple]) -> None
             )
 
 
-def _check_detect_inputs(where: str, sources: list[int], infos: list[tuple]) -> None:
+def _check_detect_inputs(where: str, sources: list[int], infos: list[tuple], head: Any = None) -> None:
     strides = []
     for j, (_, hw, stride) in zip(sources, infos):
         if not isinstance(stride, float):
             raise ModelConfigError(f"{where}: input layer {_name(j)} is not a single feature map; "
                                    "use an Index row to pick one")
         strides.append(stride)
-    if any(b <= a for a, b in zip(strides, strides[1:])):
+    # a head with auxiliary inputs (yolov7's IAuxDetect: lead P3..P5, then aux P3..P5) lists its
+    # levels more than once; each run of `nl` inputs must rise
+    nl = int(getattr(head, "nl", 0) or len(strides))
+    runs = [strides[i:i + nl] for i in range(0, len(strides), nl)] if len(strides) % nl == 0 else [strides]
+    if any(b <= a for run in runs for a, b in zip(run, run[1:])):
         listing = ", ".join(f"layer {_name(j)} at stride {s:g}" for j, s in zip(sources, strides))
         raise ModelConfigError(
             f"{where}: its inputs must be at increasing strides (e.g. P3/8, P4/16, P5/32) but "
@@ -145,6 +153,34 @@ def _check_detect_inputs(where: str, sources: list[int], infos: list[tuple]) -> 
     bad = [(j, s) for j, s in zip(sources, strides) if s != int(s)]
     if bad:
         raise ModelConfigError(f"{where}: layer {_name(bad[0][0])} has a fractional stride {bad[0][1]:g}")
+    ratios = head.anchor_stride_ratios(strides) if hasattr(head, "anchor_stride_ratios") else None
+    if ratios:
+        _check_anchor_fit(where, sources, strides, ratios)
+
+
+def _check_anchor_fit(where: str, sources: list[int], strides: list[float], ratios: list[float]) -> None:
+    """Anchors belong to strides: yolov5's P3-P5 anchors are 2-6x their level's stride (see
+    ``modyolo.nn.head.ANCHOR_STRIDE_MAX``). A head fed one stride-2 row too early (strides 4/8/16)
+    gets anchors up to 11.5 cells wide; its input strides, not the anchors, are then what's wrong."""
+    from modyolo.nn.head import ANCHOR_STRIDE_MAX, ANCHOR_STRIDE_MIN
+
+    listing = ", ".join(f"layer {_name(j)} at stride {s:g} (anchors {r:.1f}x the stride)"
+                        for j, s, r in zip(sources, strides, ratios))
+    fixes = "or give anchors sized for these strides, or write `anchors: 3` to let autoanchor fit them"
+    if max(ratios) > ANCHOR_STRIDE_MAX:
+        k = math.ceil(math.log2(max(ratios) / ANCHOR_STRIDE_MAX))
+        fit = "/".join(f"{s * 2 ** k:g}" for s in strides)
+        raise ModelConfigError(
+            f"{where}: its anchors are sized for larger strides than its inputs have: {listing}; anchors "
+            f"should be at most {ANCHOR_STRIDE_MAX:g}x their level's stride. The anchors fit strides {fit}: "
+            f"point 'from' at layers of those strides (is a stride-2 row set to stride 1?), {fixes}"
+        )
+    if min(ratios) < ANCHOR_STRIDE_MIN:
+        k = math.ceil(math.log2(ANCHOR_STRIDE_MIN / min(ratios)))
+        fit = "/".join(f"{s / 2 ** k:g}" for s in strides)
+        LOGGER.warning("%s: its anchors are small for its input strides: %s (under %gx the stride, they fit strides "
+                       "%s). If this is not meant for tiny objects, point 'from' at layers of those strides, %s",
+                       where, listing, ANCHOR_STRIDE_MIN, fit, fixes)
 
 
 def _name(j: int) -> str:

@@ -23,7 +23,7 @@ import torch
 
 from modyolo.eval.nms import non_max_suppression
 
-BACKEND_SUFFIXES = (".onnx", ".torchscript", ".ts")
+BACKEND_SUFFIXES = (".onnx", ".torchscript", ".ts", ".xml")  # .xml: OpenVINO IR (+ .bin)
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -286,15 +286,33 @@ def predict_image(model: Callable, img: np.ndarray, *, imgsz: int | tuple[int, i
     padded, lb = letterbox_image(img, imgsz, stride, auto)
     x = to_tensor(padded, device)
     t1 = time.perf_counter()
-    if augment:
-        pred = tta_forward(model, x, stride)
+    if getattr(model, "end2end", False):  # NMS inside an exported graph (export --nms): no Python NMS
+        det = _end_to_end(model, x, conf, iou, classes, agnostic, max_det, augment)
+        t2 = time.perf_counter()
     else:
-        out = model(x)
-        pred = out[0] if isinstance(out, (tuple, list)) else out
-    t2 = time.perf_counter()
-    det = non_max_suppression(pred.float(), conf, iou, classes=classes, agnostic=agnostic, max_det=max_det)[0]
+        if augment:
+            pred = tta_forward(model, x, stride)
+        else:
+            out = model(x)
+            pred = out[0] if isinstance(out, (tuple, list)) else out
+        t2 = time.perf_counter()
+        det = non_max_suppression(pred.float(), conf, iou, classes=classes, agnostic=agnostic, max_det=max_det)[0]
     det = det.cpu()
     if det.shape[0]:
         det[:, :4] = lb.to_original(det[:, :4])
     t3 = time.perf_counter()
     return det, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "nms": (t3 - t2) * 1e3}
+
+
+def _end_to_end(model: Callable, x: torch.Tensor, conf: float, iou: float, classes: list[int] | None,
+                agnostic: bool, max_det: int, augment: bool) -> torch.Tensor:
+    """One image through a graph that ends in NMS: ``det [n, 6]`` in input pixels, best class per box."""
+    if augment or agnostic:
+        raise ValueError(f"{getattr(model, 'path', 'this model')} has NMS inside its graph (exported with --nms), "
+                         "which is class-aware and runs on one scale: drop --augment / --agnostic-nms, or use a model "
+                         "exported without --nms")
+    dets, num = model(x, conf, iou, False)
+    det = dets[0, : int(num[0])].float()
+    if classes is not None:
+        det = det[(det[:, 5:6] == torch.tensor(classes, dtype=det.dtype)).any(1)]
+    return det[:max_det]

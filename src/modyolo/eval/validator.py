@@ -61,6 +61,7 @@ def validate(model: Callable, dataloader, *, names: Sequence[str], conf_thres: f
     seen_images = 0
     plot_batches: list[tuple] = []
     channels_last = getattr(model, "channels_last", False) or _is_channels_last(model)  # once, not per batch
+    end2end = bool(getattr(model, "end2end", False))
     bar = tqdm(dataloader, desc=f"{'Class':>22}{'Images':>11}{'Instances':>11}{'P':>11}{'R':>11}"
                f"{'mAP50':>11}{'mAP50-95':>11}", bar_format="{l_bar}{bar:10}{r_bar}", disable=not progress)
     for imgs, targets, paths, shapes in bar:
@@ -71,17 +72,21 @@ def validate(model: Callable, dataloader, *, names: Sequence[str], conf_thres: f
         targets = targets.to(device)
         b, _, h, w = imgs.shape
         t1 = time.perf_counter()
-        out = model(imgs)
-        pred, raw = (out[0], out[1]) if isinstance(out, (tuple, list)) else (out, None)
-        pred = pred.float()
-        t2 = time.perf_counter()
-        if compute_loss is not None and raw is not None:
-            loss_sum += compute_loss([r.float() for r in raw], targets)[1]
-        stats["max_objectness"] = max(stats["max_objectness"], float(pred[..., 4].max()) if pred.numel() else 0.0)
-        stats["candidates_before_nms"] += int((pred[..., 4] > conf_thres).sum())
-        dets = non_max_suppression(pred, conf_thres, iou_thres, multi_label=True, agnostic=single_cls,
-                                   max_det=max_det)
-        t3 = time.perf_counter()
+        if end2end:  # an exported graph that ends in NMS (export --nms): its detections, no Python NMS
+            dets = _end_to_end(model, imgs, conf_thres, iou_thres, max_det, stats)
+            t2 = t3 = time.perf_counter()
+        else:
+            out = model(imgs)
+            pred, raw = (out[0], out[1]) if isinstance(out, (tuple, list)) else (out, None)
+            pred = pred.float()
+            t2 = time.perf_counter()
+            if compute_loss is not None and raw is not None:
+                loss_sum += compute_loss([r.float() for r in raw], targets)[1]
+            stats["max_objectness"] = max(stats["max_objectness"], float(pred[..., 4].max()) if pred.numel() else 0.0)
+            stats["candidates_before_nms"] += int((pred[..., 4] > conf_thres).sum())
+            dets = non_max_suppression(pred, conf_thres, iou_thres, multi_label=True, agnostic=single_cls,
+                                       max_det=max_det)
+            t3 = time.perf_counter()
         labels_px = targets[:, 2:] * torch.tensor((w, h, w, h), device=device)
         batch_dets, batch_labels = [], []
         for si, det in enumerate(dets):
@@ -117,6 +122,20 @@ def validate(model: Callable, dataloader, *, names: Sequence[str], conf_thres: f
     if hasattr(model, "train") and was_training:
         model.train()
     return result
+
+
+def _end_to_end(model: Callable, imgs: torch.Tensor, conf_thres: float, iou_thres: float, max_det: int,
+                stats: dict) -> list[torch.Tensor]:
+    """Detections from a graph with NMS inside (class-aware, multi-label as validation wants).
+
+    Its objectness is not an output: ``max_objectness`` records the best detection's conf (a lower
+    bound) and ``candidates_before_nms`` the detections kept, so the zero-mAP diagnosis still reads.
+    """
+    det, num = model(imgs, conf_thres, iou_thres, True)
+    dets = [d[: int(k)].float()[:max_det] for d, k in zip(det, num)]
+    stats["max_objectness"] = max([stats["max_objectness"], *(float(d[:, 4].max()) for d in dets if len(d))])
+    stats["candidates_before_nms"] += int(sum(len(d) for d in dets))
+    return dets
 
 
 def _is_channels_last(model: Any) -> bool:

@@ -1,0 +1,140 @@
+"""OpenVINO IR export: ``<stem>.xml`` (graph) + ``<stem>.bin`` (fp32 weights), from the ONNX graph.
+
+The IR is converted from the ONNX file modyolo writes (an existing one from the same run, or a
+temporary one), so the OpenVINO model has exactly the ONNX graph's inputs and outputs — plain
+``pred [B, N, 5+nc]`` or, with ``--nms``, the end-to-end detections — and the same parity check
+against PyTorch. Weights stay fp32 (``compress_to_fp16=False``): on CPU the plugin runs fp32 (or
+bf16 by its own choice) either way, and fp16 storage would make the parity check a tolerance
+game. The :class:`~modyolo.deploy.metadata.ExportMetadata` fields go into the model's ``rt_info``
+under ``modyolo/<field>`` as JSON text, readable with ``Core().read_model(xml).get_rt_info()``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from modyolo.deploy.diagnose import ExportError, short_reason
+from modyolo.deploy.metadata import ExportMetadata, MetadataError
+from modyolo.nn.model import DetectionModel
+
+RT_KEY = "modyolo"
+
+
+def require_openvino():
+    """The ``openvino`` module, or an error saying how to install it."""
+    try:
+        import openvino
+    except ImportError as e:
+        raise ExportError("OpenVINO export and inference need the openvino package: pip install 'modyolo[openvino]' "
+                          "(or pip install openvino)") from e
+    return openvino
+
+
+def set_metadata(ov_model, meta: ExportMetadata) -> None:
+    for key, value in meta.to_dict().items():
+        ov_model.set_rt_info(json.dumps(value), [RT_KEY, key])
+
+
+def get_metadata(ov_model, source: str) -> ExportMetadata:
+    """The ExportMetadata stored in ``rt_info`` (MetadataError when it was not written by modyolo)."""
+    from dataclasses import fields
+
+    data = {}
+    for f in fields(ExportMetadata):
+        if ov_model.has_rt_info([RT_KEY, f.name]):
+            text = ov_model.get_rt_info([RT_KEY, f.name]).astype(str)
+            try:
+                data[f.name] = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise MetadataError(f"{source}: metadata field {f.name} is not JSON ({text[:40]!r}); re-export the model") from e
+    return ExportMetadata.from_dict(data, source)
+
+
+def export_openvino(model: DetectionModel, x: torch.Tensor, check_x: torch.Tensor, path: Path,
+                    meta: ExportMetadata, *, onnx_path: Path | None = None, opset: int | None = None,
+                    dynamic: bool = False, verify: bool = True) -> Path:
+    """Write ``path`` (.xml) and its ``.bin``; check them against PyTorch like the ONNX file.
+
+    onnx_path: an ONNX file this export already wrote for the same model and settings (reused);
+    otherwise one is written to a temporary folder and checked there, so an ONNX-level failure
+    is reported with its layer before OpenVINO is involved.
+    """
+    from modyolo.deploy.export import export_onnx
+
+    ov = require_openvino()
+    with tempfile.TemporaryDirectory(prefix="modyolo-ov-") as tmp:
+        if onnx_path is None:
+            onnx_meta = ExportMetadata(**{**meta.to_dict(), "imgsz": meta.imgsz})
+            onnx_path = export_onnx(model, x, check_x, Path(tmp) / "model.onnx", onnx_meta, opset=opset,
+                                    dynamic=dynamic, verify=verify)
+        meta.exporter, meta.opset = f"openvino {ov.__version__} (from ONNX)", None
+        try:
+            ov_model = ov.convert_model(str(onnx_path))
+        except Exception as e:  # noqa: BLE001 — the converter raises its own types
+            raise ExportError(f"OpenVINO cannot convert the ONNX graph of {meta.model}: {short_reason(e)}; "
+                              f"{unsupported_ops_hint(onnx_path)}") from e
+        set_metadata(ov_model, meta)
+        ov.save_model(ov_model, str(path), compress_to_fp16=False)
+    if verify:
+        try:
+            verify_backend(model, [x] if check_x is x else [x, check_x], path, meta)
+        except Exception:
+            remove_ir(path)
+            raise
+    return path
+
+
+def unsupported_ops_hint(onnx_path: Path) -> str:
+    """The op types of ``onnx_path`` OpenVINO's ONNX frontend cannot convert, naming their layers."""
+    try:
+        import onnx
+        from openvino.frontend import FrontEndManager
+
+        fe = FrontEndManager().load_by_framework("onnx")
+        partial = fe.convert_partially(fe.load(str(onnx_path)))
+        bad = sorted({op.get_type_name() + ": " + op.get_friendly_name() for op in partial.get_ordered_ops()
+                      if op.get_type_name() == "FrameworkNode"})
+        del onnx
+    except Exception:  # noqa: BLE001 — the hint is best effort; the converter's message stands
+        bad = []
+    where = f"unconverted nodes: {', '.join(bad[:5])}; " if bad else ""
+    return (f"{where}ONNX node names start with the modyolo layer (/model.<index>/...): replace that block, or "
+            "export --include onnx and run it in ONNX Runtime")
+
+
+def remove_ir(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_suffix(".bin").unlink(missing_ok=True)
+
+
+def verify_backend(model: DetectionModel, inputs: list[torch.Tensor], path: Path, meta: ExportMetadata) -> None:
+    """Run the written IR through :class:`~modyolo.deploy.backends.OpenVinoBackend` and compare."""
+    from modyolo.deploy.backends import OpenVinoBackend
+    from modyolo.deploy.export import _verify, verify_end_to_end
+
+    backend = OpenVinoBackend(path, torch.device("cpu"), threads=None)
+    if meta.nms:
+        verify_end_to_end(model, inputs, lambda x, c, i, m: backend.run_end_to_end(x, c, i, m), meta.max_det)
+    else:
+        _verify(model, inputs, backend)
+
+
+def read_ir(path: Path):
+    """``Core().read_model`` with the failures a user can fix said plainly (missing/corrupt .bin/.xml)."""
+    ov = require_openvino()
+    weights = path.with_suffix(".bin")
+    if not weights.is_file():
+        raise ValueError(f"{path}: its weights file {weights.name} is missing; an OpenVINO model is an .xml + .bin "
+                         "pair written by `modyolo export --include openvino` — copy both")
+    try:
+        return ov.Core().read_model(str(path), str(weights))
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{path} / {weights.name} is not a readable OpenVINO IR pair ({short_reason(e)}); the files are "
+                         "corrupt or truncated — re-export with `modyolo export --include openvino`") from e
+
+
+__all__ = ["export_openvino", "read_ir", "get_metadata", "set_metadata", "require_openvino", "MetadataError"]

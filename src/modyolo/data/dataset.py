@@ -53,8 +53,13 @@ class DetectionDataset(Dataset):
         im_files = list_image_files(sources)
         self.report = scan(im_files, nc, prefix=prefix, progress=progress)
         records = self.report.records
-        if fraction < 1.0:
-            records = records[: max(1, round(len(records) * fraction))]
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"{prefix}fraction (--fraction) must be in (0, 1], got {fraction}; e.g. 0.5 trains "
+                             "on a seeded random half of the images")
+        if fraction < 1.0:  # a seeded random subset (not the first N: sorted paths often group by source)
+            keep = max(1, round(len(records) * fraction))
+            chosen = np.sort(np.random.default_rng(seed).choice(len(records), size=keep, replace=False))
+            records = [records[i] for i in chosen]
         if not records:
             raise FileNotFoundError(
                 f"{prefix}no usable images in {sources}: {self.report.summary()}; "

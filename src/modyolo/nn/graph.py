@@ -23,6 +23,7 @@ from torch import nn
 from modyolo.nn import blocks as _blocks  # noqa: F401  (registers every block family)
 from modyolo.nn.registry import ACTIVATIONS, BLOCKS
 from modyolo.nn.row import Channels, ModelConfigError, Row, using_activation
+from modyolo.nn.scales import apply_scales, guess_scale, unscaled_name
 from modyolo.registry import RegistryError
 
 REQUIRED_KEYS = ("backbone", "head")
@@ -69,15 +70,29 @@ def load_model_yaml(cfg: str | Path | dict) -> tuple[dict, str]:
     """(config dict, source name for messages). Accepts a path, a shipped name or a dict."""
     if isinstance(cfg, dict):
         return copy.deepcopy(cfg), str(cfg.get("yaml_file", "<dict>"))
-    path = resolve_cfg_path(cfg)
+    name, given, unscaled = "", Path(str(cfg)), unscaled_name(cfg)
+    try:
+        if not given.is_file() and unscaled and Path(unscaled).is_file() and given.parent != Path("."):
+            raise FileNotFoundError  # .../yolov5n.yaml beside .../yolov5.yaml: that file, not a shipped yolov5n
+        path = resolve_cfg_path(cfg)
+    except FileNotFoundError:  # ultralytics naming: yolo11n.yaml = scale n of yolo11.yaml
+        if not unscaled:
+            raise
+        try:
+            path, name = resolve_cfg_path(unscaled), given.name
+        except FileNotFoundError:
+            raise FileNotFoundError(f"model config {str(cfg)!r} is neither a file nor a shipped config, and "
+                                    f"neither is {unscaled!r} (its unscaled name)") from None
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise ModelConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(data, dict):
         raise ModelConfigError(f"{path}: expected a mapping with 'backbone' and 'head', got {type(data).__name__}")
-    data.setdefault("yaml_file", path.name)
-    return data, path.name
+    data.setdefault("yaml_file", name or path.name)
+    if "scales" in data and not data.get("scale") and guess_scale(cfg):
+        data["scale"] = guess_scale(cfg)
+    return data, name or path.name
 
 
 def parse_activation(spec: Any, source: str) -> Callable[[], nn.Module]:
@@ -177,6 +192,7 @@ def build_layers(cfg: dict, source: str, ch: int = 3, extra: dict | None = None)
     nc = cfg.setdefault("nc", 80)
     if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
         raise ModelConfigError(f"{source}: nc must be a positive integer, got {nc!r}")
+    max_channels = apply_scales(cfg, source)
     gd = cfg.setdefault("depth_multiple", 1.0)
     gw = cfg.setdefault("width_multiple", 1.0)
     for key, v in (("depth_multiple", gd), ("width_multiple", gw)):
@@ -192,6 +208,9 @@ def build_layers(cfg: dict, source: str, ch: int = 3, extra: dict | None = None)
     layers: list[Layer] = []
     channels: list[Channels] = []
     save: set[int] = set()
+    # rows may read the model YAML's top-level keys and the layers built before them (a head that
+    # follows ultralytics picks its class branch by the blocks in front of it)
+    extra = {**(extra or {}), "yaml": cfg, "built": layers}
     with using_activation(act) if act else contextlib.nullcontext():
         for i, (raw, section) in enumerate(rows):
             f, n, name, args = _check_row(raw, i, source, section)
@@ -205,7 +224,8 @@ def build_layers(cfg: dict, source: str, ch: int = 3, extra: dict | None = None)
             number = max(round(n * gd), 1) if n > 1 else n
             row = Row(index=i, source=source, from_=f, number=number, module=name,
                       args=[_resolve_arg(a, cfg, where) for a in args], ch_in=ch_in,
-                      width_multiple=gw, depth_multiple=gd, nc=nc, no=na * (nc + 5), extra=extra or {})
+                      width_multiple=gw, depth_multiple=gd, nc=nc, no=na * (nc + 5), extra=extra,
+                      max_channels=max_channels)
             module, c2 = block.from_row(row)
             layers.append(Layer(module, i, f, number, name, args, c2))
             channels.append(c2)

@@ -11,6 +11,7 @@ from torch import nn
 
 from modyolo.nn.graph import Layer, build_layers, load_model_yaml
 from modyolo.nn.head import Detect
+from modyolo.nn.heads import is_head
 from modyolo.nn.inspect import LayerReport, dry_run, format_info, count_flops
 from modyolo.nn.row import ModelConfigError
 
@@ -77,8 +78,9 @@ class DetectionModel(nn.Module):
     # -- structure ------------------------------------------------------------------------------
     @property
     def head(self) -> Detect | None:
+        """The last row when it is a detection head (anchor-based Detect, DetectAF, ...), else None."""
         last = self.model[-1]
-        return last if isinstance(last, Detect) else None
+        return last if isinstance(last, Detect) or is_head(last) else None
 
     def _head_strides(self) -> list[float]:
         head_row = self.report[-1]

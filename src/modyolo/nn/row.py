@@ -52,6 +52,7 @@ class Row:
     nc: int = 80
     no: int = 85  # outputs per anchor of the detection head; yolov5 never width-scales it
     extra: dict[str, Any] = field(default_factory=dict)  # builder options (e.g. pretrained paths)
+    max_channels: float = float("inf")  # ultralytics ``scales:`` cap, applied before width_multiple
 
     # -- helpers every block uses -------------------------------------------------------------
     @property
@@ -71,7 +72,7 @@ class Row:
         """Output channels scaled by width_multiple as yolov5 does (the head's ``no`` is kept)."""
         if not isinstance(c2, int) or isinstance(c2, bool):
             raise self.error(f"first arg (output channels) must be an integer, got {c2!r}")
-        return c2 if c2 == self.no else make_divisible(c2 * self.width_multiple, 8)
+        return c2 if c2 == self.no else make_divisible(min(c2, self.max_channels) * self.width_multiple, 8)
 
     def where(self) -> str:
         return f"layer {self.index} ({self.module}) of {self.source}"

@@ -10,3 +10,7 @@ from modyolo.nn.blocks import mobilenet  # noqa: F401
 from modyolo.nn.blocks import dynamic  # noqa: F401
 from modyolo.nn.blocks import hgnet  # noqa: F401
 from modyolo.nn.blocks import external  # noqa: F401
+from modyolo.nn.blocks import attention  # noqa: F401
+from modyolo.nn.blocks import csp2  # noqa: F401
+from modyolo.nn.blocks import v10  # noqa: F401
+from modyolo.nn.heads import anchor_free  # noqa: F401  (DetectAF)

@@ -16,24 +16,22 @@ pytest.importorskip("openvino")
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    model = tiny_model("yolov5n.yaml")
+    from modyolo.data.synthetic import CLASSES
+
+    model = tiny_model("yolov5n.yaml", nc=len(CLASSES))
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    return save_checkpoint(path, model=model, epoch=0, names=["a", "b", "c"], model_yaml=model.yaml)
+    return save_checkpoint(path, model=model, epoch=0, names=list(CLASSES), model_yaml=model.yaml)
 
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    """A 6-image val split (the tiny random model finds boxes on it at conf 0.001) and its data YAML."""
+    """The data YAML of a 6-image shapes dataset (val split: the random tiny model finds boxes at conf 0.001)."""
     from modyolo.data.synthetic import make_shapes_dataset
 
-    root = make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "shapes", n_train=6, n_val=6,
-                               img_size=(64, 96)).parent
-    yaml_path = root / "data.yaml"
-    yaml_path.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames: [c0, c1, c2]\n")
-    return yaml_path
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), n_train=6, n_val=6, img_size=(64, 96))
 
 
-def _val(weights, data, tmp_path, capsys) -> float:
+def _val_cli(weights, data, tmp_path, capsys) -> float:
     rc = main(["val", "--weights", str(weights), "--data", str(data), "--img", str(IMG), "--batch-size", "4",
                "--workers", "0", "--project", str(tmp_path), "--no-plots"])
     assert rc == 0
@@ -86,17 +84,30 @@ def test_nms_graph_equals_python_nms(checkpoint, tmp_path, fmt, suffix):
 
 
 def test_val_round_trips_with_nms_inside_and_openvino(checkpoint, shapes, tmp_path, capsys):
-    """val on the .pt, the OpenVINO IR and the ONNX/OpenVINO NMS graphs gives the same mAP50-95."""
+    """validate() on the .pt, the OpenVINO IR and the ONNX / OpenVINO NMS graphs: same detections and
+    metrics; `modyolo val` runs the OpenVINO NMS graph like the .pt."""
+    from modyolo.data.dataset_yaml import load_data_config
+    from modyolo.data.loader import create_dataloader
     from modyolo.deploy.export import export
+    from modyolo.eval.validator import validate
 
     plain = export(checkpoint, include=("openvino",), imgsz=IMG, out_dir=tmp_path / "plain")
     nms = export(checkpoint, include=("onnx", "openvino"), imgsz=IMG, nms=True, out_dir=tmp_path / "nms")
-    maps = {name: _val(w, shapes, tmp_path / name, capsys)
-            for name, w in (("pt", checkpoint), ("ov", plain["openvino"]), ("onnx_nms", nms["onnx"]),
-                            ("ov_nms", nms["openvino"]))}
-    assert maps["pt"] > 0
-    for name, value in maps.items():
-        assert value == pytest.approx(maps["pt"], abs=2e-3), (name, maps)
+    cfg = load_data_config(shapes)
+    loader, _ = create_dataloader(cfg.val, IMG, 4, 32, workers=0, progress=False, nc=cfg.nc, names=cfg.names)
+    names = list(cfg.names.values()) if isinstance(cfg.names, dict) else list(cfg.names)
+    results = {name: validate(load_backend(w), loader, names=names, progress=False)
+               for name, w in (("pt", checkpoint), ("ov", plain["openvino"]), ("onnx_nms", nms["onnx"]),
+                               ("ov_nms", nms["openvino"]))}
+    ref = results["pt"]
+    assert ref.stats["detections_after_nms"] > 0
+    for name, r in results.items():
+        assert r.stats["detections_after_nms"] == ref.stats["detections_after_nms"], name
+        for key in ("precision", "recall", "mAP50", "mAP50-95"):
+            assert float(torch.as_tensor(r.metrics[key]).mean()) == pytest.approx(
+                float(torch.as_tensor(ref.metrics[key]).mean()), abs=1e-3), (name, key)
+    assert _val_cli(nms["openvino"], shapes, tmp_path / "cli", capsys) == pytest.approx(
+        _val_cli(checkpoint, shapes, tmp_path / "cli", capsys), abs=1e-3)
 
 
 def test_detect_through_nms_graph_equals_pt(checkpoint, tmp_path):

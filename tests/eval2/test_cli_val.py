@@ -29,7 +29,7 @@ def test_val_prints_table_speed_and_writes_outputs(checkpoint, shapes, tmp_path,
     rows = [line.split() for p in (run / "labels").glob("*.txt") for line in p.read_text().splitlines()]
     assert rows and all(len(r) == 6 and 0 <= int(r[0]) < 5 for r in rows)  # cls cx cy w h conf
     dets = json.loads((run / f"{checkpoint.stem}_predictions.json").read_text())
-    assert dets and {d["image_id"] for d in dets} <= {1, 2, 3, 4}
+    assert dets and {d["image_id"] for d in dets} <= {f"val_{i:05d}" for i in range(4)}  # yolov5: the stem
     assert all(0 <= d["category_id"] < 5 and len(d["bbox"]) == 4 for d in dets)
 
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True, help="checkpoint .pt, model .yaml, or exported .onnx/.torchscript")
+    p.add_argument("--cfg", default=None, help="model YAML, only for a bare state_dict in --weights")
     p.add_argument("--source", required=True, help="image, folder, glob, .txt list of paths, or video file")
     p.add_argument("--img", "--imgsz", "--img-size", dest="imgsz", type=int, default=640, help="inference size (pixels)")
     p.add_argument("--conf-thres", type=float, default=0.25)
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from modyolo.paths import increment_path
 
     device = select_device(args.device)
-    model, names, meta = load_model_for_cli(args.weights, device=device)
+    model, names, meta = load_model_for_cli(args.weights, device=device, cfg=args.cfg)
     imgsz = check_imgsz(args.imgsz, meta["stride"]) if meta["dynamic"] else tuple(meta["imgsz"])
     files = list_sources(args.source)  # fail fast, before a run folder is made, when nothing matches
     save_dir = increment_path(Path(args.project) / args.name, exist_ok=args.exist_ok)

@@ -167,9 +167,9 @@ class _Collector:
         self.save_dir, self.names = save_dir, names
         self.save_txt, self.save_conf, self.save_json = save_txt, save_conf, save_json
         self.dets: list[dict] = []
-        self.image_ids: list[int] = []
+        self.image_ids: list[int | str] = []
         self.gt: dict = {}
-        self._ids: dict[str, int] = {}
+        self._ids: dict[str, int | str] = {}
         if save_txt:
             (save_dir / "labels").mkdir(parents=True, exist_ok=True)
         if save_json:

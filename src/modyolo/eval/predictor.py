@@ -90,7 +90,8 @@ def load_model(weights: str | Path, device: str | torch.device = "cpu", fuse: bo
     if ckpt.get("format") == "state_dict":
         if cfg is None:
             raise CheckpointError(f"{path} is a bare state_dict without its model YAML; pass the YAML it was "
-                                  "trained from (--cfg yolov5n.yaml, or load(path, cfg=...))")
+                                  f"trained from: modyolo detect / val / export --weights {path} --cfg yolov5n.yaml "
+                                  "(your YAML), or modyolo.load(path, cfg=...)")
         model_yaml, state, names = cfg, ckpt["model"], None
         meta = {"format": "state_dict", "path": str(path), "imgsz": None, "has_ema": False, "epoch": None}
     else:

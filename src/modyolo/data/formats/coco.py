@@ -80,8 +80,10 @@ def yolo_to_coco(data_config_or_dir, split: str = "val", names: Sequence[str] | 
     ``data_config_or_dir``: a DataConfig, a data YAML path or ``"shapes"``, or a folder of
     images (then class names come from ``names`` or are ``class<i>``).
 
-    Ids: images are numbered 1..N in sorted path order of the verified images (corrupt ones are
-    left out, as DetectionDataset leaves them out); each image dict also carries ``"path"``
+    Ids (``coco_image_id_list``): yolov5's, the file stem as an int when it is numeric
+    (``000000000139.jpg`` -> 139, so the ids are COCO's own), the stem otherwise; 1..N in sorted
+    path order when stems repeat or mix numbers and names. Only verified images are listed (corrupt
+    ones are left out, as DetectionDataset leaves them out); each image dict also carries ``"path"``
     (absolute) so predictions can be matched by path (``coco_image_ids``). ``category_id`` is
     the YOLO class index (0-based). Boxes are ``[x, y, w, h]`` pixels of the original image.
     """
@@ -101,7 +103,8 @@ def yolo_to_coco(data_config_or_dir, split: str = "val", names: Sequence[str] | 
     report = scan(list_image_files(sources), nc, progress=progress)
     images, annotations = [], []
     seen_cls: set[int] = set()
-    for k, rec in enumerate(report.records, 1):
+    ids = coco_image_id_list([rec.im_file for rec in report.records])
+    for k, rec in zip(ids, report.records):
         w, h = rec.shape
         p = Path(rec.im_file)
         rel = os.path.relpath(p, root) if p.is_relative_to(root) else p.name
@@ -121,6 +124,18 @@ def yolo_to_coco(data_config_or_dir, split: str = "val", names: Sequence[str] | 
             "annotations": annotations, "categories": categories}
 
 
-def coco_image_ids(gt: dict) -> dict[str, int]:
+def coco_image_id_list(paths: Sequence[str | Path]) -> list[int | str]:
+    """COCO image ids for image files, as yolov5 writes them: ``int(stem)`` for numeric stems, the
+    stem otherwise. When two files share a stem, or numeric and other stems mix (pycocotools
+    sorts the ids, and cannot sort ints with strings), the images are numbered 1..N instead."""
+    ids: list[int | str] = [int(Path(p).stem) if Path(p).stem.isdigit() else Path(p).stem for p in paths]
+    if len(set(ids)) == len(ids) and len({type(i) for i in ids}) <= 1:
+        return ids
+    LOGGER.info("COCO image ids: file stems repeat or mix numbers and names; numbering the %d images 1..N",
+                len(ids))
+    return list(range(1, len(ids) + 1))
+
+
+def coco_image_ids(gt: dict) -> dict[str, int | str]:
     """Absolute image path -> COCO image id, for a dict made by ``yolo_to_coco``."""
     return {im["path"]: im["id"] for im in gt["images"]}

@@ -1,15 +1,18 @@
 """``modyolo compare``: train, validate and time several variants under one protocol; write a report.
 
-Every variant gets the same data, hyp, seed and budget (or a finished run / checkpoint is
+Every variant gets the same data, hyp, seeds and budget (or a finished run / checkpoint is
 reused), is validated on the same val split with the same loader, and is timed under one
-:class:`~modyolo.tools.latency.LatencyProtocol`. A variant that fails to build, train, validate
-or export keeps its row, with the stage and the error in it, and the others go on; tracebacks
-go to ``errors.log`` in the output folder.
+:class:`~modyolo.tools.latency.LatencyProtocol`. With several seeds each (variant, seed) is a job
+(:mod:`~modyolo.tools.compare_jobs`: resumable, run here, in N processes or on Ray) and the table
+shows mean ± std, 95% intervals, paired tests and ranks (:mod:`~modyolo.tools.compare_stats`).
+A variant that fails to build, train, validate or export keeps its row, with the stage and the
+error in it, and the others go on; tracebacks go to ``errors.log`` in the output folder.
 
-Outputs in ``runs/compare/exp*``: the table on the terminal, ``compare.csv``, ``compare.md``,
+Outputs in ``runs/compare/<name>``: the table on the terminal, ``compare.csv``, ``compare.md``,
 ``compare.json`` (everything, for scripts), ``report.html`` (self-contained) and the figures as
-PNG; ``cfgs/`` holds the exact model YAML each variant was built from, ``train/<variant>`` the
-training runs and ``onnx/<variant>`` the exports that were timed.
+PNG; ``cfgs/`` holds the exact model YAML each variant was built from, ``train/<variant>/seed<k>``
+the training runs, ``onnx/<variant>`` the exports that were timed and ``compare_state.json`` the
+settings a rerun must match to resume.
 """
 
 from __future__ import annotations
@@ -22,10 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
+from modyolo.tools.compare_jobs import cpu_cores, job_dir, run_jobs
+from modyolo.tools.compare_protocol import cfg_hash, check_state, data_fingerprint, protocol_items, run_flags, \
+    run_settings
+from modyolo.tools.compare_stats import CompareStats, Records, compare_stats
 from modyolo.tools.compare_table import VariantResult, display_rows, format_terminal, per_class_rows, write_csv, \
     write_markdown
 from modyolo.tools.latency import LatencyProtocol
-from modyolo.tools.variants import Variant, evaluate_variant, prepare_variants, time_variants
+from modyolo.tools.variants import Variant, build_variant, finish_variant, prepare_variants, read_history, \
+    time_variants, validate_weights
 
 
 @dataclass
@@ -35,6 +45,8 @@ class CompareResult:
     protocol: LatencyProtocol
     files: dict[str, Path] = field(default_factory=dict)
     table: str = ""
+    stats: CompareStats | None = None
+    jobs: dict = field(default_factory=dict)  # (variant, seed) -> job.json document
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +58,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--img", "--imgsz", dest="imgsz", type=int, default=640, help="train, val and latency image size")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--hyp", default="scratch-low", help="hyp YAML or shipped name")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the seed when --seeds is not given")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="train every variant with several seeds: a count (--seeds 3 = seeds 0 1 2) or a list "
+                        "of two or more (--seeds 0 5 7); the table shows mean ± std, 95%% intervals and paired tests")
+    p.add_argument("--jobs", type=int, default=1, help="(variant, seed) jobs at once on this machine, each in its "
+                   "own process with cores/N threads (1 = one after another in this process)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the jobs as Ray tasks: --ray alone starts a local instance, --ray HOST:PORT joins a "
+                        "cluster (`ray start --head` there); needs the 'ray' extra")
+    p.add_argument("--job-threads", type=int, default=0, help="torch threads (Ray: CPUs) per job; 0 = cores // --jobs")
+    p.add_argument("--gpus-per-job", type=float, default=None,
+                   help="GPUs a Ray task asks for (default: 1 when --device is a GPU, else 0)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for intervals and tests")
+    p.add_argument("--fresh", action="store_true",
+                   help="start a new folder (exp2, ...) instead of resuming the one named by --project/--name")
     p.add_argument("--optimizer", default="SGD", choices=["SGD", "Adam", "AdamW"])
     p.add_argument("--cos-lr", action="store_true")
     p.add_argument("--bf16", action="store_true", help="CPU bf16 autocast while training")
@@ -61,22 +87,53 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=4, help="val images shown predicted by every variant")
     p.add_argument("--project", default="runs/compare")
     p.add_argument("--name", default="exp")
-    p.add_argument("--exist-ok", action="store_true")
+    p.add_argument("--exist-ok", action="store_true", help="kept for old scripts: the folder is reused unless --fresh")
     p.add_argument("--no-report", action="store_true", help="skip report.html and the figures")
     p.add_argument("--quiet", action="store_true", help="no training progress bars")
+
+
+def parse_seeds(values: Sequence[int] | None, default: int = 0) -> list[int]:
+    """``--seeds``: one value is a count (3 -> [0, 1, 2]), several are the seeds; None -> ``[default]``."""
+    if values is None:
+        return [int(default)]
+    values = [int(v) for v in values]
+    if len(values) == 1:
+        if values[0] < 1:
+            raise ValueError(f"--seeds {values[0]}: a single value is the number of seeds and must be at least 1 "
+                             "(--seeds 3 trains seeds 0 1 2; to pick one seed use --seed N)")
+        return list(range(values[0]))
+    dup = sorted({v for v in values if values.count(v) > 1})
+    if dup:
+        raise ValueError(f"--seeds {' '.join(map(str, values))}: seed {', '.join(map(str, dup))} given twice; each seed "
+                         "must appear once (a repeated seed repeats the same run and fakes agreement)")
+    if any(v < 0 for v in values):
+        raise ValueError(f"--seeds {' '.join(map(str, values))}: seeds must be >= 0")
+    return values
+
+
+def check_jobs(jobs: int, use_ray: bool) -> None:
+    cores = cpu_cores()
+    if jobs < 1:
+        raise ValueError(f"--jobs {jobs}: must be at least 1")
+    if not use_ray and jobs > cores:
+        raise ValueError(f"--jobs {jobs} is more than the {cores} CPU cores here; use --jobs {cores} or fewer "
+                         "(or --ray ADDRESS to spread the jobs over more machines)")
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.cfg and not args.runs:
         raise ValueError("compare needs variants: --cfg a.yaml b.yaml ... and/or --runs runs/train/exp ...")
-    train = dict(epochs=args.epochs, imgsz=args.imgsz, batch_size=args.batch_size, hyp=args.hyp, seed=args.seed,
+    seeds = parse_seeds(args.seeds, args.seed)
+    check_jobs(args.jobs, args.ray is not None)
+    train = dict(epochs=args.epochs, imgsz=args.imgsz, batch_size=args.batch_size, hyp=args.hyp, seed=seeds[0],
                  optimizer=args.optimizer, cos_lr=args.cos_lr, bf16=args.bf16, workers=args.workers,
                  device=args.device, max_batches=args.max_batches)
     protocol = LatencyProtocol(imgsz=args.imgsz, threads=args.threads, warmup=args.latency_warmup,
                                runs=args.latency_runs, layout=args.latency_layout)
     result = compare(args.cfg, args.runs, data=args.data, train=train, protocol=protocol, project=args.project,
-                     name=args.name, exist_ok=args.exist_ok, onnx=not args.no_onnx, samples=args.samples,
-                     report=not args.no_report, verbose=not args.quiet)
+                     name=args.name, onnx=not args.no_onnx, samples=args.samples, report=not args.no_report,
+                     verbose=not args.quiet, seeds=seeds, jobs=args.jobs, ray=args.ray, job_threads=args.job_threads,
+                     gpus_per_job=args.gpus_per_job, n_boot=args.bootstrap, resume=not args.fresh)
     return 0 if any(r.status == "ok" for r in result.results) else 1
 
 
@@ -84,71 +141,115 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
             train: dict[str, Any] | None = None, protocol: LatencyProtocol | None = None,
             project: str | Path = "runs/compare", name: str = "exp", exist_ok: bool = False, onnx: bool = True,
             samples: int = 4, report: bool = True, verbose: bool = True, names: Sequence[str] | None = None,
-            title: str = "") -> CompareResult:
-    """Compare ``cfgs`` (model YAMLs, trained here) and ``runs`` (finished runs / checkpoints, reused).
+            title: str = "", seeds: Sequence[int] | None = None, jobs: int = 1, ray: str | None = None,
+            job_threads: int = 0, gpus_per_job: float | None = None, n_boot: int = 1000,
+            resume: bool | None = None) -> CompareResult:
+    """Compare ``cfgs`` (model YAMLs, trained here with every seed) and ``runs`` (finished runs / checkpoints).
 
     train: :class:`~modyolo.engine.config.TrainConfig` fields shared by every trained variant
-        (``epochs``, ``imgsz``, ``batch_size``, ``hyp``, ``seed``, ``optimizer``, ...); ``imgsz`` is
-        also the validation size (default 640). protocol: the latency protocol (default: the
-        standard one at ``train['imgsz']``).
+        (``epochs``, ``imgsz``, ``batch_size``, ``hyp``, ...); ``imgsz`` is also the validation size
+        (default 640). seeds: default ``[train['seed']]``. protocol: the latency protocol
+        (default: the standard one at ``train['imgsz']``).
+    jobs / ray / job_threads / gpus_per_job: where the (variant, seed) jobs run, see
+        :mod:`modyolo.tools.compare_jobs`. resume: reuse ``project/name`` (skip finished jobs, resume
+        interrupted ones, refuse changed settings); default ``exist_ok`` (False: a new exp2, ...).
     names: display names, one per cfg then per run (default: the YAML / run folder names).
     Returns the rows (failed variants included, with their error) and the written files.
     """
     from modyolo.data.dataset_yaml import load_data_config
+    from modyolo.engine.hyp import load_hyp
     from modyolo.paths import increment_path
 
     train = dict(train or {})
     imgsz = int(train.setdefault("imgsz", 640))
     train.setdefault("hyp", "scratch-low")
-    _check_train_settings(train)  # a typo must fail once, here, not once per variant
+    seeds = [int(s) for s in (seeds if seeds is not None else [train.get("seed", 0)])]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {seeds}: give at least one seed, each once")
+    check_jobs(jobs, ray is not None)
+    train.pop("seed", None)  # each job gets its own
+    _check_train_settings(train)  # a typo must fail once, here, not once per job
+    hyp = load_hyp(train["hyp"]).to_dict()
     protocol = protocol or LatencyProtocol(imgsz=imgsz)
-    save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
+    resume = exist_ok if resume is None else resume
+    save_dir = Path(project) / name if resume else increment_path(Path(project) / name, exist_ok=False)
+    save_dir.mkdir(parents=True, exist_ok=True)
     errors_log = save_dir / "errors.log"
     say = print if verbose else (lambda *a, **k: None)
     data_cfg = load_data_config(data)  # shared by every variant: failing here fails the comparison
-    say(f"compare: {len(cfgs) + len(runs)} variants on {data_cfg.source} -> {save_dir}")
-    say(f"training: {', '.join(f'{k}={v}' for k, v in train.items() if k != 'hyp')}, hyp={_hyp_label(train)}")
+    fingerprint = data_fingerprint(data_cfg)
+    threads = int(job_threads or max(1, cpu_cores() // max(jobs, 1)))
+    executor = f"Ray ({ray})" if ray else (f"{jobs} processes" if jobs > 1 else "one process")
+    say(f"compare: {len(cfgs) + len(runs)} variants x {len(seeds)} seed(s) on {data_cfg.source} -> {save_dir}")
+    say(f"training: {', '.join(f'{k}={v}' for k, v in train.items() if k != 'hyp')}, hyp={_hyp_label(train)}, "
+        f"seeds {' '.join(map(str, seeds))}; jobs in {executor}, {threads} thread(s) each")
     say(protocol.describe())
 
     variants = prepare_variants(cfgs, runs, names, save_dir / "cfgs")
-    results: list[VariantResult] = []
+    results = [VariantResult(v.name, v.source) for v in variants]
+    buildable = [(v, r) for v, r in zip(variants, results) if build_variant(r, v, data_cfg.nc, imgsz)]
+    state = {"shared": {"data": fingerprint, "train": {k: _plain(v) for k, v in train.items()
+                                                       if k not in ("verbose", "workers_note")}, "hyp": hyp},
+             "variants": {v.name: cfg_hash(v.cfg) for v, _ in buildable if v.cfg is not None}, "seeds": seeds}
+    state = json.loads(json.dumps(state, default=str))
+    for note in check_state(save_dir, state):
+        say(f"resume: {note}")
+    specs = [{"variant": v.name, "seed": s, "cfg": str(v.cfg_path), "data": str(data_cfg.source), "train": train,
+              "job_dir": str(job_dir(save_dir, v.name, s)), "threads": threads, "verbose": verbose}
+             for v, _ in buildable if v.cfg is not None for s in seeds]
+    gpus = gpus_per_job if gpus_per_job is not None else (0.0 if str(train.get("device", "cpu")) == "cpu" else 1.0)
+    done = run_jobs(json.loads(json.dumps(specs, default=str)), jobs=jobs, use_ray=ray is not None,
+                    ray_address=ray, gpus_per_job=gpus, say=say) if specs else {}
+
+    records: dict[str, dict[int, Records]] = {}
+    loaders: dict = {}
+    for v, r in buildable:
+        if v.cfg is not None:
+            _collect_jobs(r, v, seeds, save_dir, done, records, errors_log)
+        else:
+            _validate_reused(r, v, data_cfg, train, records, loaders, verbose, errors_log)
+            r.flags = run_flags(run_settings(v.run_dir), {**train, "seed": seeds[0]}, hyp, fingerprint)
+    stats = compare_stats(records, n_boot=n_boot, rng_seed=0) if records else None
+    if stats is not None:
+        for r in results:
+            if r.name in stats.variants:
+                r.stats, r.rank = stats.variants[r.name], stats.ranks.get(r.name)
+
     models: dict[str, Any] = {}
     onnx_files: dict[str, Path] = {}
     sample_set = None
-    loaders: dict = {}  # one val loader per stride, shared by the variants
-    for i, variant in enumerate(variants, 1):
-        say(f"\n[{i}/{len(variants)}] {variant.name} ({variant.source})")
-        outcome = evaluate_variant(variant, data_cfg, train, protocol, save_dir, onnx=onnx, samples=samples,
-                                   verbose=verbose, sample_set=sample_set, loaders=loaders)
+    for v, r in buildable:
+        if r.status != "ok" or not r.weights:
+            continue
+        outcome = finish_variant(r, r.weights, data_cfg, imgsz, protocol, save_dir, onnx=onnx, samples=samples,
+                                 sample_set=sample_set, describe=v.cfg is None)
         sample_set = outcome.sample_set or sample_set
-        results.append(outcome.result)
         if outcome.model is not None:
-            models[variant.name] = outcome.model
+            models[r.name] = outcome.model
         if outcome.onnx_file is not None:
-            onnx_files[variant.name] = outcome.onnx_file
-        for stage, tb in outcome.tracebacks:
-            with errors_log.open("a", encoding="utf-8") as f:
-                f.write(f"== {variant.name} ({variant.source}), {stage}\n{tb}\n")
-        r = outcome.result
-        say(f"[{i}/{len(variants)}] {variant.name}: " + (f"failed at {r.error}" if r.status != "ok" else
-            f"mAP50 {r.map50:.3f}  mAP50-95 {r.map50_95:.3f}"))
+            onnx_files[r.name] = outcome.onnx_file
+        _log_tracebacks(errors_log, r, outcome.tracebacks)
     if models:
         say(f"\ntiming {len(models)} variants round-robin ({protocol.runs} runs each, PyTorch"
             f"{' and ONNX Runtime' if onnx_files else ''})...")
         time_variants(results, models, onnx_files, protocol)
 
-    out = CompareResult(save_dir, results, protocol)
+    out = CompareResult(save_dir, results, protocol, stats=stats, jobs=done)
+    items = protocol_items(variants, results, {**train, "seed": seeds[0]}, hyp, fingerprint, seeds, protocol,
+                           threads, executor)
     headers, cells = display_rows(results)
     out.table = format_terminal(headers, cells)
     out.files["csv"] = write_csv(results, save_dir / "compare.csv")
-    out.files["md"] = write_markdown(results, protocol, save_dir / "compare.md", title)
-    out.files["json"] = write_json(out, train, data_cfg.source, save_dir / "compare.json")
+    out.files["md"] = write_markdown(results, protocol, save_dir / "compare.md", title, stats=stats,
+                                     protocol_items=items)
+    out.files["json"] = write_json(out, train, data_cfg.source, save_dir / "compare.json", seeds, items)
     if report:
         from modyolo.tools.report import write_report
 
         try:
             out.files["html"] = write_report(results, protocol, save_dir, sample_set=sample_set,
-                                             names=list(data_cfg.names), title=title, train=train)
+                                             names=list(data_cfg.names), title=title, train=train, stats=stats,
+                                             protocol_items=items)
         except Exception as e:  # the tables are written already: say what broke, keep them
             with errors_log.open("a", encoding="utf-8") as f:
                 f.write(f"== report.html\n{traceback.format_exc()}\n")
@@ -156,6 +257,8 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
     if errors_log.exists():
         out.files["errors"] = errors_log
     say("\n" + out.table)
+    if stats is not None and len(stats.variants) > 1:
+        say("\n" + "\n".join(stats.sentences()))
     if any(r.per_class for r in results):
         say("\nper-class AP50-95\n" + format_terminal(*per_class_rows(results)))
     say(protocol.describe())
@@ -164,6 +267,76 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
             say(f"FAILED {r.name}: {r.error}")
     say("\nresults: " + ", ".join(str(p) for p in out.files.values()))
     return out
+
+
+def _log_tracebacks(errors_log: Path, r: VariantResult, tracebacks: list[tuple[str, str]]) -> None:
+    for stage, tb in tracebacks:
+        with errors_log.open("a", encoding="utf-8") as f:
+            f.write(f"== {r.name} ({r.source}), {stage}\n{tb}\n")
+
+
+def _collect_jobs(r: VariantResult, v: Variant, seeds: Sequence[int], save_dir: Path, done: dict,
+                  records: dict[str, dict[int, Records]], errors_log: Path) -> None:
+    """Fill a trained variant's row from its jobs: seed means, histories, per-class means, records."""
+    docs = []
+    for s in seeds:
+        doc = done.get((v.name, s)) or {"status": "failed", "error": "not run"}
+        folder = job_dir(save_dir, v.name, s)
+        if doc.get("status") == "ok":
+            docs.append((s, doc, folder))
+        else:
+            r.seed_errors[s] = str(doc.get("error"))
+            if (folder / "error.log").is_file():
+                _log_tracebacks(errors_log, r, [(f"seed {s}", (folder / "error.log").read_text(encoding="utf-8"))])
+    if not docs:
+        r.status = "failed"
+        r.error = "train: every seed failed: " + "; ".join(f"seed {s}: {e}" for s, e in r.seed_errors.items())
+        r.seed_errors = {}
+        return
+    r.seeds = [s for s, _, _ in docs]
+    records[v.name] = {s: Records.load(folder / doc["records"]) for s, doc, folder in docs}
+    for attr, key in (("precision", "precision"), ("recall", "recall"), ("map50", "mAP50"), ("map50_95", "mAP50-95")):
+        setattr(r, attr, float(np.mean([doc["metrics"][key] for _, doc, _ in docs])))
+    r.train_seconds = float(np.mean([doc["train_seconds"] for _, doc, _ in docs]))
+    r.epochs = int(max(doc["epochs"] for _, doc, _ in docs))
+    first_seed, first, folder = docs[0]
+    r.weights, r.run_dir = str(folder / first["weights"]), str(folder)
+    r.histories = [read_history(f) for _, _, f in docs]
+    r.history = r.histories[0]
+    classes = {c for _, doc, _ in docs for c in doc["per_class"]}
+    r.per_class = {c: {k: float(np.mean([doc["per_class"][c][k] for _, doc, _ in docs if c in doc["per_class"]]))
+                       for k in ("ap50", "ap", "instances")} for c in sorted(classes)}
+    curves = [doc["pr_curve"] for _, doc, _ in docs if doc.get("pr_curve")]
+    if curves:
+        r.pr_curve = (curves[0][0], np.mean([c[1] for c in curves], 0).tolist())
+
+
+def _validate_reused(r: VariantResult, v: Variant, data_cfg: Any, train: dict[str, Any],
+                     records: dict[str, dict[int, Records]], loaders: dict, verbose: bool, errors_log: Path) -> None:
+    """Validate a reused run here (one 'seed': the run's own) and fill its row."""
+    r.weights, r.run_dir = str(v.weights), str(v.run_dir or "")
+    r.history = read_history(v.run_dir)
+    r.histories = [r.history] if r.history else []
+    secs = r.history.get("epoch_seconds")
+    r.train_seconds, r.epochs = (float(sum(secs)), len(secs)) if secs else (None, None)
+    try:
+        _, res, recs = validate_weights(v.weights, data_cfg, int(train["imgsz"]), int(train.get("batch_size", 16)) * 2,
+                                        int(train.get("workers", 0)), verbose=verbose, loaders=loaders)
+    except Exception as e:
+        r.fail("val", e)
+        _log_tracebacks(errors_log, r, [("val", traceback.format_exc())])
+        return
+    m = res.metrics
+    r.precision, r.recall, r.map50, r.map50_95 = (float(m[k]) for k in ("precision", "recall", "mAP50", "mAP50-95"))
+    inst = np.asarray(m["instances"])
+    r.per_class = {str(data_cfg.names[int(c)]): {"ap50": float(a50), "ap": float(a), "instances": int(inst[int(c)])}
+                   for c, a50, a in zip(m["classes"], m["ap50"], m["ap"])}
+    ap = res.tracker.result
+    if len(ap.classes):
+        r.pr_curve = (ap.px.tolist(), ap.pr_curve.mean(0).tolist())
+    seed = int(run_settings(v.run_dir).get("seed", 0) or 0)
+    r.seeds = [seed]
+    records[r.name] = {seed: recs}
 
 
 def _check_train_settings(train: dict[str, Any]) -> None:
@@ -175,7 +348,7 @@ def _check_train_settings(train: dict[str, Any]) -> None:
 
 
 def _hyp_label(train: dict[str, Any]) -> str:
-    hyp = train.get("hyp", "scratch-low")
+    hyp = train.get("hyp") or "default"
     return hyp if isinstance(hyp, (str, Path)) else "{" + ", ".join(f"{k}: {v}" for k, v in hyp.items()) + "}"
 
 
@@ -187,24 +360,31 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def write_json(out: CompareResult, train: dict[str, Any], data_source: Path, path: Path) -> Path:
-    """compare.json: settings, protocol and every row's figures (no curves or pixels)."""
+def write_json(out: CompareResult, train: dict[str, Any], data_source: Path, path: Path,
+               seeds: Sequence[int] = (), protocol_items: dict | None = None) -> Path:
+    """compare.json: settings, protocol, every row's figures, the statistics and the jobs (no curves or pixels)."""
     rows = []
     for r in out.results:
         row = {k: _plain(getattr(r, k)) for k in ("name", "source", "status", "error", "params", "gflops",
                                                   "gflops_error", "train_seconds", "epochs", "precision", "recall",
                                                   "map50", "map50_95", "per_class", "weights", "run_dir",
-                                                  "latency_torch_error", "latency_onnx_error")}
+                                                  "latency_torch_error", "latency_onnx_error", "seeds", "rank",
+                                                  "flags")}
+        row["seed_errors"] = {str(k): e for k, e in r.seed_errors.items()}
         for key in ("latency_torch", "latency_onnx"):
             lat = getattr(r, key)
             row[key] = None if lat is None else {"median_ms": lat.median_ms, "p10_ms": lat.p10_ms,
                                                  "p90_ms": lat.p90_ms, "runs": lat.runs, "layout": lat.layout,
                                                  "all_layouts": lat.all_layouts}
         rows.append(row)
-    doc = {"data": str(data_source), "train": {k: _plain(v) for k, v in train.items()},
-           "protocol": out.protocol.to_dict(), "protocol_text": out.protocol.describe(), "variants": rows}
+    jobs = [{k: v for k, v in doc.items() if k not in ("pr_curve", "per_class")} for doc in out.jobs.values()]
+    doc = {"data": str(data_source), "train": {k: _plain(v) for k, v in train.items()}, "seeds": list(seeds),
+           "protocol": out.protocol.to_dict(), "protocol_text": out.protocol.describe(), "variants": rows,
+           "statistics": out.stats.to_dict() if out.stats else None,
+           "conclusions": out.stats.sentences() if out.stats else [],
+           "protocol_items": protocol_items or {}, "jobs": jobs}
     path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
     return path
 
 
-__all__ = ["compare", "CompareResult", "Variant", "add_arguments", "run"]
+__all__ = ["compare", "CompareResult", "Variant", "add_arguments", "run", "parse_seeds", "check_jobs"]

@@ -52,6 +52,15 @@ class VariantResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     pr_curve: tuple[list[float], list[float]] | None = None
     samples: list[Any] = field(default_factory=list)
+    # Several seeds: the seeds whose jobs finished, why the others failed, one history per seed,
+    # the statistics (metric name -> compare_stats.MetricStats), the rank, and protocol flags (a
+    # reused run trained with other settings). The metric fields above then hold the seed means.
+    seeds: list[int] = field(default_factory=list)
+    seed_errors: dict[int, str] = field(default_factory=dict)
+    histories: list[dict[str, list[float]]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    rank: int | None = None
+    flags: list[str] = field(default_factory=list)
 
     def fail(self, stage: str, exc: BaseException) -> None:
         self.status = "failed"
@@ -67,6 +76,7 @@ class Column:
     scale: float = 1.0
     digits: int = 3
     error_key: str = ""  # the VariantResult field explaining a missing value
+    spread: str = ""  # "std": "mean ± std" over seeds; "latency": "median (p10-p90)"
 
     def raw(self, r: VariantResult) -> Any:
         return _RAW[self.key](r)
@@ -78,7 +88,14 @@ class Column:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             reason = getattr(r, self.error_key, "") if self.error_key else ""
             return f"error: {reason}" if reason else "-"
-        return f"{value * self.scale:.{self.digits}f}"
+        text = f"{value * self.scale:.{self.digits}f}"
+        if self.spread == "std" and self.key in r.stats and len(r.stats[self.key].per_seed) > 1:
+            text += f" ± {r.stats[self.key].std * self.scale:.{self.digits}f}"
+        elif self.spread == "latency":
+            lat = r.latency_torch if self.key == "latency_torch_ms" else r.latency_onnx
+            if lat is not None and lat.runs > 1:
+                text += f" ({lat.p10_ms:.{self.digits}f}-{lat.p90_ms:.{self.digits}f})"
+        return text
 
 
 _RAW = {
@@ -93,25 +110,34 @@ _RAW = {
     "latency_onnx_ms": lambda r: r.latency_onnx.median_ms if r.latency_onnx else None,
     "train_seconds": lambda r: r.train_seconds,
     "epochs": lambda r: r.epochs,
-    "error": lambda r: r.error,
+    "error": lambda r: "; ".join(x for x in [r.error, *r.flags, *(f"seed {s} failed: {e}" for s, e in
+                                                            r.seed_errors.items())] if x),
+    "seeds": lambda r: " ".join(str(s) for s in r.seeds),
+    "mAP50-95_ci": lambda r: (f"[{r.stats['mAP50-95'].lo:.3f}, {r.stats['mAP50-95'].hi:.3f}]"
+                              if "mAP50-95" in r.stats else ""),
+    "rank": lambda r: r.rank,
 }
 
 COLUMNS: tuple[Column, ...] = (
     Column("variant", "Variant"),
-    Column("precision", "P"),
-    Column("recall", "R"),
-    Column("mAP50", "mAP50"),
-    Column("mAP50-95", "mAP50-95"),
+    Column("seeds", "Seeds"),
+    Column("precision", "P", spread="std"),
+    Column("recall", "R", spread="std"),
+    Column("mAP50", "mAP50", spread="std"),
+    Column("mAP50-95", "mAP50-95", spread="std"),
+    Column("mAP50-95_ci", "mAP50-95 95% CI"),
+    Column("rank", "Rank", digits=0),
     Column("params", "Params (M)", scale=1e-6, digits=2),
     Column("gflops", "GFLOPs", digits=3, error_key="gflops_error"),
-    Column("latency_torch_ms", "PyTorch ms", digits=1, error_key="latency_torch_error"),
-    Column("latency_onnx_ms", "ONNX RT ms", digits=1, error_key="latency_onnx_error"),
+    Column("latency_torch_ms", "PyTorch ms", digits=1, error_key="latency_torch_error", spread="latency"),
+    Column("latency_onnx_ms", "ONNX RT ms", digits=1, error_key="latency_onnx_error", spread="latency"),
     Column("train_seconds", "Train (min)", scale=1 / 60, digits=1),
     Column("epochs", "Epochs", digits=0),
     Column("error", "Notes"),
 )
 # Raw CSV-only columns after the displayed ones: why a cell is empty, and where things are.
-EXTRA_CSV = ("status", "gflops_error", "latency_torch_error", "latency_onnx_error", "torch_layout",
+EXTRA_CSV = ("status", "precision_std", "precision_lo", "precision_hi", "recall_std", "recall_lo", "recall_hi",
+             "mAP50_std", "mAP50_lo", "mAP50_hi", "mAP50-95_std", "mAP50-95_lo", "mAP50-95_hi", "gflops_error", "latency_torch_error", "latency_onnx_error", "torch_layout",
              "latency_torch_p10_ms", "latency_torch_p90_ms", "latency_onnx_p10_ms", "latency_onnx_p90_ms",
              "weights", "source")
 
@@ -134,6 +160,10 @@ _EXTRA = {
 
 
 def _extra(r: VariantResult, key: str) -> Any:
+    metric, _, part = key.rpartition("_")
+    if part in ("std", "lo", "hi") and metric in ("precision", "recall", "mAP50", "mAP50-95"):
+        st = r.stats.get(metric)
+        return None if st is None else getattr(st, part)
     return _EXTRA[key](r) if key in _EXTRA else getattr(r, key)
 
 
@@ -202,11 +232,64 @@ def format_markdown(headers: list[str], cells: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(results: list[VariantResult], protocol: LatencyProtocol, path: Path, title: str = "") -> Path:
-    """compare.md: the main table, the per-class AP50-95 table, the protocol and any errors."""
+STATS_PROCEDURE = (
+    "Intervals: a two-level bootstrap ({n_boot} replicates, numpy seed {rng_seed}) that resamples the "
+    "{n_images} val images (paired: the same draw for every variant) and the seeds (paired when variants share "
+    "their seeds), recomputing P, R and mAP from the per-image matches each time; the 95% interval is the 2.5-97.5 "
+    "percentile range. Pairs: the mAP50-95 difference, its bootstrap interval and a two-sided paired bootstrap test; "
+    "significant = Holm-adjusted p < {alpha}. Rank = 1 + the number of variants significantly better, so variants "
+    "the data cannot separate share a rank.")
+
+
+def stats_tables(stats: Any) -> tuple[tuple[list[str], list[list[str]]], tuple[list[str], list[list[str]]]]:
+    """(per-variant intervals, pairwise tests) as (headers, cells) tables."""
+    from modyolo.tools.compare_stats import METRICS
+
+    h1 = ["Variant", "Seeds"] + [f"{m} mean ± std [95% CI]" for m in METRICS]
+    c1 = []
+    for v, per in stats.variants.items():
+        row = [v, str(len(stats.seeds[v]))]
+        for m in METRICS:
+            st = per[m]
+            std = f" ± {st.std:.3f}" if len(st.per_seed) > 1 else ""
+            row.append(f"{st.mean:.3f}{std} [{st.lo:.3f}, {st.hi:.3f}]")
+        c1.append(row)
+    h2 = ["A", "B", "mAP50-95 A - B", "95% CI", "p", "Holm p", "Significant", "Paired by seed"]
+    c2 = [[p.a, p.b, f"{p.diff:+.4f}", f"[{p.lo:+.4f}, {p.hi:+.4f}]", f"{p.p:.3f}", f"{p.p_holm:.3f}",
+           "yes" if p.significant else "no", "yes" if p.paired_seeds else "no"] for p in stats.pairs]
+    return (h1, c1), (h2, c2)
+
+
+def protocol_tables(items: dict[str, dict[str, Any]]) -> tuple[list[list[str]], tuple[list[str], list[list[str]]]]:
+    """(identical: [item, value] rows), (differed: headers + one row per item with a cell per variant)."""
+    from modyolo.tools.compare_protocol import protocol_rows
+
+    same, differed = protocol_rows(items)
+    variants = list(next(iter(items.values()), {}).keys())
+    return [[k, v] for k, v in same], (["Setting"] + variants, [[k] + [per.get(v, "") for v in variants]
+                                                                for k, per in differed])
+
+
+def write_markdown(results: list[VariantResult], protocol: LatencyProtocol, path: Path, title: str = "",
+                   stats: Any = None, protocol_items: dict | None = None) -> Path:
+    """compare.md: the main table, intervals and tests (several seeds), per-class AP50-95, the protocol, errors."""
     parts = [f"# {title or 'Backbone comparison'}", "", format_markdown(*display_rows(results)), ""]
+    if stats is not None and stats.variants:
+        (h1, c1), (h2, c2) = stats_tables(stats)
+        parts += ["## Intervals and significance", "", format_markdown(h1, c1), ""]
+        if c2:
+            parts += [format_markdown(h2, c2), ""]
+        parts += [f"- {s}" for s in stats.sentences()] + [""]
+        parts += ["_" + STATS_PROCEDURE.format(n_boot=stats.n_boot, rng_seed=stats.rng_seed, n_images=stats.n_images,
+                                               alpha=stats.alpha) + "_", ""]
+        parts += [f"_Note: {n}_" for n in stats.notes]
     if class_names(results):
         parts += ["## Per-class AP50-95", "", format_markdown(*per_class_rows(results)), ""]
+    if protocol_items:
+        same, (h, cells) = protocol_tables(protocol_items)
+        parts += ["## Protocol", "", "Identical for every variant:", ""] + [f"- **{k}**: {v}" for k, v in same] + [""]
+        if cells:
+            parts += ["Differed:", "", format_markdown(h, cells), ""]
     parts += [f"_{protocol.describe()}_", ""]
     failed = [r for r in results if r.status != "ok"]
     if failed:
@@ -249,4 +332,5 @@ def _split_md(line: str) -> list[str]:
 
 
 __all__ = ["VariantResult", "Column", "COLUMNS", "csv_rows", "write_csv", "display_rows", "per_class_rows",
-           "format_terminal", "format_markdown", "write_markdown", "parse_markdown_table", "class_names"]
+           "format_terminal", "format_markdown", "write_markdown", "parse_markdown_table", "class_names", "stats_tables",
+           "protocol_tables", "STATS_PROCEDURE"]

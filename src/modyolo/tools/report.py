@@ -142,9 +142,36 @@ def _samples_html(results: Sequence[VariantResult], sample_set: Any, names: list
     return "<table class=\"samples\">" + "\n".join(rows) + "</table>"
 
 
+def _stats_html(stats: Any) -> list[str]:
+    """Intervals, pairwise tests and the conclusions in words (several seeds or a reused run)."""
+    from modyolo.tools.compare_table import STATS_PROCEDURE, stats_tables
+
+    (h1, c1), (h2, c2) = stats_tables(stats)
+    parts = ["<h2>Intervals and significance</h2>", _table_html(h1, c1)]
+    if c2:
+        parts.append(_table_html(h2, c2))
+    parts.append("<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in stats.sentences()) + "</ul>")
+    parts.append("<p class=\"meta\">" + html.escape(STATS_PROCEDURE.format(
+        n_boot=stats.n_boot, rng_seed=stats.rng_seed, n_images=stats.n_images, alpha=stats.alpha)) + "</p>")
+    parts += [f"<p class=\"meta\">Note: {html.escape(n)}</p>" for n in stats.notes]
+    return parts
+
+
+def _protocol_html(items: dict[str, dict[str, Any]]) -> list[str]:
+    from modyolo.tools.compare_table import protocol_tables
+
+    same, (h, cells) = protocol_tables(items)
+    parts = ["<h2>Protocol</h2>", "<p>Identical for every variant:</p><ul>" + "".join(
+        f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in same) + "</ul>"]
+    if cells:
+        parts += ["<p>Differed:</p>", _table_html(h, cells)]
+    return parts
+
+
 def write_report(results: Sequence[VariantResult], protocol: LatencyProtocol, save_dir: Path, *,
                  sample_set: Any = None, names: list[str] | None = None, title: str = "",
-                 train: dict[str, Any] | None = None) -> Path:
+                 train: dict[str, Any] | None = None, stats: Any = None,
+                 protocol_items: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write ``save_dir/report.html`` and the figures (``*.png``); returns the HTML path."""
     save_dir = Path(save_dir)
     results = list(results)
@@ -157,11 +184,16 @@ def write_report(results: Sequence[VariantResult], protocol: LatencyProtocol, sa
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p class=\"meta\">Training: {html.escape(settings)}.<br>"
              f"{html.escape(protocol.describe())}.<br>P, R, mAP on the val split at conf 0.001, IoU 0.6 "
-             "(yolov5's protocol); PyTorch/ONNX RT columns are milliseconds per image.</p>",
+             "(yolov5's protocol); with several seeds: mean ± std over seeds, 95% interval and rank below. "
+             "PyTorch/ONNX RT columns are milliseconds per image: median (10th-90th percentile).</p>",
              _table_html(headers, cells, _best_cells(results), failed, swatches=True),
              f"<details class=\"meta\"><summary>hyp</summary>{html.escape(str(hyp_text))}</details>"]
+    if stats is not None and stats.variants:
+        parts += _stats_html(stats)
     if class_names(results):
         parts += ["<h2>Per-class AP50-95</h2>", _table_html(*per_class_rows(results))]
+    if protocol_items:
+        parts += _protocol_html(protocol_items)
     if failed:
         parts.append("<h2>Failed variants</h2><ul>" + "".join(
             f"<li><b>{html.escape(results[i].name)}</b> ({html.escape(results[i].source)}): "
@@ -176,7 +208,8 @@ def write_report(results: Sequence[VariantResult], protocol: LatencyProtocol, sa
         ("per_class_ap", "Per-class AP50-95", plots.per_class_ap, "AP50-95 per class on the val split."
          + _missing(results, lambda r: bool(r.per_class))),
         ("training_curves", "Training curves", plots.training_curves,
-         "From each run's results.csv." + _missing(results, lambda r: bool(r.history))),
+         "From each run's results.csv; with several seeds the line is the mean over seeds and the band their "
+         "min-max range." + _missing(results, lambda r: bool(r.history or r.histories))),
     ]
     for stem, heading, draw, caption in figures:
         png = plots.png_bytes(draw(results))

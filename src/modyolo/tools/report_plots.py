@@ -141,19 +141,36 @@ def _series(history: dict[str, list[float]], key: str) -> list[float] | None:
     return history.get(key)
 
 
+def _aligned(histories: Sequence[dict[str, list[float]]], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(epochs [E], values [S, E]) over the epochs every seed's history has; None without data."""
+    series = []
+    for h in histories:
+        ys = _series(h, key) if h else None
+        if ys:
+            series.append((np.asarray(h.get("epoch", range(len(ys))), dtype=float) + 1, np.asarray(ys, dtype=float)))
+    if not series:
+        return None
+    n = min(len(ys) for _, ys in series)
+    return series[0][0][:n], np.stack([ys[:n] for _, ys in series])
+
+
 def training_curves(results: Sequence[VariantResult]):
-    """2x2 panels from each run's results.csv, every variant overlaid."""
+    """2x2 panels from each run's results.csv, every variant overlaid; several seeds: mean line, min-max band."""
     from matplotlib.ticker import MaxNLocator
 
     fig = _figure((10, 6.4))
     for k, (key, title) in enumerate(TRAIN_PANELS):
         ax = fig.add_subplot(2, 2, k + 1)
         for i, r in enumerate(results):
-            ys = _series(r.history, key) if r.history else None
-            if not ys:
+            got = _aligned(r.histories or ([r.history] if r.history else []), key)
+            if got is None:
                 continue
-            epochs = [int(e) + 1 for e in r.history.get("epoch", range(len(ys)))]
-            ax.plot(epochs, ys, color=color(i), marker="o" if len(ys) < 30 else None, markersize=3, label=r.name)
+            epochs, ys = got
+            label = r.name + (f" ({len(ys)} seeds)" if len(ys) > 1 else "")
+            ax.plot(epochs, ys.mean(0), color=color(i), marker="o" if ys.shape[1] < 30 else None, markersize=3,
+                    label=label)
+            if len(ys) > 1:
+                ax.fill_between(epochs, ys.min(0), ys.max(0), color=color(i), alpha=0.2, linewidth=0)
         ax.set(title=title, xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)

@@ -1,9 +1,10 @@
-"""One variant of a comparison, from model YAML (or finished run) to a filled :class:`VariantResult`.
+"""One variant of a comparison: its model YAML (or finished run), built, validated, shown and timed.
 
-Stages, each of which may fail without stopping the others' variants: ``build`` (model YAML ->
-params, GFLOPs), ``train`` (or reuse a run), ``val`` (best weights on the shared val split),
-``samples`` (detections on the images shown side by side), ``export`` (ONNX for timing). Timing
-itself happens for all variants together (:func:`time_variants`), round-robin.
+Stages, each of which may fail without stopping the other variants: ``build`` (model YAML ->
+params, GFLOPs; once, here, before any training), training and validation per seed (the jobs of
+:mod:`modyolo.tools.compare_jobs`, which call :func:`validate_weights`), then, on one trained model
+per variant, ``samples`` (detections on the images shown side by side) and ``export`` (ONNX for
+timing). Timing itself happens for all variants together (:func:`time_variants`), round-robin.
 """
 
 from __future__ import annotations
@@ -118,49 +119,56 @@ def read_history(run_dir: Path | None) -> dict[str, list[float]]:
     return {k: [float(x) for x in v] for k, v in read_results(Path(run_dir) / "results.csv").items()}
 
 
-def evaluate_variant(variant: Variant, data_cfg: Any, train: dict[str, Any], protocol: LatencyProtocol,
-                     save_dir: Path, *, onnx: bool, samples: int, verbose: bool,
-                     sample_set: SampleSet | None, loaders: dict | None = None) -> VariantOutcome:
-    """Build, train (or reuse), validate, predict samples and export one variant; never raises.
+def build_variant(r: VariantResult, variant: Variant, nc: int, imgsz: int) -> bool:
+    """Build a model-YAML variant once, here, for its params and GFLOPs; False (row failed) if it cannot.
 
-    loaders: a dict the caller keeps across variants so they share one val loader per stride.
+    A variant that cannot build gets no training jobs: every seed would fail the same way.
     """
-    r = VariantResult(variant.name, variant.source)
-    out = VariantOutcome(r)
     if variant.error:
         r.status, r.error = "failed", variant.error
-        return out
+        return False
+    if variant.cfg is None:
+        return True
+    try:
+        _describe(r, variant.cfg, nc, imgsz)
+        return True
+    except Exception as e:
+        r.fail("build", e)
+        return False
 
-    def stage(name: str, fn, *a: Any) -> Any:
-        try:
-            return fn(*a)
-        except Exception as e:  # one variant's failure is a row in the table, not the end of the run
-            r.fail(name, e)
-            out.tracebacks.append((name, traceback.format_exc()))
-            return None
 
-    if variant.cfg is not None:
-        if stage("build", _describe, r, variant.cfg, data_cfg.nc, int(train["imgsz"])) is None:
-            return out
-        if stage("train", _train, r, variant, data_cfg, train, save_dir, verbose) is None:
-            return out
-    else:
-        r.weights, r.run_dir = str(variant.weights), str(variant.run_dir or "")
-        r.history = read_history(variant.run_dir)
-        secs = r.history.get("epoch_seconds")
-        r.train_seconds, r.epochs = (float(sum(secs)), len(secs)) if secs else (None, None)
-    model = stage("val", _validate, r, data_cfg, train, verbose, {} if loaders is None else loaders)
-    if model is None:
+def finish_variant(r: VariantResult, weights: str | Path, data_cfg: Any, imgsz: int, protocol: LatencyProtocol,
+                   save_dir: Path, *, onnx: bool, samples: int, sample_set: SampleSet | None,
+                   describe: bool = False) -> VariantOutcome:
+    """Load one trained model of the variant for what needs only one: samples, ONNX export, timing.
+
+    describe: fill params/GFLOPs from the loaded model (reused runs have no YAML built here).
+    Never raises; a failure is recorded in the row (load) or its ONNX cell (export).
+    """
+    from modyolo.eval.predictor import load_model
+
+    out = VariantOutcome(r)
+    try:
+        model, _, _ = load_model(weights, device="cpu", fuse=False)
+    except Exception as e:
+        r.fail("load", e)
+        out.tracebacks.append(("load", traceback.format_exc()))
         return out
     out.model = model
-    if variant.cfg is None:
-        stage("build", _describe_model, r, model, int(train["imgsz"]))
+    if describe:
+        try:
+            _describe_model(r, model, imgsz)
+        except Exception:
+            out.tracebacks.append(("build", traceback.format_exc()))
     if samples > 0:
         out.sample_set = sample_set or _sample_set(data_cfg, samples)
-        r.samples = _predict_samples(model, out.sample_set, int(train["imgsz"]))
+        try:
+            r.samples = _predict_samples(model, out.sample_set, imgsz)
+        except Exception:
+            out.tracebacks.append(("samples", traceback.format_exc()))
     if onnx:
         try:
-            out.onnx_file = export_onnx(model, protocol, save_dir / "onnx" / variant.name)
+            out.onnx_file = export_onnx(model, protocol, save_dir / "onnx" / r.name)
         except Exception as e:  # the export's own message names the layer; keep it in the ONNX cell
             r.latency_onnx_error = f"export failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
             out.tracebacks.append(("export", traceback.format_exc()))
@@ -186,23 +194,6 @@ def _describe_model(r: VariantResult, model: torch.nn.Module, imgsz: int) -> Non
         r.gflops_error = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
 
 
-def _train(r: VariantResult, variant: Variant, data_cfg: Any, train: dict[str, Any], save_dir: Path,
-           verbose: bool) -> bool:
-    from modyolo.engine.config import TrainConfig
-    from modyolo.engine.trainer import Trainer
-
-    settings = {**train, "data": str(data_cfg.source), "cfg": str(variant.cfg_path), "project": str(save_dir / "train"),
-                "name": variant.name, "exist_ok": True, "verbose": verbose}
-    result = Trainer(TrainConfig.from_dict(settings, source=f"compare settings for {variant.name}")).fit()
-    weights = result.best if result.best is not None and result.best.is_file() else result.last
-    if weights is None or not weights.is_file():
-        raise RuntimeError(f"training finished without writing weights in {result.save_dir / 'weights'}")
-    r.weights, r.run_dir = str(weights), str(result.save_dir)
-    r.train_seconds, r.epochs = float(result.train_seconds), int(result.epochs_completed)
-    r.history = read_history(result.save_dir)
-    return True
-
-
 def _val_loader(loaders: dict, data_cfg: Any, imgsz: int, batch: int, stride: int, workers: int):
     """The val loader, shared by variants of the same stride (same images, same letterbox)."""
     from modyolo.data.loader import create_dataloader
@@ -215,27 +206,25 @@ def _val_loader(loaders: dict, data_cfg: Any, imgsz: int, batch: int, stride: in
     return loaders[key]
 
 
-def _validate(r: VariantResult, data_cfg: Any, train: dict[str, Any], verbose: bool, loaders: dict):
-    """Validate the variant's weights (EMA, fused) on the val split; returns the unfused eval model."""
+def validate_weights(weights: str | Path, data_cfg: Any, imgsz: int, batch: int, workers: int, *,
+                     verbose: bool = False, loaders: dict | None = None):
+    """Validate ``weights`` (EMA, fused) on the val split at conf 0.001, IoU 0.6.
+
+    Returns ``(model, ValResult, Records)``: the unfused eval model, the validation result and its
+    per-image records with the image paths (what compare's bootstrap resamples).
+    """
     from modyolo.eval.predictor import load_model
     from modyolo.eval.validator import validate
+    from modyolo.tools.compare_stats import Records
 
-    model, names, _ = load_model(r.weights, device="cpu", fuse=False)
-    imgsz = int(train["imgsz"])
-    loader = _val_loader(loaders, data_cfg, imgsz, int(train.get("batch_size", 16)) * 2, max(int(model.stride.max()), 32),
-                         int(train.get("workers", 0)))
+    model, _, _ = load_model(weights, device="cpu", fuse=False)
+    loader = _val_loader({} if loaders is None else loaders, data_cfg, imgsz, batch,
+                         max(int(model.stride.max()), 32), workers)
     fused = copy.deepcopy(model).fuse()
+    paths: list[str] = []
     res = validate(fused, loader, names=list(data_cfg.names), conf_thres=VAL_CONF, iou_thres=VAL_IOU,
-                   progress=verbose)
-    m = res.metrics
-    r.precision, r.recall, r.map50, r.map50_95 = (float(m[k]) for k in ("precision", "recall", "mAP50", "mAP50-95"))
-    inst = np.asarray(m["instances"])
-    r.per_class = {str(data_cfg.names[int(c)]): {"ap50": float(a50), "ap": float(a), "instances": int(inst[int(c)])}
-                   for c, a50, a in zip(m["classes"], m["ap50"], m["ap"])}
-    ap = res.tracker.result
-    if len(ap.classes):
-        r.pr_curve = (ap.px.tolist(), ap.pr_curve.mean(0).tolist())
-    return model
+                   progress=verbose, on_image=lambda path, det, shape: paths.append(str(path)))
+    return model, res, Records.from_tracker(res.tracker, paths)
 
 
 def _sample_set(data_cfg: Any, n: int) -> SampleSet:
@@ -309,5 +298,5 @@ def time_variants(results: list[VariantResult], models: dict[str, Any], onnx_fil
                 by_name[name].latency_onnx_error = f"onnxruntime: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
 
 
-__all__ = ["Variant", "SampleSet", "VariantOutcome", "prepare_variants", "evaluate_variant", "time_variants",
-           "read_history"]
+__all__ = ["Variant", "SampleSet", "VariantOutcome", "prepare_variants", "build_variant", "finish_variant",
+           "validate_weights", "time_variants", "read_history"]

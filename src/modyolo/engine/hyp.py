@@ -58,6 +58,8 @@ class Hyp:
     anchor_t: float = 4.0
     anchors: float | None = None  # anchors per level for a model YAML without anchors (rare)
     fl_gamma: float = 0.0
+    box_af: float = 7.5  # anchor-free head's CIoU gain (ultralytics' `box`; yolov5's `box` above is its own)
+    dfl: float = 1.5  # anchor-free head's distribution focal loss gain (ultralytics' `dfl`)
     # augmentation
     hsv_h: float = 0.015
     hsv_s: float = 0.7
@@ -130,7 +132,7 @@ class Hyp:
             if not getattr(self, key) > 0:
                 raise bad(key, "> 0")
         positive_or_zero = ("lrf", "weight_decay", "warmup_epochs", "warmup_bias_lr", "box", "cls",
-                            "obj", "fl_gamma", "degrees", "translate", "shear", "perspective",
+                            "obj", "box_af", "dfl", "fl_gamma", "degrees", "translate", "shear", "perspective",
                             "vfl_gamma", "rho")
         for key in positive_or_zero:
             if getattr(self, key) < 0:

@@ -31,6 +31,8 @@ REQUIRED_KEYS = ("backbone", "head")
 # attribute syntax is refused before a block ever sees it.
 _SAFE_STRING = re.compile(r"^[\w\-./: +~]*$")
 _LITERALS = {"None": None, "True": True, "False": False}
+# An activation written as an arg: `nn.Name`, `nn.Name(...)` or `Name(...)` (a bare word is a mode string).
+_ACTIVATION_ARG = re.compile(r"^\s*(nn\.[A-Za-z]\w*(\([\w.+\-, ]*\))?|[A-Za-z]\w*\([\w.+\-, ]*\))\s*$")
 
 
 @dataclass
@@ -138,6 +140,10 @@ def _resolve_arg(a: Any, cfg: dict, where: str) -> Any:
         return cfg["anchors"]
     if a in _LITERALS:
         return _LITERALS[a]
+    if _ACTIVATION_ARG.match(a):
+        # yolov7 writes a layer's activation as an arg, e.g. nn.LeakyReLU(0.1): parsed like the
+        # `activation:` key (registry name + literal args), never evaluated.
+        return parse_activation(a, where)()
     if not _SAFE_STRING.match(a) or "__" in a:
         raise ModelConfigError(
             f"{where}: arg {a!r} looks like a Python expression; modyolo never evaluates YAML. "

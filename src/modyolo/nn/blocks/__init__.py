@@ -14,3 +14,8 @@ from modyolo.nn.blocks import attention  # noqa: F401
 from modyolo.nn.blocks import csp2  # noqa: F401
 from modyolo.nn.blocks import v10  # noqa: F401
 from modyolo.nn.heads import anchor_free  # noqa: F401  (DetectAF)
+from modyolo.nn.blocks import yolov7  # noqa: F401
+from modyolo.nn.blocks import yolov7_heads  # noqa: F401
+from modyolo.nn.blocks import ghost  # noqa: F401
+from modyolo.nn.blocks import transformer  # noqa: F401
+from modyolo.nn.blocks import hub  # noqa: F401

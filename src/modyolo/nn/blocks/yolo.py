@@ -48,6 +48,8 @@ class Conv(YamlBlock, nn.Module):
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1,
                  d: int = 1, act: bool | nn.Module = True) -> None:
         super().__init__()
+        if isinstance(d, nn.Module):  # yolov7's Conv rows have no dilation: [c2, k, s, p, g, act]
+            d, act = 1, d
         self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p, d), groups=g, dilation=d, bias=False)
         self.bn = batch_norm(c2)
         self.act = activation(act)

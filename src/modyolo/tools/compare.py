@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--img", "--imgsz", dest="imgsz", type=int, default=640, help="train, val and latency image size")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--hyp", default="scratch-low", help="hyp YAML or shipped name")
+    p.add_argument("--hyp", default="", help="hyp YAML or shipped name (default: as modyolo train)")
     p.add_argument("--seed", type=int, default=0, help="the seed when --seeds is not given")
     p.add_argument("--seeds", nargs="+", type=int, default=None,
                    help="train every variant with several seeds: a count (--seeds 3 = seeds 0 1 2) or a list "
@@ -73,7 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for intervals and tests")
     p.add_argument("--fresh", action="store_true",
                    help="start a new folder (exp2, ...) instead of resuming the one named by --project/--name")
-    p.add_argument("--optimizer", default="SGD", choices=["SGD", "Adam", "AdamW"])
+    p.add_argument("--optimizer", default="auto", choices=["auto", "SGD", "Adam", "AdamW"],
+                   help="as modyolo train: auto fits the recipe to the run length (see README)")
     p.add_argument("--cos-lr", action="store_true")
     p.add_argument("--bf16", action="store_true", help="CPU bf16 autocast while training")
     p.add_argument("--workers", type=int, default=2)
@@ -162,7 +163,7 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
 
     train = dict(train or {})
     imgsz = int(train.setdefault("imgsz", 640))
-    train.setdefault("hyp", "scratch-low")
+    train.setdefault("hyp", "")
     seeds = [int(s) for s in (seeds if seeds is not None else [train.get("seed", 0)])]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds {seeds}: give at least one seed, each once")

@@ -107,3 +107,23 @@ def test_explicit_hyp_file_keeps_sgd_under_auto_and_bad_precision_is_an_error(tr
         Trainer(_cli_config(["--data", train_kwargs["data"], "--cfg", "yolov5n.yaml", "--precision", "fp16",
                              "--device", "cpu", "--img", "64", "--epochs", "1", "--batch-size", "4",
                              "--workers", "0", "--project", str(tmp_path / "runs")]))
+
+
+def test_runs_started_by_tune_and_the_demo_resolve_like_train(tiny_data):
+    from modyolo.engine.config import TrainConfig
+    from modyolo.engine.recipe_auto import count_train_images, resolve_config, train_flags
+    from modyolo.tools.demo import build_hyp, load_demo_config
+
+    assert count_train_images(tiny_data) == 8 and count_train_images(tiny_data, 0.5) == 4
+    cfg, recipe = resolve_config(TrainConfig(data=tiny_data, epochs=3, batch_size=4))
+    assert (cfg.optimizer, cfg.nbs, cfg.close_mosaic) == ("AdamW", 4, 1) and cfg.hyp["lr0"] == recipe.hyp.lr0 == 0.001
+    assert train_flags(cfg) == "--optimizer AdamW --nbs 4 --close-mosaic 1"
+    again, _ = resolve_config(cfg)  # resolved once, a trial's hyp file cannot flip it to SGD
+    assert (again.optimizer, again.hyp) == (cfg.optimizer, cfg.hyp)
+    sgd, _ = resolve_config(TrainConfig(data=tiny_data, hyp="scratch-low"))
+    assert sgd.optimizer == "SGD" and sgd.hyp == "scratch-low" and sgd.nbs == 64
+
+    demo = load_demo_config()
+    assert build_hyp(demo) == ""  # the shipped demo trains with modyolo train's defaults
+    assert build_hyp({"hyp": {"mosaic": 0.5}}) == {"mosaic": 0.5}
+    assert build_hyp({"hyp": {"base": "scratch-low", "lr0": 0.002}})["momentum"] == 0.937

@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import AbstractSet
+from typing import TYPE_CHECKING, AbstractSet
 
 from modyolo.engine.hyp import Hyp
+
+if TYPE_CHECKING:
+    from modyolo.engine.config import TrainConfig
 
 AUTO = "auto"
 SHORT_RUN_BATCHES = 10_000  # fewer optimizer steps than this (at a step per batch) = a short run
@@ -125,4 +128,34 @@ def resolve_recipe(
         "(pass --optimizer SGD --hyp scratch-low to get yolov5's recipe)"))
 
 
-__all__ = ["Recipe", "resolve_recipe", "fitted_adamw_lr", "auto_close_mosaic", "AUTO", "SHORT_RUN_BATCHES"]
+def count_train_images(data: str, fraction: float = 1.0) -> int:
+    """Images the training split lists (before corrupt files are skipped), after ``--fraction``."""
+    from modyolo.data.dataset_yaml import load_data_config
+    from modyolo.data.formats.yolo import list_image_files
+
+    n = len(list_image_files(load_data_config(data).train))
+    return max(1, round(n * fraction)) if fraction < 1.0 else n
+
+
+def resolve_config(cfg: "TrainConfig") -> tuple["TrainConfig", Recipe]:
+    """A config with ``auto`` resolved (concrete optimizer / nbs / close_mosaic, the hyp as a dict).
+
+    For callers that start many runs from one config (``tune``): every run then trains the same
+    recipe, whatever its own hyp file states. The trainer resolves single runs itself.
+    """
+    from modyolo.engine.hyp import load_hyp, stated_keys
+
+    hyp = load_hyp(cfg.hyp)
+    recipe = resolve_recipe(count_train_images(cfg.data, cfg.fraction), cfg.batch_size, cfg.epochs, hyp,
+                            cfg.optimizer, cfg.nbs, cfg.close_mosaic, stated_keys(cfg.hyp))
+    resolved = cfg.replace(optimizer=recipe.optimizer, nbs=recipe.nbs, close_mosaic=recipe.close_mosaic,
+                           hyp=recipe.hyp.to_dict() if recipe.changed else cfg.hyp)
+    return resolved, recipe
+
+
+def train_flags(cfg: "TrainConfig") -> str:
+    """The command-line flags that repeat a resolved config's recipe (for printed hints)."""
+    return f"--optimizer {cfg.optimizer} --nbs {cfg.nbs} --close-mosaic {cfg.close_mosaic}"
+
+
+__all__ = ["Recipe", "resolve_recipe", "resolve_config", "count_train_images", "train_flags", "fitted_adamw_lr", "auto_close_mosaic", "AUTO", "SHORT_RUN_BATCHES"]

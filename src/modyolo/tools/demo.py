@@ -80,12 +80,19 @@ def build_variants(cfg: dict[str, Any]) -> tuple[list[dict], list[str]]:
     return models, names
 
 
-def build_hyp(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The demo's hyp as a full dict: ``base`` (a shipped hyp) with the other keys overridden."""
+def build_hyp(cfg: dict[str, Any]) -> dict[str, Any] | str:
+    """The demo's hyp for TrainConfig: ``''`` (modyolo train's default) without a ``hyp`` section;
+    with ``base`` (a shipped hyp), that hyp in full with the other keys overridden; otherwise only
+    the keys given, so ``--optimizer auto`` still fits the ones left out (engine/recipe_auto.py)."""
     from modyolo.engine.hyp import load_hyp
 
     section = dict(cfg.get("hyp") or {})
-    base = section.pop("base", "scratch-low")
+    if not section:
+        return ""
+    if "base" not in section:
+        load_hyp(section)  # validated here: a typo fails before any training
+        return section
+    base = section.pop("base")
     return load_hyp(base, **section).to_dict()
 
 

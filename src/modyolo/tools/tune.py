@@ -138,6 +138,7 @@ def tune(config: TrainConfig, options: TuneOptions) -> TuneResult:
     except ImportError as e:
         raise ImportError(INSTALL_HINT) from e
     from modyolo.engine.hyp import load_hyp
+    from modyolo.engine.recipe_auto import resolve_config, train_flags
     from modyolo.tools import tune_report
     from modyolo.tools.tune_samplers import make_pruner, make_sampler
     from modyolo.tools.tune_space import load_space
@@ -149,6 +150,9 @@ def tune(config: TrainConfig, options: TuneOptions) -> TuneResult:
     url = options.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     name = options.study or config.name
     space = load_space(options.space or None)
+    config, recipe = resolve_config(config)  # every trial trains the same resolved --optimizer auto recipe
+    LOGGER.info(recipe.summary)
+    flags = train_flags(config)
     base = load_hyp(config.hyp)
     base_params = space.base_params(base)
     space.hyp_from(base, base_params, source="base hyp clipped into the search bounds")  # fail before any trial
@@ -173,7 +177,7 @@ def tune(config: TrainConfig, options: TuneOptions) -> TuneResult:
         failed = trial.state.name == "FAIL"
         state["failures"] = state["failures"] + 1 if failed else 0
         records = tune_report.classify(study.get_trials(deepcopy=False))
-        _write_tables(records, base, space, run_dir, name)
+        _write_tables(records, base, space, run_dir, name, flags)
         _print_progress(trial, records, options.trials, time.time() - t0)
         if state["failures"] >= options.max_failures:
             state["stopped"] = (f"failed {state['failures']} trials in a row; last reason: "
@@ -196,10 +200,10 @@ def tune(config: TrainConfig, options: TuneOptions) -> TuneResult:
                            callbacks=[after_trial], gc_after_trial=True)
         finally:  # also on Ctrl-C: what finished is written before the interrupt propagates
             records = tune_report.classify(study.get_trials(deepcopy=False))
-            _write_tables(records, base, space, run_dir, name)
+            _write_tables(records, base, space, run_dir, name, flags)
         if options.timeout and time.time() - t0 >= options.timeout and _work_left(study, options.trials):
             state["stopped"] = state["stopped"] or f"--timeout {options.timeout:g} s reached"
-    return _finish(study, base, space, run_dir, name, url, state)
+    return _finish(study, base, space, run_dir, name, url, state, flags)
 
 
 class _Objective:
@@ -350,14 +354,14 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _write_tables(records: list, base: Any, space: Any, run_dir: Path, name: str) -> list[Path]:
+def _write_tables(records: list, base: Any, space: Any, run_dir: Path, name: str, flags: str = "") -> list[Path]:
     from modyolo.tools import tune_report
 
     written = [tune_report.write_trials_csv(records, list(space.params), run_dir / "trials.csv")]
     best = tune_report.best_record(records)
     if best is not None:
         total = sum(r.state in ("COMPLETE", "PRUNED", "FAIL") for r in records)
-        written.append(tune_report.write_best_hyp(best, base, space, run_dir / "best_hyp.yaml", name, total))
+        written.append(tune_report.write_best_hyp(best, base, space, run_dir / "best_hyp.yaml", name, total, flags))
     return written
 
 
@@ -374,12 +378,12 @@ def _print_progress(trial: Any, records: list, wanted: int, elapsed: float) -> N
 
 
 def _finish(study: Any, base: Any, space: Any, run_dir: Path, name: str, url: str,
-            state: dict[str, Any]) -> TuneResult:
+            state: dict[str, Any], flags: str = "") -> TuneResult:
     from modyolo.tools import tune_plots, tune_report
 
     trials = study.get_trials(deepcopy=False)
     records = tune_report.classify(trials)
-    written = _write_tables(records, base, space, run_dir, name)
+    written = _write_tables(records, base, space, run_dir, name, flags)
     shown = [r.trial for r in records]
     importances, method = tune_plots.param_importances(study, [r.trial for r in records if r.state == "COMPLETE"])
     order = list(importances) or list(space.params)

@@ -76,14 +76,16 @@ def write_trials_csv(records: Sequence[TrialRecord], params: Sequence[str], path
     return atomic_write(path, buf.getvalue())
 
 
-def write_best_hyp(best: TrialRecord, base: Hyp, space: SearchSpace, path: Path, study: str, total: int) -> Path:
+def write_best_hyp(best: TrialRecord, base: Hyp, space: SearchSpace, path: Path, study: str, total: int,
+                   flags: str = "") -> Path:
     """``best_hyp.yaml``: the complete hyp (base + fixed + the best trial's values), loadable by
-    ``load_hyp`` and ``modyolo train --hyp``; a comment header says where it came from."""
+    ``load_hyp`` and ``modyolo train --hyp``; a comment header says where it came from and the
+    recipe flags (``flags``: optimizer, nbs, close-mosaic) the trials trained with."""
     hyp = space.hyp_from(base, best.trial.params, source=f"best trial {best.number}")
     ua = best.trial.user_attrs
     header = (f"# modyolo tune: best of {total} trials in study {study!r}: trial {best.number}, "
               f"fitness {best.fitness:.5f} (mAP50 {ua.get('mAP50', 0):.4f}, mAP50-95 {ua.get('mAP50-95', 0):.4f})\n"
-              f"# train with: modyolo train --hyp {path}\n")
+              f"# train with: modyolo train --hyp {path}{' ' + flags if flags else ''}\n")
     return atomic_write(path, header + yaml.safe_dump(hyp.to_dict(), sort_keys=False))
 
 

@@ -194,4 +194,17 @@ def measure_onnx(onnx_files: dict[str, Path], protocol: LatencyProtocol) -> dict
     return {name: Latency.from_times(t, "onnx") for name, t in times.items()}
 
 
-__all__ = ["LatencyProtocol", "Latency", "measure_torch", "measure_onnx", "export_onnx", "fused_copy"]
+def measure_runners(runners: dict[str, Callable[[], Any]], protocol: LatencyProtocol) -> dict[str, Latency]:
+    """Latency of arbitrary zero-argument callables (one forward each), round-robin, under ``protocol``.
+
+    The hook ``modyolo benchmark`` uses to time every format (PyTorch variants, TorchScript, ONNX
+    Runtime, OpenVINO fp32/bf16/INT8) in one interleaved loop, with torch's threads set to the
+    protocol's count for the whole loop.
+    """
+    with _Threads(protocol.resolved_threads()):
+        times = _round_robin(runners, protocol.warmup, protocol.runs)
+    return {name: Latency.from_times(t, name) for name, t in times.items()}
+
+
+__all__ = ["LatencyProtocol", "Latency", "measure_torch", "measure_onnx", "measure_runners", "export_onnx",
+           "fused_copy"]

@@ -1,0 +1,224 @@
+"""``modyolo benchmark``: every inference format of one model — latency, size on disk, mAP50-95 — in one table.
+
+    modyolo benchmark --weights runs/train/exp/weights/best.pt --data my.yaml --img 640
+
+Formats (those whose packages are installed; ``--formats`` picks a subset):
+
+- ``torch`` eager fp32 NCHW, ``torch_cl`` channels_last, ``torch_bf16`` bf16 autocast + channels_last
+  (only on CPUs with native bf16: avx512_bf16 / AMX), all fused (Conv+BN folded);
+- ``torchscript``; ``onnx`` (ONNX Runtime); ``openvino`` (fp32), ``openvino_bf16`` (the CPU
+  plugin's bf16 precision hint, bf16 CPUs only), ``openvino_int8`` (NNCF, calibrated on
+  ``--data``'s train images; shown even when it loses mAP, so the cost is visible).
+
+Latency follows :mod:`modyolo.tools.latency`'s protocol (batch 1, the same threads for every
+engine, warm-up, median and p10–p90 of interleaved rounds) through its ``measure_runners``
+hook; mAP50-95 is ``modyolo val``'s at conf 0.001 / IoU 0.6 on square letterboxed batches of the
+same size, so the exports with a fixed input run unchanged. ``fastest_valid`` picks the fastest
+format within an mAP budget — what a deployment (or ``compare``) should run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+ALL_FORMATS = ("torch", "torch_cl", "torch_bf16", "torchscript", "onnx", "openvino", "openvino_bf16", "openvino_int8")
+
+
+@dataclass
+class FormatResult:
+    """One row: ``median_ms`` / ``p10_ms`` / ``p90_ms`` per batch-1 forward, ``size_mb`` on disk,
+    ``map50_95`` on the val split (None when skipped), ``path`` of the file run."""
+
+    format: str
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    size_mb: float
+    map50_95: float | None
+    path: str
+
+
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 arithmetic (avx512_bf16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+class TorchVariant:
+    """A fused DetectionModel run as ``layout`` (``nchw`` / ``channels_last``), optionally under bf16
+    autocast; callable like a backend on ``[B, 3, H, W]`` float, returns fp32 ``pred [B, N, 5+nc]``."""
+
+    def __init__(self, model: torch.nn.Module, channels_last: bool = False, bf16: bool = False) -> None:
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.channels_last, self.bf16 = channels_last, bf16
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(x)
+        return (out[0] if isinstance(out, (tuple, list)) else out).float()
+
+
+def available_formats(requested: list[str] | None, int8: bool) -> list[str]:
+    """``requested`` (default: all) minus formats this machine or installation cannot run, with the reason logged."""
+    import importlib.util
+
+    chosen = list(requested or ALL_FORMATS)
+    unknown = [f for f in chosen if f not in ALL_FORMATS]
+    if unknown:
+        raise ValueError(f"--formats: unknown {unknown}; choose from {list(ALL_FORMATS)}")
+    skip = {}
+    if not cpu_has_bf16():
+        skip.update({f: "this CPU has no native bf16 (avx512_bf16 / AMX)" for f in ("torch_bf16", "openvino_bf16")})
+    if importlib.util.find_spec("onnxruntime") is None:
+        skip["onnx"] = "onnxruntime is not installed (pip install 'modyolo[onnx]')"
+    if importlib.util.find_spec("openvino") is None:
+        skip.update({f: "openvino is not installed (pip install 'modyolo[openvino]')"
+                     for f in ("openvino", "openvino_bf16", "openvino_int8")})
+    if not int8:
+        skip.setdefault("openvino_int8", "needs --data (calibration images)")
+    for f in chosen:
+        if f in skip:
+            print(f"benchmark: skipping {f}: {skip[f]}")
+    return [f for f in chosen if f not in skip]
+
+
+def build_runners(weights: Path, formats: list[str], imgsz: int, out_dir: Path, threads: int,
+                  data: str | None, fraction: float, workers: int) -> dict[str, tuple[Callable, Path]]:
+    """format -> (callable on a batch, file it runs); exports what the formats need at ``imgsz``, batch 1."""
+    from modyolo.deploy.backends import OpenVinoBackend, load_backend
+    from modyolo.deploy.export import export
+    from modyolo.deploy.prepare import load_model, prepare_for_export
+
+    include = [f for f in ("torchscript", "onnx") if f in formats]
+    if any(f.startswith("openvino") for f in formats):
+        include.append("openvino")
+    int8 = "openvino_int8" in formats
+    files = export(weights, include=include, imgsz=imgsz, out_dir=out_dir, int8=int8, data=data,
+                   fraction=fraction, int8_allow_drop=True, workers=workers) if include else {}
+    fused = prepare_for_export(load_model(weights))
+    runners: dict[str, tuple[Callable, Path]] = {}
+    for f in formats:
+        if f == "torch":
+            runners[f] = (TorchVariant(fused), weights)
+        elif f == "torch_cl":
+            runners[f] = (TorchVariant(_copy(fused), channels_last=True), weights)
+        elif f == "torch_bf16":
+            runners[f] = (TorchVariant(_copy(fused), channels_last=True, bf16=True), weights)
+        elif f in ("torchscript", "onnx", "openvino"):
+            runners[f] = (load_backend(files[f], threads=threads), files[f])
+        elif f == "openvino_bf16":
+            runners[f] = (OpenVinoBackend(files["openvino"], torch.device("cpu"), threads, precision="bf16"),
+                          files["openvino"])
+        elif f == "openvino_int8":
+            runners[f] = (load_backend(files["openvino_int8"], threads=threads), files["openvino_int8"])
+    return runners
+
+
+def _copy(model: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def size_mb(path: Path) -> float:
+    extra = path.with_suffix(".bin").stat().st_size if path.suffix == ".xml" else 0
+    return (path.stat().st_size + extra) / 1e6
+
+
+def map50_95(run: Callable, data: str, imgsz: int, workers: int) -> float:
+    """``modyolo val``'s mAP50-95 of ``run`` on ``data``'s val split, square batches of ``imgsz``."""
+    from modyolo.data.dataset_yaml import load_data_config
+    from modyolo.data.loader import create_dataloader
+    from modyolo.eval.validator import validate
+
+    cfg = load_data_config(data)
+    loader, _ = create_dataloader(cfg.val, imgsz, 1, 32, augment=False, rect=False, workers=workers, shuffle=False,
+                                  prefix="val: ", names=cfg.names, nc=cfg.nc, persistent=False, progress=False)
+    names = list(cfg.names.values()) if isinstance(cfg.names, dict) else list(cfg.names)
+    result = validate(run, loader, names=names, progress=False, device=torch.device("cpu"))
+    return float(np.mean(np.asarray(result.metrics["mAP50-95"], dtype=np.float64)))
+
+
+def benchmark(weights: str | Path, data: str | None = None, imgsz: int = 640, formats: list[str] | None = None,
+              runs: int = 30, warmup: int = 10, threads: int = 0, fraction: float = 1.0, workers: int = 0,
+              out_dir: str | Path | None = None, measure_map: bool = True) -> list[FormatResult]:
+    """Export, time (interleaved) and validate every available format; one :class:`FormatResult` each."""
+    from modyolo.tools.latency import LatencyProtocol, measure_runners
+
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"--weights {weights} not found")
+    protocol = LatencyProtocol(imgsz=imgsz, batch=1, threads=threads, warmup=warmup, runs=runs, layout="nchw")
+    chosen = available_formats(formats, int8=bool(data))
+    with tempfile.TemporaryDirectory(prefix="modyolo-bench-") as tmp:
+        out = Path(out_dir) if out_dir else Path(tmp)
+        runners = build_runners(weights, chosen, imgsz, out, protocol.resolved_threads(), data, fraction, workers)
+        x = torch.rand(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
+        lat = measure_runners({f: (lambda r=r: r(x)) for f, (r, _) in runners.items()}, protocol)
+        print(protocol.describe().replace("fp32, ", "").replace("layout nchw", "each format's own precision/layout"))
+        rows = []
+        for f, (run, path) in runners.items():
+            m = map50_95(run, data, imgsz, workers) if (data and measure_map) else None
+            rows.append(FormatResult(f, lat[f].median_ms, lat[f].p10_ms, lat[f].p90_ms, size_mb(path), m, str(path)))
+    return rows
+
+
+def fastest_valid(rows: list[FormatResult], max_drop: float = 1.0) -> FormatResult:
+    """The fastest row whose mAP50-95 is within ``max_drop`` points of eager fp32 (rows without mAP count as valid)."""
+    ref = next((r.map50_95 for r in rows if r.format == "torch" and r.map50_95 is not None), None)
+    ok = [r for r in rows if ref is None or r.map50_95 is None or (ref - r.map50_95) * 100 <= max_drop]
+    return min(ok or rows, key=lambda r: r.median_ms)
+
+
+def format_table(rows: list[FormatResult]) -> str:
+    base = next((r.median_ms for r in rows if r.format == "torch"), None)
+    lines = [f"{'format':<15}{'median ms':>10}{'p10-p90 ms':>15}{'speed-up':>10}{'size MB':>9}{'mAP50-95':>10}"]
+    for r in rows:
+        speed = f"{base / r.median_ms:.2f}x" if base else "-"
+        m = f"{r.map50_95:.4f}" if r.map50_95 is not None else "-"
+        lines.append(f"{r.format:<15}{r.median_ms:>10.2f}{f'{r.p10_ms:.2f}-{r.p90_ms:.2f}':>15}{speed:>10}"
+                     f"{r.size_mb:>9.1f}{m:>10}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", required=True, help="modyolo checkpoint (.pt)")
+    parser.add_argument("--data", default=None, help="data YAML: val split for mAP50-95, train split calibrates INT8")
+    parser.add_argument("--img", "--imgsz", dest="imgsz", type=int, default=640, help="square input size (default 640)")
+    parser.add_argument("--formats", nargs="+", default=None, choices=ALL_FORMATS, help="subset to run (default: all)")
+    parser.add_argument("--runs", type=int, default=30, help="timed interleaved rounds (protocol: >= 20)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed forwards per format first")
+    parser.add_argument("--threads", type=int, default=0, help="threads for every engine (default: torch's)")
+    parser.add_argument("--fraction", type=float, default=1.0, help="share of train images calibrating INT8")
+    parser.add_argument("--workers", type=int, default=0, help="data loader workers")
+    parser.add_argument("--out-dir", default=None, help="keep the exported files here (default: a temp folder)")
+    parser.add_argument("--max-drop", type=float, default=1.0,
+                        help="mAP50-95 points a format may lose and still be recommended (default 1.0)")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = benchmark(args.weights, data=args.data, imgsz=args.imgsz, formats=args.formats, runs=args.runs,
+                     warmup=args.warmup, threads=args.threads, fraction=args.fraction, workers=args.workers,
+                     out_dir=args.out_dir)
+    print(format_table(rows))
+    best = fastest_valid(rows, args.max_drop)
+    note = f" within {args.max_drop:g} mAP50-95 points of eager fp32" if args.data else " (no --data: mAP not checked)"
+    print(f"fastest{note}: {best.format} ({best.median_ms:.2f} ms)")
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    return 0
+

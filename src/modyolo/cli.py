@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("modyolo.tools.profile", "build a model YAML and print layers, params, GFLOPs"),
     "compare": ("modyolo.tools.compare", "train, validate and time several variants; write a report"),
     "tune": ("modyolo.tools.tune", "hyperparameter search with Optuna"),
+    "benchmark": ("modyolo.tools.benchmark", "time, size and mAP of every inference format of one model"),
     "demo": ("modyolo.tools.demo", "compare three backbones on the embedded shapes dataset"),
     "convert": ("modyolo.data.cli_convert", "convert datasets: VOC XML / COCO JSON <-> YOLO txt"),
     "data": ("modyolo.data.cli_data", "inspect a dataset: verify labels, show augmented samples"),

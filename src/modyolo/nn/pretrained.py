@@ -18,7 +18,15 @@ the model in one of three ways, tried in this order:
    torchvision's; a pair counts only if its shape *and* tensor kind (``weight``,
    ``running_var``...) agree, so a misalignment shows up as mismatches, never as silent garbage.
 
-A load that transfers nothing raises: a wrong file must not train silently from scratch.
+**The file must fit.** A load that leaves any tensor in scope at its random initialisation
+(missing, or a shape / kind mismatch) or that finds tensors with no place in the mapped network
+(a deeper network's extra blocks: a resnet34 file on resnet18 rows) raises
+:class:`WeightsMismatchError`, naming the file, the first offending tensors and the fix: half a
+backbone transferred is a damaged backbone, not a pretrained one. Tensors outside the mapped
+scope (a classifier, stages the YAML does not use, a detector's head) are only reported as unused.
+``partial=True`` (``modyolo train --partial-weights``) accepts a misfit and the report then lists
+what was left random. A load that transfers nothing raises even then. Every report is logged at
+INFO on the ``modyolo.nn.pretrained`` logger and returned.
 """
 
 from __future__ import annotations
@@ -30,8 +38,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-LOGGER = logging.getLogger("modyolo")
+LOGGER = logging.getLogger("modyolo.nn.pretrained")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "ema")
+
+
+class WeightsMismatchError(ValueError):
+    """A weights file that does not fit the architecture it was given to (no partial load asked)."""
 
 
 @dataclass
@@ -43,26 +55,51 @@ class TransferReport:
     missing: list[str] = field(default_factory=list)  # targets in scope the file did not fill
     mismatched: list[tuple[str, str, tuple, tuple]] = field(default_factory=list)  # (src, tgt, src shape, tgt shape)
     unused: list[str] = field(default_factory=list)  # source keys that went nowhere
+    extra: list[str] = field(default_factory=list)  # unused source keys *inside* the mapped network: a misfit
     not_covered: list[str] = field(default_factory=list)  # backbone rows the file has no tensors for
     method: str = "name"
+    partial: bool = False  # the user accepted a misfit; ``left_random`` says what it left
 
     @property
     def all_matched(self) -> bool:
         """Every target tensor in scope came from the file."""
         return bool(self.matched) and not self.missing and not self.mismatched
 
+    @property
+    def fits(self) -> bool:
+        """All targets filled and no tensor of the file's mapped network left over."""
+        return self.all_matched and not self.extra
+
+    @property
+    def left_random(self) -> list[str]:
+        """Target tensors that keep their random initialisation (missing or mismatched)."""
+        return self.missing + [tgt for _, tgt, _, _ in self.mismatched]
+
     def summary(self) -> str:
         total = len(self.matched) + len(self.missing) + len(self.mismatched)
         text = (f"{self.source}: transferred {len(self.matched)}/{total} tensors by {self.method}; "
                 f"{len(self.missing)} missing, {len(self.mismatched)} shape mismatches, "
                 f"{len(self.unused)} unused in the file")
+        if self.extra:
+            text += f" ({len(self.extra)} of them with no place in the model)"
         if self.not_covered:
             text += f"; rows not in the file: {', '.join(self.not_covered)}"
+        if self.partial and (self.left_random or self.extra):
+            text += f"; partial load: {len(self.left_random)} tensors left at their random initialisation"
         return text
+
+    def first_problems(self, n: int = 3) -> list[str]:
+        """The first ``n`` offending tensors: ``file key (shape) -> model key (shape)``, missing, extra."""
+        items = [f"{src} {tuple(a)} -> {tgt} {tuple(b)}" for src, tgt, a, b in self.mismatched[:n]]
+        items += [f"{k} (not in the file)" for k in self.missing[:max(n - len(items), 0)]]
+        items += [f"{k} (no place in the model)" for k in self.extra[:max(n - len(items), 0)]]
+        return items
 
     def __str__(self) -> str:
         lines = [self.summary()]
-        for title, items in (("missing", self.missing), ("unused", self.unused)):
+        groups = [("left random" if self.partial else "missing", self.left_random if self.partial else self.missing),
+                  ("no place in the model", self.extra), ("unused", self.unused)]
+        for title, items in groups:
             if items:
                 lines.append(f"  {title}: {', '.join(items[:8])}" + (" ..." if len(items) > 8 else ""))
         for src, tgt, a, b in self.mismatched[:8]:
@@ -159,49 +196,78 @@ def _copy(report: TransferReport, skey: str, tkey: str, value: torch.Tensor, des
     report.matched.append(tkey)
 
 
-def _require_some(report: TransferReport, hint: str) -> TransferReport:
+def _finish(report: TransferReport, nothing_hint: str, misfit_hint: str, partial: bool) -> TransferReport:
+    """Raise for a load that transferred nothing, or (unless ``partial``) for a misfit; log the report."""
     if not report.matched:
-        raise ValueError(f"{report.summary()}. Nothing was transferred: {hint}")
-    LOGGER.info(report.summary())
+        raise ValueError(f"{report.summary()}. Nothing was transferred: {nothing_hint}")
+    report.partial = partial
+    if not report.fits and not partial:
+        total = len(report.matched) + len(report.missing) + len(report.mismatched)
+        raise WeightsMismatchError(
+            f"{report.source} does not fit the architecture: only {len(report.matched)}/{total} tensors fit "
+            f"({len(report.mismatched)} mismatched, {len(report.missing)} missing, {len(report.extra)} in the file "
+            f"with no place in the model); first: {'; '.join(report.first_problems())}. {misfit_hint}; or, to keep "
+            f"the {len(report.matched)} fitting tensors and train the other {len(report.left_random)} from their "
+            "random initialisation, ask for a partial load (modyolo train --partial-weights, "
+            "or load_backbone_weights(..., partial=True))")
+    LOGGER.info("%s", report)
     return report
 
 
-def load_into_module(module: nn.Module, path: str | Path | dict[str, torch.Tensor]) -> TransferReport:
-    """Name-based load of a whole file into ``module`` (an adapter's wrapped torchvision/timm net)."""
-    source = path if isinstance(path, dict) else read_state_dict(path)
-    report = transfer_by_name(module, source, str(path) if not isinstance(path, dict) else "<state_dict>")
-    return _require_some(report, "the file's keys do not name this module's tensors; is it the same architecture? "
-                                 f"file keys start {list(source)[:3]}, the module's {list(module.state_dict())[:3]}")
+def load_adapter_weights(adapter: nn.Module, path: str | Path, partial: bool = False) -> TransferReport:
+    """Name-based load of a whole file into a TorchVision / Timm row's wrapped network.
+
+    The file fits if it fills every tensor of the (pruned) network and its other tensors belong to
+    the full classifier (its head, the stages after the last output); a tensor beyond that (a
+    resnet34 file on a resnet18 row) makes it a misfit.
+    """
+    source = read_state_dict(path)
+    net: nn.Module = adapter.net  # type: ignore[assignment]
+    report = transfer_by_name(net, source, str(path))
+    known = adapter.architecture_keys()  # type: ignore[operator]
+    report.extra = [k for k in report.unused if _norm(k) not in known]
+    name = getattr(adapter, "name", "the row's network")
+    return _finish(report, "the file's keys do not name this module's tensors; is it the same architecture? "
+                           f"file keys start {list(source)[:3]}, the module's {list(net.state_dict())[:3]}",
+                   f"use a state_dict of {name} itself (saved from the library that defines it)", partial)
 
 
-def load_backbone_weights(model: nn.Module, path: str | Path, layer: int | None = None) -> TransferReport:
+def load_backbone_weights(model: nn.Module, path: str | Path, layer: int | None = None,
+                          partial: bool = False) -> TransferReport:
     """Load a local state_dict file into the backbone of a ``DetectionModel``; see module docs.
 
     ``layer`` picks one row (e.g. the TorchVision row); ``None`` means the backbone rows, i.e. the
-    first ``len(cfg['backbone'])`` layers. Raises ``ValueError`` if nothing transferred.
+    first ``len(cfg['backbone'])`` layers. Raises ``ValueError`` if nothing transferred and
+    :class:`WeightsMismatchError` if the file does not fit, unless ``partial``. The report is
+    logged at INFO and returned.
     """
     source = read_state_dict(path)
     name = str(path)
+    where = getattr(model, "source", "the model")
     rows = [layer] if layer is not None else list(range(len(model.yaml["backbone"])))
     adapters = [i for i in rows if _is_adapter(model.model[i])]
     if layer is not None or len(adapters) == 1:
         i = layer if layer is not None else adapters[0]
         mod = model.model[i]
         if _is_adapter(mod):
-            report = transfer_by_name(mod.net, source, name)
-        else:
-            report = transfer_by_name(model, source, name, prefix=f"model.{i}.", strip=f"model.{i}.")
-        return _require_some(report, f"row {i}'s tensor names do not occur in the file")
+            return load_adapter_weights(mod, path, partial)
+        report = transfer_by_name(model, source, name, prefix=f"model.{i}.", strip=f"model.{i}.")
+        report.extra = [k for k in report.unused if k.startswith(f"model.{i}.")]
+        return _finish(report, f"row {i}'s tensor names do not occur in the file",
+                       f"use a checkpoint whose row {i} has the same block and widths as row {i} of {where}", partial)
     # a modyolo / yolov5 checkpoint: same names, restricted to the backbone rows
     state = model.state_dict()
     if any(k in state for k in source):
         backbone = {k: v for k, v in source.items() if int(k.split(".")[1]) in rows} \
             if all(k.startswith("model.") for k in source) else source
         report = transfer_by_name(model, backbone, name)
+        report.extra = list(report.unused)  # backbone tensors of the file with no place in these rows
         report.unused += [k for k in source if k not in backbone]
         scope = tuple(f"model.{i}." for i in rows)
         report.missing = [k for k in report.missing if k.startswith(scope)]
-        return _require_some(report, "no backbone tensor names occur in the file")
+        return _finish(report, "no backbone tensor names occur in the file",
+                       f"use a checkpoint of a model with the same backbone rows as {where} "
+                       "(same blocks, width_multiple and depth_multiple)", partial)
     groups = native_layout(model, source)
     if not groups:
         raise ValueError(
@@ -210,10 +276,39 @@ def load_backbone_weights(model: nn.Module, path: str | Path, layer: int | None 
             f"native rows, and the backbone has {len(adapters)} TorchVision/Timm rows (pass layer= to "
             f"choose one). File keys start {list(source)[:3]}")
     report = transfer_in_order(model, source, name, groups)
+    mapped = tuple(p for prefixes, _ in groups for p in prefixes)
+    report.extra = [k for k in report.unused if k.startswith(mapped)]
     covered = {g[1] for g in groups}
     report.not_covered = [f"{i} ({model.layers_meta[i].name})" for i in rows
                           if f"model.{i}." not in covered and any(True for _ in model.model[i].parameters())]
-    return _require_some(report, "the layout matched no tensor shapes; is it the same network, built at width_multiple 1.0?")
+    return _finish(report, "the layout matched no tensor shapes; is it the same network, built at width_multiple 1.0?",
+                   _native_hint(model, source, where), partial)
+
+
+def _resnet_signature(kind: str, depths: list[int]) -> str:
+    names = {("BasicBlock", (2, 2, 2, 2)): "resnet18", ("BasicBlock", (3, 4, 6, 3)): "resnet34",
+             ("ResNetBottleneck", (3, 4, 6, 3)): "resnet50", ("ResNetBottleneck", (3, 4, 23, 3)): "resnet101",
+             ("ResNetBottleneck", (3, 8, 36, 3)): "resnet152"}
+    known = names.get((kind, tuple(depths)))
+    stages = "-".join(map(str, depths))
+    return f"{known} ({kind} stages {stages})" if known else f"{kind} stages {stages}"
+
+
+def _native_hint(model: nn.Module, source: dict[str, torch.Tensor], where: str) -> str:
+    """What the file is and what the rows need, for the ResNet layouts; a generic fix otherwise."""
+    from modyolo.nn.blocks.resnet import BasicBlock, ResNetBottleneck
+
+    if "layer1.0.conv1.weight" not in source:
+        return (f"use a torchvision state_dict of the network the backbone rows of {where} mirror, "
+                "at width_multiple 1.0")
+    file_kind = "ResNetBottleneck" if "layer1.0.conv3.weight" in source else "BasicBlock"
+    file_depths = [len({k.split(".")[1] for k in source if k.startswith(f"layer{j}.")}) for j in range(1, 5)]
+    stages = [m for m in list(model.model)[:len(model.yaml["backbone"])]
+              if isinstance(m, nn.Sequential) and len(m) and isinstance(m[0], (BasicBlock, ResNetBottleneck))]
+    rows = (_resnet_signature(type(stages[0][0]).__name__, [len(m) for m in stages])
+            if stages else "not ResNet stages")
+    return (f"the file is a torchvision {_resnet_signature(file_kind, file_depths)}, the backbone rows of {where} "
+            f"are {rows}: use the matching torchvision file (at width_multiple and depth_multiple 1.0)")
 
 
 def _is_adapter(module: nn.Module) -> bool:

@@ -10,7 +10,9 @@ as a stage (the first block strides and changes channels, the rest keep them), t
 the ResNet rows, so depth scaling never silently changes the stride.
 
 The layers of an InvertedResidual sit in ``conv`` in torchvision's order, so
-:mod:`modyolo.nn.pretrained` can map torchvision's ``features.<k>`` onto the rows.
+:mod:`modyolo.nn.pretrained` can map torchvision's ``features.<k>`` onto the rows, and BatchNorm is
+torchvision's (eps 1e-5, momentum 0.1; see :mod:`modyolo.nn.blocks.resnet` for why), so those
+weights reproduce torchvision's feature maps.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from modyolo.nn.blocks.yolo import batch_norm
+from modyolo.nn.blocks.resnet import batch_norm  # torchvision eps 1e-5: see resnet.py
 from modyolo.nn.registry import BLOCKS
 from modyolo.nn.row import Channels, Row, YamlBlock
 

@@ -2,6 +2,11 @@
 
 Each verb lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 this file only lists them, so the CLI imports nothing heavy until a verb is chosen.
+
+Logging is configured here, once per invocation (``modyolo.logs``): INFO to the terminal,
+``--quiet`` WARNING and up, ``--verbose`` DEBUG and up, on every verb. A verb that defines
+``--quiet`` / ``--verbose`` itself keeps its own meaning as well (``train --quiet``: no
+progress bars; ``val --verbose``: the per-class table for many classes).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "val": ("modyolo.eval.cli_val", "validate weights on a dataset: P, R, mAP50, mAP50-95"),
     "detect": ("modyolo.eval.cli_detect", "run detection on images, folders or videos"),
     "export": ("modyolo.deploy.cli_export", "export weights to ONNX / TorchScript"),
+    "reparam": ("modyolo.deploy.cli_reparam", "re-parameterise a trained YOLOv7 into yolov7's deploy layout"),
     "profile": ("modyolo.tools.profile", "build a model YAML and print layers, params, GFLOPs"),
     "compare": ("modyolo.tools.compare", "train, validate and time several variants; write a report"),
     "tune": ("modyolo.tools.tune", "hyperparameter search with Optuna"),
@@ -57,6 +63,28 @@ def _configure_threads() -> None:
         torch.set_num_threads(int(threads))
 
 
+LOG_FLAGS = {"--quiet": "warnings and errors only on the terminal (the run's log.txt keeps everything)",
+             "--verbose": "debug messages on the terminal too"}
+
+
+def _add_log_flags(verb_parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` / ``--verbose`` for verbs that do not define them (their level is read by
+    :func:`_log_level`, so a verb's own flag of that name keeps working as it did)."""
+    for flag, help_text in LOG_FLAGS.items():
+        if flag not in verb_parser._option_string_actions:
+            verb_parser.add_argument(flag, dest=f"log_{flag[2:]}", action="store_true", help=help_text)
+
+
+def _log_level(verb_argv: list[str]) -> int:
+    from modyolo.logs import level_for
+
+    flags = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for flag in LOG_FLAGS:
+        flags.add_argument(flag, action="store_true")
+    known, _ = flags.parse_known_args(verb_argv)
+    return level_for(quiet=known.quiet, verbose=known.verbose)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -73,10 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     verb_parser = argparse.ArgumentParser(prog=f"modyolo {verb}", description=COMMANDS[verb][1])
     module.add_arguments(verb_parser)
+    _add_log_flags(verb_parser)
     args = verb_parser.parse_args(argv[1:])
+    for flag in LOG_FLAGS:  # read by _log_level; verbs only see their own options
+        vars(args).pop(f"log_{flag[2:]}", None)
     _configure_threads()
+    from modyolo.logs import cli_logging
+
     try:
-        return int(module.run(args) or 0)
+        with cli_logging(_log_level(argv[1:])):
+            return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print(f"modyolo {verb}: interrupted", file=sys.stderr)
         return 130

@@ -95,9 +95,9 @@ def test_diagnosis_names_class_ids_beyond_model_nc(checkpoint, shapes, tmp_path,
     data = root / "data.yaml"
     data.write_text(yaml.safe_dump({"path": str(root), "train": "images/val", "val": "images/val",
                                     "names": [f"c{i}" for i in range(10)]}))
-    rc, out, _ = run_cli(["val", "--weights", checkpoint, "--data", data, *COMMON, "--project", tmp_path], capsys)
+    rc, out, err = run_cli(["val", "--weights", checkpoint, "--data", data, *COMMON, "--project", tmp_path], capsys)
     assert rc == 0
-    assert "has 5 classes but" in out  # warned up front
+    assert "WARNING: " in err and "has 5 classes but" in err  # warned up front (a log warning: stderr)
     assert "[FAIL] label class ids < model nc" in out
     cause = out.split("Likely cause:")[1]
     assert "100% of the labels use class ids" in cause and "5-class model" in cause and "--data" in cause

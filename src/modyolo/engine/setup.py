@@ -30,6 +30,7 @@ from modyolo.engine.loss import DetectionLoss, scale_loss_gains
 from modyolo.engine.optim import build_optimizer
 from modyolo.engine.sam import SAM
 from modyolo.engine.schedule import LRSchedule, accumulation_steps, scaled_weight_decay
+from modyolo.logs import attach_run_log
 from modyolo.nn.model import DetectionModel
 from modyolo.paths import increment_path
 
@@ -82,6 +83,7 @@ def write_run_files(cfg: TrainConfig, run: RunContext) -> None:
     """Create the run folder with hyp.yaml and args.yaml (rank 0), once everything has built."""
     if run.dist.is_main:
         run.weights_dir.mkdir(parents=True, exist_ok=True)
+        attach_run_log(run.save_dir)  # <run>/log.txt: every record, those logged before this point too
         save_hyp(run.hyp, run.save_dir / "hyp.yaml")
         (run.save_dir / "args.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
@@ -125,7 +127,7 @@ def build_model(cfg: TrainConfig, run: RunContext) -> tuple[DetectionModel, dict
     if cfg.backbone_weights:
         from modyolo.nn.pretrained import load_backbone_weights
 
-        print(load_backbone_weights(model, cfg.backbone_weights))
+        LOGGER.info("%s", load_backbone_weights(model, cfg.backbone_weights))
     if ckpt is not None and run.resume_ckpt is None:
         _transfer(model, ckpt, exclude_anchors=bool(cfg.cfg or anchors), source=cfg.weights)
     return model, ckpt

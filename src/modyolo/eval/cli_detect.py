@@ -9,12 +9,15 @@ for video frames) and, with ``--save-crop``, ``crops/<class>/<stem>.jpg``. One l
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+LOGGER = logging.getLogger("modyolo.eval.detect")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from modyolo.eval.predictor import check_imgsz, load_model_for_cli, predict_image, select_device
     from modyolo.eval.results import Result
     from modyolo.eval.sources import iter_source, list_sources
+    from modyolo.logs import attach_run_log
     from modyolo.paths import increment_path
 
     device = select_device(args.device)
@@ -92,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     imgsz = check_imgsz(args.imgsz, meta["stride"]) if meta["dynamic"] else tuple(meta["imgsz"])
     files = list_sources(args.source)  # fail fast, before a run folder is made, when nothing matches
     save_dir = increment_path(Path(args.project) / args.name, exist_ok=args.exist_ok)
+    attach_run_log(save_dir)
     if args.save_txt:
         (save_dir / "labels").mkdir(parents=True, exist_ok=True)
     sinks: dict[str, VideoSink] = {}
@@ -106,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
                 last_index = frame.index
             if frame.image is None:
                 n_bad += 1
-                tqdm.write(f"{frame.describe()}: skipped, {frame.error}", file=sys.stderr)
+                LOGGER.warning("%s: skipped, %s", frame.describe(), frame.error)
                 continue
             det, speed = predict_image(model, frame.image, imgsz=imgsz, stride=meta["stride"], device=device,
                                        conf=args.conf_thres, iou=args.iou_thres, classes=args.classes,
@@ -142,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms NMS per image "
               f"(--img {imgsz if isinstance(imgsz, int) else 'x'.join(map(str, imgsz))})")
     if n_bad:
-        print(f"WARNING: {n_bad} input(s) could not be read and were skipped (listed above)", file=sys.stderr)
+        LOGGER.warning("%d input(s) could not be read and were skipped (listed above)", n_bad)
     saved = []
     if args.save_txt:
         saved.append(f"{len(list((save_dir / 'labels').glob('*.txt')))} labels saved to {save_dir / 'labels'}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 
 from modyolo.eval.validator import ValResult
 
+LOGGER = logging.getLogger("modyolo.eval.val")
 DIAGNOSIS_BATCHES = 2  # batches the raw-vs-EMA check re-evaluates (it only needs "zero or not")
 
 
@@ -96,6 +98,7 @@ def validate_model(model: Any, names: list[str], meta: dict, *, data: str | os.P
     from modyolo.data.loader import create_dataloader
     from modyolo.eval.predictor import TTAModel, check_imgsz, select_device
     from modyolo.eval.validator import validate
+    from modyolo.logs import attach_run_log
     from modyolo.paths import increment_path
 
     if task == "speed":
@@ -109,8 +112,8 @@ def validate_model(model: Any, names: list[str], meta: dict, *, data: str | os.P
         raise ValueError(f"{data_cfg.source}: --task {task} needs a '{split}' entry in the data YAML")
     model_nc = int(meta.get("nc") or len(names))
     if model_nc and model_nc != data_cfg.nc and not single_cls:
-        print(f"WARNING: {meta.get('path')} has {model_nc} classes but {data_cfg.source} has {data_cfg.nc}; "
-              "these weights were trained on other data (pass the matching --data)")
+        LOGGER.warning("%s has %d classes but %s has %d; these weights were trained on other data (pass the "
+                       "matching --data)", meta.get("path"), model_nc, data_cfg.source, data_cfg.nc)
     stride = int(meta.get("stride", 32))
     dynamic = bool(meta.get("dynamic", True))
     if dynamic:
@@ -127,6 +130,7 @@ def validate_model(model: Any, names: list[str], meta: dict, *, data: str | os.P
         prefix=f"{split}: ", single_cls=single_cls, pad=0.5 if rect else 0.0, names=data_cfg.names,
         nc=data_cfg.nc, persistent=False, progress=progress)
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
+    attach_run_log(save_dir)
     metric_names = _metric_names(list(names), list(data_cfg.names), single_cls)
     collector = _Collector(save_dir, metric_names, save_txt, save_conf, save_json, data_cfg, split, single_cls)
     eval_model = TTAModel(model, stride) if augment else model

@@ -13,6 +13,7 @@ by up to half a pixel when the padding is odd.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 
 from modyolo.eval.nms import non_max_suppression
 
+LOGGER = logging.getLogger("modyolo.eval.predictor")
 BACKEND_SUFFIXES = (".onnx", ".torchscript", ".ts", ".xml")  # .xml: OpenVINO IR (+ .bin)
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -161,7 +163,7 @@ def check_imgsz(imgsz: int, stride: int) -> int:
     """``imgsz`` rounded up to a multiple of ``stride`` (the model's feature maps must tile it)."""
     size = int(math.ceil(int(imgsz) / stride) * stride)
     if size != int(imgsz):
-        print(f"WARNING: --img {imgsz} is not a multiple of the max stride {stride}; using {size}")
+        LOGGER.warning("--img %d is not a multiple of the max stride %d; using %d", imgsz, stride, size)
     return size
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from modyolo.nn.heads import is_head
 from modyolo.nn.inspect import LayerReport, dry_run, format_info, count_flops
 from modyolo.nn.row import ModelConfigError
 
+LOGGER = logging.getLogger("modyolo.nn.model")
 STRIDE_PROBE = 256  # image size of the dry run that finds strides (yolov5 uses the same)
 
 
@@ -63,7 +65,7 @@ class DetectionModel(nn.Module):
                                        f"layers 0..{len(self.model) - 1}")
             if getattr(self.model[index], "transfer_report", None) is None:
                 # a native row (e.g. a ResNet stage): map the file onto the whole native backbone
-                print(load_backbone_weights(self, path).summary())
+                LOGGER.info("%s", load_backbone_weights(self, path).summary())
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor):
@@ -102,7 +104,7 @@ class DetectionModel(nn.Module):
             gflops = count_flops(self, img_size) / 1e9
         except Exception as e:  # a block the FLOP counter cannot trace: say so, never hide it
             gflops = float("nan")
-            print(f"GFLOPs unavailable: {type(e).__name__}: {e}")
+            LOGGER.warning("GFLOPs unavailable: %s: %s", type(e).__name__, e)
         summary = {
             "name": Path(self.source).stem,
             "layers": len(list(self.modules())),

@@ -1,0 +1,94 @@
+"""Logging through the CLI: INFO reaches the terminal and the run folder's log.txt (it used to be
+dropped: nothing configured logging), ``--quiet`` / ``--verbose`` work on every verb."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import yaml
+
+from modyolo.cli import COMMANDS, build_parser, main as cli_main
+
+AUTOANCHOR = "autoanchor: "
+HYP_DEFAULTS = "keys not given, using defaults"
+
+
+def _train(tiny_data, tiny_model_cfg, tmp_path, *extra: str) -> tuple[int, str]:
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_model_cfg))
+    hyp = tmp_path / "hyp.yaml"
+    hyp.write_text("lr0: 0.01\nmosaic: 1.0\n")  # every other key from the defaults: an INFO line says so
+    name = "q" if "--quiet" in extra else "v" if "--verbose" in extra else "default"
+    rc = cli_main(["train", "--data", tiny_data, "--cfg", str(cfg), "--hyp", str(hyp), "--img", "64", "--epochs", "1",
+                   "--batch-size", "4", "--workers", "0", "--project", str(tmp_path / "runs"), "--name", name,
+                   "--noplots", *extra])
+    return rc, name
+
+
+def test_train_info_reaches_terminal_and_run_log(tiny_data, tiny_model_cfg, tmp_path, capsys):
+    rc, name = _train(tiny_data, tiny_model_cfg, tmp_path)
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert AUTOANCHOR in err and HYP_DEFAULTS in err
+    assert "INFO" not in err and not any(line[:4].isdigit() for line in err.splitlines())  # no timestamps
+    log = (tmp_path / "runs" / name / "log.txt").read_text()
+    assert AUTOANCHOR in log and HYP_DEFAULTS in log  # logged before the folder existed, kept all the same
+    assert " INFO " in log and "modyolo." in log  # time, level and logger in the file
+    assert not logging.getLogger("modyolo").handlers  # the invocation cleaned up after itself
+
+
+def test_train_quiet_hides_info_but_the_log_keeps_it(tiny_data, tiny_model_cfg, tmp_path, capsys):
+    rc, name = _train(tiny_data, tiny_model_cfg, tmp_path, "--quiet")
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert AUTOANCHOR not in err and HYP_DEFAULTS not in err
+    log = (tmp_path / "runs" / name / "log.txt").read_text()
+    assert AUTOANCHOR in log and HYP_DEFAULTS in log
+
+
+def test_train_verbose_shows_debug(tiny_data, tiny_model_cfg, tmp_path, capsys):
+    logging.getLogger("modyolo.train").debug("not shown: nothing configured")
+    rc, name = _train(tiny_data, tiny_model_cfg, tmp_path, "--verbose")
+    assert rc == 0
+    log = (tmp_path / "runs" / name / "log.txt").read_text()
+    debug = [line.split(": ", 1)[1] for line in log.splitlines() if " DEBUG " in line]
+    err = capsys.readouterr().err
+    assert "not shown" not in err
+    assert all(message in err for message in debug)  # every DEBUG line of the run log was on the terminal
+
+
+@pytest.mark.parametrize("verb", sorted(COMMANDS))
+def test_every_verb_takes_quiet_and_verbose(verb):
+    import argparse
+    import importlib
+
+    from modyolo.cli import _add_log_flags
+
+    parser = argparse.ArgumentParser(prog=f"modyolo {verb}")
+    importlib.import_module(COMMANDS[verb][0]).add_arguments(parser)
+    _add_log_flags(parser)
+    for flag in ("--quiet", "--verbose"):
+        assert flag in parser._option_string_actions, f"modyolo {verb} lacks {flag}"
+    assert build_parser()  # the dispatcher itself still builds
+
+
+def test_val_verbose_keeps_its_meaning_and_turns_on_debug(monkeypatch, capsys):
+    """``val --verbose`` still asks for the per-class table; the terminal shows DEBUG as well."""
+    seen = {}
+
+    def fake_run(args):
+        seen["verbose"] = args.verbose
+        logging.getLogger("modyolo.eval").debug("a debug line")
+        logging.getLogger("modyolo.eval").info("an info line")
+        return 0
+
+    import modyolo.eval.cli_val as cli_val
+
+    monkeypatch.setattr(cli_val, "run", fake_run)
+    assert cli_main(["val", "--weights", "x.pt", "--verbose"]) == 0
+    err = capsys.readouterr().err
+    assert seen["verbose"] is True and "a debug line" in err and "an info line" in err
+    assert cli_main(["val", "--weights", "x.pt", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert seen["verbose"] is False and "an info line" not in err

@@ -191,7 +191,8 @@ class Trainer:
             if self.is_main:
                 rate = images / max(time.time() - t0, 1e-9)
                 bar.set_postfix_str(
-                    f"box {mean_loss[0]:.4f} obj {mean_loss[1]:.4f} cls {mean_loss[2]:.4f} "
+                    " ".join(f"{n.removesuffix('_loss')} {v:.4f}" for n, v in
+                             zip(getattr(self.loss_fn, "names", LOSS_NAMES), mean_loss.tolist())) + " "
                     f"inst {targets.shape[0]} size {imgs.shape[-1]} {rate:.1f} img/s{_memory(self.device)}")
                 self.callbacks.run("on_batch_end", self, i, imgs, targets, paths)
         if pending:  # step with the gradients still accumulating: none are lost at the epoch end
@@ -251,15 +252,15 @@ class Trainer:
         if not cfg.noval or final:
             metrics = setup.validate(self, plots=final and not cfg.noplots)
         else:
-            metrics = {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50-95": 0.0,
-                       "val_box_loss": 0.0, "val_obj_loss": 0.0, "val_cls_loss": 0.0}
+            metrics = {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50-95": 0.0}
         metrics["fitness"] = fitness(metrics)
         improved = metrics["fitness"] >= self.best_fitness  # ties too, so best.pt always exists (yolov5)
         if improved:
             self.best_fitness = metrics["fitness"]
-        row = {"epoch": epoch, **{k: float(v) for k, v in zip(LOSS_NAMES, mean_loss.tolist())},
+        names = getattr(self.loss_fn, "names", LOSS_NAMES)  # the head's loss names its parts
+        row = {"epoch": epoch, **{k: float(v) for k, v in zip(names, mean_loss.tolist())},
                **{k: float(metrics[k]) for k in ("precision", "recall", "mAP50", "mAP50-95")},
-               **{k: float(metrics.get(k, 0.0)) for k in ("val_box_loss", "val_obj_loss", "val_cls_loss")},
+               **{f"val_{k}": float(metrics.get(f"val_{k}", 0.0)) for k in names},
                **{f"lr{j}": float(g["lr"]) for j, g in enumerate(self.optimizer.param_groups)},
                "epoch_seconds": time.time() - t_epoch}
         if not cfg.nosave or final:

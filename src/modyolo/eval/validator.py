@@ -81,7 +81,7 @@ def validate(model: Callable, dataloader, *, names: Sequence[str], conf_thres: f
             pred = pred.float()
             t2 = time.perf_counter()
             if compute_loss is not None and raw is not None:
-                loss_sum += compute_loss([r.float() for r in raw], targets)[1]
+                loss_sum += compute_loss(raw if isinstance(raw, dict) else [r.float() for r in raw], targets)[1]
             stats["max_objectness"] = max(stats["max_objectness"], float(pred[..., 4].max()) if pred.numel() else 0.0)
             stats["candidates_before_nms"] += int((pred[..., 4] > conf_thres).sum())
             dets = non_max_suppression(pred, conf_thres, iou_thres, multi_label=True, agnostic=single_cls,

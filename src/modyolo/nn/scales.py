@@ -21,8 +21,8 @@ from modyolo.nn.row import ModelConfigError
 
 LOGGER = logging.getLogger("modyolo.nn.scales")
 
-# stem = <base ending in a digit><scale letter>[-<variant>]: yolo11n, yolov8s-p2, yolov5n-resnet18
-_SCALED_STEM = re.compile(r"^(?P<base>.*\d)(?P<scale>[nslmx])(?P<rest>-.*)?$")
+# stem = <base ending in a digit><scale letter><rest>: yolo11n, yolov8s-p2, yolov5nu (-> yolov5u)
+_SCALED_STEM = re.compile(r"^(?P<base>.*\d)(?P<scale>[nslmx])(?P<rest>.*)$")
 
 
 def guess_scale(name: str | Path) -> str | None:
@@ -32,16 +32,19 @@ def guess_scale(name: str | Path) -> str | None:
 
 
 def unscaled_name(name: str | Path) -> str | None:
-    """``.../yolo11n.yaml`` -> ``.../yolo11.yaml`` (same folder), or None without a scale letter."""
+    """``.../yolo11n.yaml`` -> ``.../yolo11.yaml``, ``yolov5nu`` -> ``yolov5u`` (same folder); None without a scale letter."""
     p = Path(str(name))
     m = _SCALED_STEM.match(p.stem)
     if not m:
         return None
-    return str(p.with_name(f"{m.group('base')}{m.group('rest') or ''}{p.suffix or '.yaml'}"))
+    return str(p.with_name(f"{m.group('base')}{m.group('rest')}{p.suffix or '.yaml'}"))
 
 
 def apply_scales(cfg: dict, source: str) -> float:
     """Resolve ``scales:`` + ``scale`` into ``depth_multiple`` / ``width_multiple``; return max_channels.
+
+    Multiples already in ``cfg`` win over the scale's (explicit overrides); ultralytics' files
+    never carry both.
 
     Writes the chosen letter back into ``cfg['scale']`` so a checkpoint's YAML dict rebuilds the
     same model. Returns ``inf`` for yolov5-format files (no cap).
@@ -70,16 +73,22 @@ def apply_scales(cfg: dict, source: str) -> float:
             f"{source}: scale {scale!r} is not defined under 'scales:' (it defines {defined}); use one of them, "
             f"e.g. {_example(source, next(iter(scales)))} or 'scale: {next(iter(scales))}'")
     depth, width, max_channels = scales[scale]
-    cfg["scale"] = scale  # scales win over depth_multiple / width_multiple, as in ultralytics
-    cfg["depth_multiple"], cfg["width_multiple"] = depth, width
+    cfg["scale"] = scale
+    # Multiples written beside `scales:` (a tool or test shrinking a model, a checkpoint's own dict)
+    # override the scale's; max_channels always comes from the scale. ultralytics' files never
+    # carry both, so its YAMLs build as ultralytics builds them.
+    for key, value in (("depth_multiple", depth), ("width_multiple", width)):
+        if key in cfg and cfg[key] != value:
+            LOGGER.info("%s: %s=%s given beside scales.%s (%s); the given value is used", source, key, cfg[key],
+                        scale, value)
+        cfg.setdefault(key, value)
     return float(max_channels)
 
 
 def _example(source: str, letter: str) -> str:
     stem = Path(source).stem
     m = _SCALED_STEM.match(stem)
-    base = f"{m.group('base')}{m.group('rest') or ''}" if m else stem
-    if "-" in base and not m:
-        head, _, tail = base.partition("-")
-        return f"{head}{letter}-{tail}.yaml"
-    return f"{base}{letter}.yaml"
+    if m:
+        return f"{m.group('base')}{letter}{m.group('rest')}.yaml"
+    digits = re.match(r"^(.*\d)(.*)$", stem)  # yolov5u -> yolov5nu, yolov8-resnet18 -> yolov8n-resnet18
+    return f"{digits.group(1)}{letter}{digits.group(2)}.yaml" if digits else f"{stem}{letter}.yaml"

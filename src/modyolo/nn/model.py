@@ -65,7 +65,7 @@ class DetectionModel(nn.Module):
                                        f"layers 0..{len(self.model) - 1}")
             if getattr(self.model[index], "transfer_report", None) is None:
                 # a native row (e.g. a ResNet stage): map the file onto the whole native backbone
-                LOGGER.info("%s", load_backbone_weights(self, path).summary())
+                load_backbone_weights(self, path)  # logs its transfer report (INFO)
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor):

@@ -16,6 +16,7 @@ and writes its own run folder under ``<project>/<name>/<stage name>``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from modyolo.yaml_io import read_yaml
 
 from modyolo.engine.config import TrainConfig
 from modyolo.engine.freeze import parse_freeze
+
+LOGGER = logging.getLogger("modyolo.train")
 
 
 def load_recipe(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -58,8 +61,8 @@ def run_recipe(path: str | Path, base: TrainConfig) -> list[Any]:
         if previous_best is not None:
             values["weights"] = str(previous_best)
         config = TrainConfig.from_dict(values, f"{path} stage {i} ({name})")
-        print(f"recipe stage {i + 1}/{len(stages)} '{name}': {config.epochs} epochs, freeze {config.freeze or 'none'}, "
-              f"fraction {config.fraction}, lr x{config.lr_scale}")
+        LOGGER.info("recipe stage %d/%d '%s': %d epochs, freeze %s, fraction %s, lr x%s", i + 1, len(stages), name,
+                    config.epochs, config.freeze or "none", config.fraction, config.lr_scale)
         result = Trainer(config).fit()
         results.append(result)
         previous_best = result.best if result.best and result.best.exists() else result.last

@@ -40,7 +40,7 @@ def test_every_file_is_written(compared):
         assert (d / name).is_file() and (d / name).stat().st_size > 0, name
     for variant in ("tiny-yolov5n", "tiny-yolov5-mobilenetv2"):
         assert (d / "cfgs" / f"{variant}.yaml").is_file()
-        assert (d / "train" / variant / "results.csv").is_file()
+        assert (d / "train" / variant / "seed0" / "results.csv").is_file()
         assert (d / "onnx" / variant).is_dir()
 
 
@@ -107,7 +107,9 @@ def test_csv_markdown_and_results_agree(compared):
                 assert row[col.key] == "" and (shown == "-" or shown.startswith("error:"))
             else:
                 assert _close(float(row[col.key]), raw, 1e-5 * max(1.0, abs(raw)))  # CSV: 6 significant digits
-                assert _close(float(shown), raw * col.scale, 0.51 * 10 ** -col.digits)  # MD: rounded
+                assert _close(float(shown.split()[0]), raw * col.scale, 0.51 * 10 ** -col.digits)  # MD: rounded
+                if col.spread == "latency":  # median (p10-p90)
+                    assert re.fullmatch(r"[\d.]+ \([\d.]+-[\d.]+\)", shown), shown
         for name, pc in r.per_class.items():
             assert _close(float(row[f"AP50-95:{name}"]), pc["ap"], 1e-6)
             assert _close(float(row[f"AP50:{name}"]), pc["ap50"], 1e-6)

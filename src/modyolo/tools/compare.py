@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from modyolo.tools.compare_jobs import cpu_cores, job_dir, run_jobs
+from modyolo.tools.compare_jobs import check_ray, cpu_cores, job_dir, run_jobs
 from modyolo.tools.compare_protocol import cfg_hash, check_state, data_fingerprint, protocol_items, run_flags, \
     run_settings
 from modyolo.tools.compare_stats import CompareStats, Records, compare_stats
@@ -168,6 +168,8 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds {seeds}: give at least one seed, each once")
     check_jobs(jobs, ray is not None)
+    if ray is not None:
+        check_ray(ray)  # before any work: a wrong address or a missing Ray is a one-line error
     train.pop("seed", None)  # each job gets its own
     _check_train_settings(train)  # a typo must fail once, here, not once per job
     hyp = load_hyp(train["hyp"]).to_dict()

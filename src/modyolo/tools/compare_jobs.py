@@ -232,16 +232,24 @@ def check_ray_address(address: str) -> None:
                          "`ray start --head`, check the address, or use --ray alone for a local instance") from e
 
 
-def start_ray(address: str | None, num_cpus: int) -> bool:
-    """Connect to Ray (a cluster at ``address``, or a new local instance); True if this call started it."""
+def check_ray(address: str | None) -> None:
+    """Ray is installed and, for a cluster address, its head answers; else a one-line ValueError."""
     try:
-        import ray
+        import ray  # noqa: F401
     except ImportError as e:
         raise ValueError("--ray needs Ray, which is not installed: pip install 'modyolo[ray]'") from e
+    if address and address not in ("local", "auto"):
+        check_ray_address(address)
+
+
+def start_ray(address: str | None, num_cpus: int) -> bool:
+    """Connect to Ray (a cluster at ``address``, or a new local instance); True if this call started it."""
+    check_ray(address)
+    import ray
+
     if ray.is_initialized():
         return False
     if address and address != "local":
-        check_ray_address(address)
         ray.init(address=address, logging_level=logging.WARNING)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
@@ -252,7 +260,8 @@ def _ship_back(doc: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """Write a Ray task's result files here when it ran on another machine (its folder is not ours)."""
     files = doc.pop("files", None) or {}
     folder = Path(spec["job_dir"])
-    if files and read_job(folder) != doc:
+    here = read_job(folder)
+    if files and (here is None or here.get("wall_seconds") != doc.get("wall_seconds")):
         for name, data in files.items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_bytes(data)
@@ -338,7 +347,8 @@ def run_jobs(specs: list[dict[str, Any]], *, jobs: int = 1, ray_address: str | N
     return results
 
 
-__all__ = ["run_job", "run_jobs", "job_dir", "read_job", "cpu_cores", "check_ray_address", "start_ray", "main"]
+__all__ = ["run_job", "run_jobs", "job_dir", "read_job", "cpu_cores", "check_ray", "check_ray_address", "start_ray",
+           "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -72,10 +72,10 @@ def check_state(save_dir: Path, state: dict[str, Any]) -> list[str]:
         return []
     saved = json.loads(path.read_text(encoding="utf-8"))
     diffs = []
-    for key in sorted(set(saved["shared"]) | set(state["shared"])):
-        old, new = saved["shared"].get(key), state["shared"].get(key)
-        if old != new:
-            diffs.append(f"{key}: was {_short(old)}, now {_short(new)}")
+    was, now = _flatten(saved["shared"]), _flatten(state["shared"])
+    for key in sorted(set(was) | set(now)):
+        if was.get(key) != now.get(key):
+            diffs.append(f"{key}: was {_short(was.get(key))}, now {_short(now.get(key))}")
     for name, h in state["variants"].items():
         if name in saved["variants"] and saved["variants"][name] != h:
             diffs.append(f"variant {name}: its model YAML changed")
@@ -89,6 +89,18 @@ def check_state(save_dir: Path, state: dict[str, Any]) -> list[str]:
                   "seeds": sorted(set(saved["seeds"]) | set(state["seeds"]))}
         path.write_text(json.dumps(merged, indent=1, default=str), encoding="utf-8")
     return notes
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"epochs": 1}}`` -> ``{"epochs": 1}``; ``hyp``/``data`` keys keep their section name."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        name = k if prefix in ("", "train") else f"{prefix}.{k}"
+        if isinstance(v, dict) and k in ("train", "hyp", "data") and not prefix:
+            out.update(_flatten(v, k))
+        else:
+            out[name] = v
+    return out
 
 
 def _short(value: Any) -> str:
@@ -143,7 +155,8 @@ def protocol_items(variants: Sequence[Any], results: Sequence[Any], train: dict[
                    executor: str) -> dict[str, dict[str, Any]]:
     """``item -> {variant: value}`` for the protocol section; reused runs report their own settings."""
     aug = ", ".join(f"{k} {hyp[k]}" for k in AUG_KEYS if k in hyp)
-    hyp_label = train.get("hyp") if isinstance(train.get("hyp"), str) else "custom"
+    given = train.get("hyp")
+    hyp_label = (given or "modyolo train's default (auto recipe)") if isinstance(given, str) else "custom"
     items: dict[str, dict[str, Any]] = {k: {} for k in (
         "data", "hyp", "epochs", "image size", "seeds", "augmentation", "head", "optimizer", "batch", "device",
         "training threads", "latency")}

@@ -18,7 +18,7 @@ from typing import Any
 
 from modyolo.yaml_io import read_yaml
 
-TOP_KEYS = {"data", "variants", "train", "hyp", "latency", "samples", "project", "name"}
+TOP_KEYS = {"data", "variants", "train", "hyp", "latency", "samples", "project", "name", "seeds", "jobs", "bootstrap"}
 VARIANT_KEYS = {"name", "cfg", "width_multiple", "depth_multiple"}
 LATENCY_KEYS = {"warmup", "runs", "layout", "threads"}
 
@@ -123,13 +123,27 @@ def run(args: argparse.Namespace) -> int:
     result = compare(models, data=str(data.source), train=train, protocol=protocol,
                      project=args.project or cfg.get("project", "runs/compare"),
                      name=args.name or cfg.get("name", "demo"), samples=int(cfg.get("samples", 4)), names=names,
-                     verbose=not args.quiet, title="modyolo demo: YOLOv5n vs MobileNetV2 vs ResNet18 backbones")
+                     verbose=not args.quiet, title="modyolo demo: YOLOv5n vs MobileNetV2 vs ResNet18 backbones",
+                     **_seed_settings(cfg))
     minutes = (time.time() - t0) / 60
     print(f"step 3/3: report written\n\nmodyolo demo finished in {minutes:.1f} min "
           f"(load average {_load()}).")
     print(f"report: {result.files.get('html', '(not written, see errors.log)')}")
     print(f"table:  {result.files['md']}  {result.files['csv']}")
     return 0 if all(r.status == "ok" for r in result.results) else 1
+
+
+def _seed_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """compare's seeds / jobs / bootstrap from the demo config (``seeds``: a count or a list, as ``--seeds``)."""
+    from modyolo.tools.compare import parse_seeds
+    from modyolo.tools.compare_jobs import cpu_cores
+
+    seeds = cfg.get("seeds")
+    out: dict[str, Any] = {"seeds": parse_seeds(seeds if isinstance(seeds, list) else None if seeds is None
+                                                else [seeds], int((cfg.get("train") or {}).get("seed", 0)))}
+    out["jobs"] = max(1, min(int(cfg.get("jobs", 1)), cpu_cores()))  # never more processes than cores
+    out["n_boot"] = int(cfg.get("bootstrap", 1000))
+    return out
 
 
 def _load() -> str:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("modyolo.eval.cli_detect", "run detection on images, folders or videos"),
     "export": ("modyolo.deploy.cli_export", "export weights to ONNX / TorchScript"),
     "reparam": ("modyolo.deploy.cli_reparam", "re-parameterise a trained YOLOv7 into yolov7's deploy layout"),
+    "reparam": ("modyolo.deploy.cli_reparam", "re-parameterise a trained YOLOv7 into yolov7's deploy layout"),
     "profile": ("modyolo.tools.profile", "build a model YAML and print layers, params, GFLOPs"),
     "compare": ("modyolo.tools.compare", "train, validate and time several variants; write a report"),
     "tune": ("modyolo.tools.tune", "hyperparameter search with Optuna"),

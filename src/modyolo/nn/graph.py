@@ -31,6 +31,14 @@ REQUIRED_KEYS = ("backbone", "head")
 # attribute syntax is refused before a block ever sees it.
 _SAFE_STRING = re.compile(r"^[\w\-./: +~]*$")
 _LITERALS = {"None": None, "True": True, "False": False}
+# Modules of the origins' YAMLs that modyolo deliberately does not build: say so, not "unknown".
+OUT_OF_SCOPE = {
+    "Segment": "'Segment' (yolov5's instance-segmentation head) is out of scope: modyolo builds detectors. "
+               "Use the detection version of this YAML (its head row ends in Detect [nc, anchors])",
+    "IBin": "unknown module 'IBin' (yolov7's binned-regression head is not supported); did you mean 'IDetect'?",
+    "IKeypoint": "unknown module 'IKeypoint' (yolov7's pose head is out of scope: modyolo builds detectors); "
+                 "did you mean 'IDetect'?",
+}
 # An activation written as an arg: `nn.Name`, `nn.Name(...)` or `Name(...)` (a bare word is a mode string).
 _ACTIVATION_ARG = re.compile(r"^\s*(nn\.[A-Za-z]\w*(\([\w.+\-, ]*\))?|[A-Za-z]\w*\([\w.+\-, ]*\))\s*$")
 
@@ -224,6 +232,8 @@ def build_layers(cfg: dict, source: str, ch: int = 3, extra: dict | None = None)
             try:
                 block = BLOCKS.get(name)
             except RegistryError as e:
+                if name in OUT_OF_SCOPE:
+                    raise ModelConfigError(f"{where}: {OUT_OF_SCOPE[name]}") from None
                 raise ModelConfigError(f"{where}: {e}") from None
             sources = _check_from(f, i, name, source)
             ch_in = [ch if j == -1 else channels[j] for j in sources]

@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="= --precision bf16")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="keep NCHW tensors")
     p.add_argument("--backbone-weights", default="", help="local torchvision/timm weights for the backbone row")
+    p.add_argument("--partial-weights", action="store_true",
+                   help="load --backbone-weights that do not fit the backbone (keep the tensors that do, "
+                        "leave the rest random; the report lists them) instead of stopping with an error")
     p.add_argument("--evolve", type=int, nargs="?", const=30, default=0,
                    help="hyperparameter search for N trials (the same as `modyolo tune --trials N`)")
     p.add_argument("--quiet", dest="verbose", action="store_false", help="no progress bars")

@@ -224,7 +224,7 @@ def load_adapter_weights(adapter: nn.Module, path: str | Path, partial: bool = F
     source = read_state_dict(path)
     net: nn.Module = adapter.net  # type: ignore[assignment]
     report = transfer_by_name(net, source, str(path))
-    known = adapter.architecture_keys()  # type: ignore[operator]
+    known = {_norm(k) for k in adapter.architecture_keys()}  # type: ignore[operator]
     report.extra = [k for k in report.unused if _norm(k) not in known]
     name = getattr(adapter, "name", "the row's network")
     return _finish(report, "the file's keys do not name this module's tensors; is it the same architecture? "

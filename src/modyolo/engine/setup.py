@@ -30,6 +30,8 @@ from modyolo.engine.loss import DetectionLoss, scale_loss_gains
 from modyolo.engine.optim import build_optimizer
 from modyolo.engine.sam import SAM
 from modyolo.engine.schedule import LRSchedule, accumulation_steps, scaled_weight_decay
+from modyolo.logs import attach_run_log
+from modyolo.nn.heads import loss_kind, uses_anchors
 from modyolo.nn.model import DetectionModel
 from modyolo.paths import increment_path
 
@@ -82,6 +84,7 @@ def write_run_files(cfg: TrainConfig, run: RunContext) -> None:
     """Create the run folder with hyp.yaml and args.yaml (rank 0), once everything has built."""
     if run.dist.is_main:
         run.weights_dir.mkdir(parents=True, exist_ok=True)
+        attach_run_log(run.save_dir)  # <run>/log.txt: every record, those logged before this point too
         save_hyp(run.hyp, run.save_dir / "hyp.yaml")
         (run.save_dir / "args.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
@@ -173,7 +176,11 @@ def val_loader(cfg: TrainConfig, run: RunContext, model: DetectionModel):
 
 
 def autoanchor_and_gains(cfg: TrainConfig, run: RunContext, model: DetectionModel, dataset) -> Hyp:
-    """Fit anchors to the labels (unless told not to) and scale loss gains as yolov5 does."""
+    """Fit anchors to the labels (unless told not to) and scale loss gains as yolov5 does.
+
+    Heads without anchors (the anchor-free head) get neither: their gains apply as given."""
+    if not uses_anchors(model.head):
+        return run.hyp
     if not cfg.noautoanchor and not cfg.resume and run.dist.is_main and model.head is not None:
         wh = label_wh(np.asarray(dataset.shapes), dataset.labels, cfg.imgsz)
         check_anchors(wh, model, thr=run.hyp.anchor_t, imgsz=cfg.imgsz, seed=cfg.seed)
@@ -184,6 +191,14 @@ def autoanchor_and_gains(cfg: TrainConfig, run: RunContext, model: DetectionMode
 
 
 def build_loss(cfg: TrainConfig, model: DetectionModel, hyp: Hyp) -> DetectionLoss:
+    """The loss the model's head asks for (``head.loss_kind``): yolov5's, or the anchor-free one."""
+    if loss_kind(model.head) == "anchor_free":
+        from modyolo.engine.loss_af import AnchorFreeLoss
+
+        if cfg.loss:
+            raise ValueError(f"--loss {cfg.loss}: chooses the anchor-based head's objectness loss; "
+                             f"{model.source} has the anchor-free head (BCE + CIoU + DFL); drop --loss")
+        return AnchorFreeLoss.from_hyp(model, hyp)  # type: ignore[return-value]
     return DetectionLoss(model, hyp, loss_type=cfg.loss or None)
 
 
@@ -250,7 +265,8 @@ def validate(trainer: "Trainer", plots: bool = False) -> dict[str, float]:
                             progress=trainer.cfg.verbose)
     metrics = dict(result.metrics)
     if result.loss is not None:
-        for name, value in zip(("val_box_loss", "val_obj_loss", "val_cls_loss"), result.loss.tolist()):
+        names = getattr(trainer.loss_fn, "names", ("box_loss", "obj_loss", "cls_loss"))
+        for name, value in zip((f"val_{n}" for n in names), result.loss.tolist()):
             metrics[name] = value
     return metrics
 

@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         size = path.stat().st_size + (path.with_suffix(".bin").stat().st_size if path.suffix == ".xml" else 0)
         note = ", checked by mAP50-95 on the val split" if fmt == "openvino_int8" else checked
         print(f"{fmt}: {path} ({size / 1e6:.1f} MB{note})")
+        if fmt == "openvino_int8":
+            from modyolo.deploy.backends import read_metadata
+
+            print(f"  {read_metadata(path)['calibration']}")
     first = next(iter(paths.values()))
     print(f"use it: modyolo val --weights {first} --data DATA.yaml | modyolo detect --weights {first} --source IMAGES")
     return 0

@@ -47,6 +47,7 @@ class ExportMetadata:
     nms: bool = False  # True when the graph ends in NMS and outputs detections, not pred
     max_det: int = 0  # with nms: the rows of the detections output per image
     precision: str = "fp32"  # fp32 | int8 (OpenVINO post-training quantisation)
+    calibration: str = ""  # int8: the calibration images and the mAP50-95 check (fp32 vs int8)
     output: str = OUTPUT_LAYOUT
     format: str = FORMAT
 

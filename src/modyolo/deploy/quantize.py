@@ -96,6 +96,9 @@ def quantize_openvino(xml: Path, model: DetectionModel, data: str | Path, *, fra
         return [imgs.numpy(), *extra] if extra else imgs.numpy()
 
     LOGGER.info("INT8: calibrating on %d batch(es) of %d train images", n_batches, batch)
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(max(level, logging.WARNING))  # NNCF logs one INFO line per node it leaves float
     try:
         quantized = nncf.quantize(
             float_ir, nncf.Dataset(loader, transform), subset_size=n_batches * batch,
@@ -105,17 +108,19 @@ def quantize_openvino(xml: Path, model: DetectionModel, data: str | Path, *, fra
         raise ExportError(f"NNCF could not quantise {meta.model}: {str(e).splitlines()[0][:300]}; the node named in "
                           "the message starts with its modyolo layer (/model.<index>/...); export without --int8 "
                           "or replace that block") from e
+    finally:
+        nncf_log.setLevel(level)
     out = xml.with_name(f"{xml.stem}_int8.xml")
     meta.precision, meta.exporter = "int8", f"{meta.exporter}; nncf {nncf.__version__} INT8 (MIXED preset)"
     set_metadata(quantized, meta)
-    ov.save_model(quantized, str(out), compress_to_fp16=False)
+    ov.save_model(quantized, str(out), compress_to_fp16=False)  # validated from the file, as it will be run
 
     fp32_map, int8_map = (_map50_95(OpenVinoBackend(p, torch.device("cpu")), data_cfg, h, batch, workers)
                           for p in (xml, out))
     drop = (fp32_map - int8_map) * 100
     report = (f"INT8 check on the val split: mAP50-95 fp32 {fp32_map:.4f}, int8 {int8_map:.4f} "
               f"(drop {drop:.2f} points, limit {max_drop:g})")
-    print(report)
+    LOGGER.info(report)
     if drop > max_drop:
         if not allow_drop:
             remove_ir(out)
@@ -123,7 +128,10 @@ def quantize_openvino(xml: Path, model: DetectionModel, data: str | Path, *, fra
                               "(--fraction 1, a --data whose train split looks like deployment), raise "
                               "--int8-max-drop, or keep it anyway with --int8-allow-drop")
         LOGGER.warning("%s — kept because of --int8-allow-drop", report)
-        print(f"WARNING: {report}; kept because of --int8-allow-drop")
+    # the check travels with the file: `modyolo export` prints it, read_metadata shows it later
+    meta.calibration = f"{n_batches * batch} images of {data_cfg.source}; {report}"
+    set_metadata(quantized, meta)
+    ov.save_model(quantized, str(out), compress_to_fp16=False)
     return out
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+LOGGER = logging.getLogger("modyolo.tools.benchmark")
 ALL_FORMATS = ("torch", "torch_cl", "torch_bf16", "torchscript", "onnx", "openvino", "openvino_bf16", "openvino_int8")
 
 
@@ -91,7 +93,7 @@ def available_formats(requested: list[str] | None, int8: bool) -> list[str]:
         skip.setdefault("openvino_int8", "needs --data (calibration images)")
     for f in chosen:
         if f in skip:
-            print(f"benchmark: skipping {f}: {skip[f]}")
+            LOGGER.warning("benchmark: skipping %s: %s", f, skip[f])
     return [f for f in chosen if f not in skip]
 
 
@@ -154,8 +156,11 @@ def map50_95(run: Callable, data: str, imgsz: int, workers: int) -> float:
 
 def benchmark(weights: str | Path, data: str | None = None, imgsz: int = 640, formats: list[str] | None = None,
               runs: int = 30, warmup: int = 10, threads: int = 0, fraction: float = 1.0, workers: int = 0,
-              out_dir: str | Path | None = None, measure_map: bool = True) -> list[FormatResult]:
-    """Export, time (interleaved) and validate every available format; one :class:`FormatResult` each."""
+              out_dir: str | Path | None = None, measure_map: bool = True) -> tuple[list[FormatResult], str]:
+    """Export, time (interleaved) and validate every available format.
+
+    Returns one :class:`FormatResult` per format and the latency protocol's one-line description.
+    """
     from modyolo.tools.latency import LatencyProtocol, measure_runners
 
     weights = Path(weights)
@@ -168,12 +173,11 @@ def benchmark(weights: str | Path, data: str | None = None, imgsz: int = 640, fo
         runners = build_runners(weights, chosen, imgsz, out, protocol.resolved_threads(), data, fraction, workers)
         x = torch.rand(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
         lat = measure_runners({f: (lambda r=r: r(x)) for f, (r, _) in runners.items()}, protocol)
-        print(protocol.describe().replace("fp32, ", "").replace("layout nchw", "each format's own precision/layout"))
         rows = []
         for f, (run, path) in runners.items():
             m = map50_95(run, data, imgsz, workers) if (data and measure_map) else None
             rows.append(FormatResult(f, lat[f].median_ms, lat[f].p10_ms, lat[f].p90_ms, size_mb(path), m, str(path)))
-    return rows
+    return rows, protocol.describe().replace("fp32, ", "").replace("layout nchw", "each format's own precision/layout")
 
 
 def fastest_valid(rows: list[FormatResult], max_drop: float = 1.0) -> FormatResult:
@@ -211,9 +215,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = benchmark(args.weights, data=args.data, imgsz=args.imgsz, formats=args.formats, runs=args.runs,
+    rows, protocol = benchmark(args.weights, data=args.data, imgsz=args.imgsz, formats=args.formats, runs=args.runs,
                      warmup=args.warmup, threads=args.threads, fraction=args.fraction, workers=args.workers,
                      out_dir=args.out_dir)
+    print(protocol)
     print(format_table(rows))
     best = fastest_valid(rows, args.max_drop)
     note = f" within {args.max_drop:g} mAP50-95 points of eager fp32" if args.data else " (no --data: mAP not checked)"

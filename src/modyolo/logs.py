@@ -143,12 +143,14 @@ def attach_run_log(save_dir: str | Path) -> Path:
             handler.handle(record)
         buffer.records.clear()  # type: ignore[attr-defined]  (keeps buffering for the next run folder)
     logger.addHandler(handler)
-    if logger.level == logging.NOTSET:  # nobody configured modyolo (library use): still log everything
+    unconfigured = not _owned(logger, "terminal") and not logging.getLogger().handlers
+    if logger.level == logging.NOTSET and unconfigured:
+        # library use with no logging set up anywhere: the run log still gets everything (where an
+        # application configured logging, its levels decide, and DEBUG does not flood its handlers)
         logger.setLevel(logging.DEBUG)
-    if not _owned(logger, "terminal") and not _owned(logger, "fallback") and not logging.getLogger().handlers:
+    if unconfigured and not _owned(logger, "fallback"):
         # Python prints WARNING+ to stderr only while *no* handler exists; keep that for library users
-        fallback = logging.StreamHandler()
-        fallback.setLevel(logging.WARNING)
+        fallback = _TerminalHandler(logging.WARNING)
         fallback.setFormatter(_TerminalFormatter("%(message)s"))
         setattr(fallback, _ROLE, "fallback")
         logger.addHandler(fallback)

@@ -27,6 +27,7 @@ def _train(tiny_data, tiny_model_cfg, tmp_path, *extra: str) -> tuple[int, str]:
 
 
 def test_train_info_reaches_terminal_and_run_log(tiny_data, tiny_model_cfg, tmp_path, capsys):
+    handlers_before = list(logging.getLogger("modyolo").handlers)
     rc, name = _train(tiny_data, tiny_model_cfg, tmp_path)
     assert rc == 0
     err = capsys.readouterr().err
@@ -35,7 +36,7 @@ def test_train_info_reaches_terminal_and_run_log(tiny_data, tiny_model_cfg, tmp_
     log = (tmp_path / "runs" / name / "log.txt").read_text()
     assert AUTOANCHOR in log and HYP_DEFAULTS in log  # logged before the folder existed, kept all the same
     assert " INFO " in log and "modyolo." in log  # time, level and logger in the file
-    assert not logging.getLogger("modyolo").handlers  # the invocation cleaned up after itself
+    assert logging.getLogger("modyolo").handlers == handlers_before  # the invocation cleaned up after itself
 
 
 def test_train_quiet_hides_info_but_the_log_keeps_it(tiny_data, tiny_model_cfg, tmp_path, capsys):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -22,7 +23,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "val": ("modyolo.eval.cli_val", "validate weights on a dataset: P, R, mAP50, mAP50-95"),
     "detect": ("modyolo.eval.cli_detect", "run detection on images, folders or videos"),
     "export": ("modyolo.deploy.cli_export", "export weights to ONNX / TorchScript"),
-    "reparam": ("modyolo.deploy.cli_reparam", "re-parameterise a trained YOLOv7 into yolov7's deploy layout"),
     "reparam": ("modyolo.deploy.cli_reparam", "re-parameterise a trained YOLOv7 into yolov7's deploy layout"),
     "profile": ("modyolo.tools.profile", "build a model YAML and print layers, params, GFLOPs"),
     "compare": ("modyolo.tools.compare", "train, validate and time several variants; write a report"),
@@ -83,6 +83,8 @@ def _log_level(verb_argv: list[str]) -> int:
     for flag in LOG_FLAGS:
         flags.add_argument(flag, action="store_true")
     known, _ = flags.parse_known_args(verb_argv)
+    if os.environ.get("RANK", "0") not in ("0", "-1"):  # torchrun's other ranks: warnings only, no echoes
+        return max(level_for(quiet=known.quiet, verbose=known.verbose), logging.WARNING)
     return level_for(quiet=known.quiet, verbose=known.verbose)
 
 

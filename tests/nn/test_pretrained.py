@@ -2,6 +2,7 @@
 native ResNet / MobileNetV2 rows, with a transfer report; a load that transfers nothing fails."""
 
 import copy
+import logging
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 
 from modyolo.nn.graph import load_model_yaml
 from modyolo.nn.model import DetectionModel
-from modyolo.nn.pretrained import load_backbone_weights, read_state_dict
+from modyolo.nn.pretrained import WeightsMismatchError, load_backbone_weights, read_state_dict
 from modyolo.nn.row import ModelConfigError
 
 
@@ -145,3 +146,70 @@ def test_unreadable_files(tmp_path):
     torch.save({"epoch": 1}, path)
     with pytest.raises(ValueError, match="contains no tensors"):
         read_state_dict(path)
+
+
+def test_a_file_of_another_network_is_an_error_naming_file_tensors_and_fix(tmp_path):
+    """resnet50 weights on the resnet18 YAML transferred about half their tensors silently before."""
+    path = tmp_path / "resnet50.pth"
+    torch.save(random_torchvision("resnet50").state_dict(), path)
+    model = DetectionModel(cfg("yolov5s-resnet18.yaml"))
+    with pytest.raises(WeightsMismatchError) as e:
+        load_backbone_weights(model, path)
+    msg = str(e.value)
+    assert str(path) in msg and "does not fit" in msg and "\n" not in msg
+    assert "layer1.0.conv1.weight (64, 64, 1, 1) -> model.1.0.conv1.weight (64, 64, 3, 3)" in msg  # the first
+    assert "torchvision resnet50 (ResNetBottleneck stages 3-4-6-3)" in msg
+    assert "resnet18 (BasicBlock stages 2-2-2-2)" in msg and "--partial-weights" in msg
+
+
+def test_a_deeper_network_of_the_same_kind_is_an_error(tmp_path):
+    """resnet34 has resnet18's tensors and more: every target fills, the extra blocks give it away."""
+    path = tmp_path / "resnet34.pth"
+    torch.save(random_torchvision("resnet34").state_dict(), path)
+    with pytest.raises(WeightsMismatchError, match=r"layer1\.2\.conv1\.weight \(no place in the model\).*"
+                                                   r"file is a torchvision resnet34"):
+        load_backbone_weights(DetectionModel(cfg("yolov5s-resnet18.yaml")), path)
+    data = cfg("yolov5s-torchvision-resnet50.yaml", width_multiple=0.125)
+    data["backbone"][0] = [-1, 1, "TorchVision", ["resnet18", [2, 3, 4]]]
+    with pytest.raises(WeightsMismatchError, match=r"layer1\.2\..* \(no place in the model\).*state_dict of resnet18"):
+        load_backbone_weights(DetectionModel(data), path)
+
+
+def test_partial_load_says_what_was_left_random_and_is_logged(tmp_path, caplog):
+    net = random_torchvision("resnet50")
+    path = tmp_path / "resnet50.pth"
+    torch.save(net.state_dict(), path)
+    model = DetectionModel(cfg("yolov5s-resnet18.yaml"))
+    before = model.state_dict()["model.1.0.conv1.weight"].clone()
+    with caplog.at_level(logging.INFO, logger="modyolo"):
+        report = load_backbone_weights(model, path, partial=True)
+    assert report.partial and not report.fits and report.matched
+    assert "model.1.0.conv1.weight" in report.left_random  # 1x1 in the file, 3x3 in the model
+    assert torch.equal(model.state_dict()["model.1.0.conv1.weight"], before)  # really left as it was
+    assert torch.equal(model.state_dict()["model.0.conv.weight"], net.conv1.weight)  # the stem did fit
+    assert f"partial load: {len(report.left_random)} tensors left at their random initialisation" in report.summary()
+    logged = [r for r in caplog.records if r.name.startswith("modyolo") and r.levelno == logging.INFO]
+    assert any("left random: model." in r.getMessage() and str(path) in r.getMessage() for r in logged)
+
+
+def test_a_fitting_load_is_logged_and_a_classifier_of_another_size_is_fine(tmp_path, caplog):
+    net = random_torchvision("resnet18")
+    net.fc = nn.Linear(512, 7)  # fine-tuned on 7 classes: the classifier is not part of the backbone
+    path = tmp_path / "resnet18-7cls.pth"
+    torch.save(net.state_dict(), path)
+    data = cfg("yolov5s-torchvision-resnet50.yaml", width_multiple=0.125)
+    data["backbone"][0] = [-1, 1, "TorchVision", ["resnet18", [2, 3, 4]]]
+    model = DetectionModel(data)
+    with caplog.at_level(logging.INFO, logger="modyolo"):
+        report = load_backbone_weights(model, path)
+    assert report.fits and sorted(report.unused) == ["fc.bias", "fc.weight"] and not report.extra
+    assert any("transferred 100/100 tensors" in r.getMessage() for r in caplog.records)
+
+
+def test_a_misfit_in_the_yaml_row_names_the_row(tmp_path):
+    path = tmp_path / "resnet34.pth"
+    torch.save(random_torchvision("resnet34").state_dict(), path)
+    data = cfg("yolov5s-torchvision-resnet50.yaml", width_multiple=0.125)
+    data["backbone"][0] = [-1, 1, "TorchVision", ["resnet18", [2, 3, 4], str(path)]]
+    with pytest.raises(ModelConfigError, match=r"layer 0 \(TorchVision\).*cannot load weights.*does not fit"):
+        DetectionModel(data)

@@ -74,6 +74,8 @@ class Hyp:
     mosaic: float = 1.0
     mixup: float = 0.0
     copy_paste: float = 0.0
+    paste_in: float = 0.0  # yolov7's paste-in augmentation: read from its hyp files, not implemented (warned)
+    loss_ota: float = 1.0  # yolov7 heads (IDetect/IAuxDetect): 1 = OTA loss (engine/loss_ota.py), 0 = yolov5's
     # modyolo additions
     loss: str = "bce"  # "bce" (yolov5) or "vfl" (Varifocal, see engine/loss.py)
     vfl_alpha: float = 0.75  # Varifocal weight of negatives: alpha * p**gamma
@@ -155,6 +157,13 @@ class Hyp:
             LOGGER.warning("%s: lrf=%s > 1 makes the learning rate grow during training", source, self.lrf)
         if self.loss not in ("bce", "vfl"):
             raise bad("loss", "'bce' or 'vfl'")
+        if self.loss_ota not in (0, 1):
+            raise bad("loss_ota", "0 or 1 (1: yolov7's OTA loss for yolov7 heads)")
+        if not 0 <= self.paste_in <= 1:
+            raise bad("paste_in", "in [0, 1]")
+        if self.paste_in > 0:
+            LOGGER.warning("%s: paste_in=%s (yolov7's paste-in augmentation) is not implemented and is ignored",
+                           source, self.paste_in)
         if self.anchors is not None and not self.anchors > 0:
             raise bad("anchors", "> 0 or left out")
 

@@ -280,3 +280,19 @@ def test_a_local_ray_instance_gives_the_same_per_job_results(seeded, tmp_path):
     finally:
         ray.shutdown()
     _same_jobs(d, tmp_path / "cmp")
+
+
+def test_a_failing_job_is_retried_once_then_recorded_and_the_others_go_on(tiny_shapes, tmp_path):
+    from modyolo.tools.compare_jobs import read_job, run_jobs
+
+    train = dict(epochs=1, imgsz=64, batch_size=4, workers=0, max_batches=1, noplots=True)
+    specs = [{"variant": v, "seed": 0, "cfg": str(tmp_path / f"{v}.yaml"), "data": tiny_shapes, "train": train,
+              "job_dir": str(tmp_path / v / "seed0"), "threads": 1} for v in ("missing-a", "missing-b")]
+    said: list[str] = []
+    done = run_jobs(specs, say=said.append)
+    assert set(done) == {("missing-a", 0), ("missing-b", 0)}
+    for spec in specs:
+        doc = read_job(Path(spec["job_dir"]))
+        assert doc["status"] == "failed" and doc["attempts"] == 2 and "missing" in doc["error"]
+        assert (Path(spec["job_dir"]) / "error.log").is_file()
+    assert sum("retrying once" in s for s in said) == 2 and sum("FAILED after 2 attempts" in s for s in said) == 2

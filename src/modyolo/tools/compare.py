@@ -190,7 +190,13 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
 
     variants = prepare_variants(cfgs, runs, names, save_dir / "cfgs")
     results = [VariantResult(v.name, v.source) for v in variants]
-    buildable = [(v, r) for v, r in zip(variants, results) if build_variant(r, v, data_cfg.nc, imgsz)]
+    buildable = []
+    for v, r in zip(variants, results):
+        problem = build_variant(r, v, data_cfg.nc, imgsz)
+        if problem is None:
+            buildable.append((v, r))
+        else:
+            _log_tracebacks(errors_log, r, [(r.error.split(":", 1)[0] or "build", problem)])
     state = {"shared": {"data": fingerprint, "train": {k: _plain(v) for k, v in train.items()
                                                        if k not in ("verbose", "workers_note")}, "hyp": hyp},
              "variants": {v.name: cfg_hash(v.cfg) for v, _ in buildable if v.cfg is not None}, "seeds": seeds}
@@ -212,6 +218,8 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
         else:
             _validate_reused(r, v, data_cfg, train, records, loaders, verbose, errors_log)
             r.flags = run_flags(run_settings(v.run_dir), {**train, "seed": seeds[0]}, hyp, fingerprint)
+    if records:
+        say(f"\nstatistics: {n_boot} bootstrap replicates over seeds and val images...")
     stats = compare_stats(records, n_boot=n_boot, rng_seed=0) if records else None
     if stats is not None:
         for r in results:

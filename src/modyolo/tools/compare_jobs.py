@@ -198,6 +198,7 @@ def _process_job(spec: dict[str, Any]) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     spec_file = folder / "job_spec.json"
     _write_json(spec_file, spec)
+    (folder / "job.json").unlink(missing_ok=True)  # a failed attempt's: only this attempt's answer counts
     threads = str(int(spec.get("threads") or 1))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "MODYOLO_THREADS": threads}
     log_path = folder / "job.log"

@@ -119,22 +119,24 @@ def read_history(run_dir: Path | None) -> dict[str, list[float]]:
     return {k: [float(x) for x in v] for k, v in read_results(Path(run_dir) / "results.csv").items()}
 
 
-def build_variant(r: VariantResult, variant: Variant, nc: int, imgsz: int) -> bool:
-    """Build a model-YAML variant once, here, for its params and GFLOPs; False (row failed) if it cannot.
+def build_variant(r: VariantResult, variant: Variant, nc: int, imgsz: int) -> str | None:
+    """Build a model-YAML variant once, here, for its params and GFLOPs.
 
-    A variant that cannot build gets no training jobs: every seed would fail the same way.
+    Returns None when it built (or is a reused run), else the error text for ``errors.log`` (a
+    traceback when there is one) with the row marked failed. A variant that cannot build gets
+    no training jobs: every seed would fail the same way.
     """
     if variant.error:
         r.status, r.error = "failed", variant.error
-        return False
+        return variant.error
     if variant.cfg is None:
-        return True
+        return None
     try:
         _describe(r, variant.cfg, nc, imgsz)
-        return True
+        return None
     except Exception as e:
         r.fail("build", e)
-        return False
+        return traceback.format_exc()
 
 
 def finish_variant(r: VariantResult, weights: str | Path, data_cfg: Any, imgsz: int, protocol: LatencyProtocol,

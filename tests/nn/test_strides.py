@@ -102,3 +102,13 @@ def test_anchors_fitted_later_are_not_checked():
     cfg["anchors"] = 3  # autoanchor fits them to the data: nothing to compare with yet
     model = DetectionModel(cfg)
     assert model.stride.tolist() == [4.0, 8.0, 16.0]
+
+
+def test_anchor_free_head_needs_increasing_strides():
+    cfg, _ = load_model_yaml("yolov5u.yaml")
+    cfg = copy.deepcopy(cfg)
+    head = cfg["head"][-1]
+    assert head[2] == "DetectAF"
+    head[0] = list(reversed(head[0]))  # P5, P4, P3
+    with pytest.raises(ModelConfigError, match=r"\(DetectAF\) of yolov5u.yaml: its inputs must be at increasing strides"):
+        DetectionModel(cfg)

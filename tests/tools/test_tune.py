@@ -163,7 +163,9 @@ def test_tune_writes_outputs_resumes_without_repeating_and_best_hyp_trains(base_
     for name in ("best_hyp.yaml", "trials.csv", "study.db", *PLOTS.values()):
         assert (run_dir / name).is_file(), name
     rows = read_csv(run_dir / "trials.csv")
-    assert [r["trial"] for r in rows] == ["0", "1"] and float(rows[0]["lr0"]) == 0.01  # trial 0 = base hyp
+    # trial 0 = the base hyp: the default hyp as --optimizer auto fits it (AdamW, lr0 0.001 at batch 4)
+    assert [r["trial"] for r in rows] == ["0", "1"] and float(rows[0]["lr0"]) == 0.001
+    assert "--optimizer AdamW --nbs 4 --close-mosaic 0" in (run_dir / "best_hyp.yaml").read_text()
     assert (run_dir / "trial_1" / "hyp.yaml").is_file() and (run_dir / "trial_1" / "results.csv").is_file()
 
     again = tune(base_config, TuneOptions(trials=3, sampler="random"))  # the same command, a larger budget
@@ -280,4 +282,6 @@ def test_train_evolve_flag_runs_the_same_search(tiny_data, tiny_cfg_path, tmp_pa
                      "--name", "e"])
     assert code == 0
     assert read_csv(tmp_path / "evo" / "e" / "trials.csv")[0]["state"] == "COMPLETE"
-    assert load_hyp(tmp_path / "evo" / "e" / "best_hyp.yaml") == load_hyp("scratch-low")
+    # the base hyp: the defaults as --optimizer auto fits them for this short run (engine/recipe_auto.py)
+    fitted = load_hyp("scratch-low").replace(lr0=0.001, lrf=0.1, momentum=0.9, warmup_epochs=0.0)
+    assert load_hyp(tmp_path / "evo" / "e" / "best_hyp.yaml") == fitted

@@ -192,6 +192,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 "torch.save(c['model'].float().state_dict(), 'OUT.pt')\"\n"
                 "then pass OUT.pt as --weights together with the matching --cfg YAML"
             ) from e
+        if "ultralytics." in text:
+            raise CheckpointError(
+                f"{path} is a pickled ultralytics model, which modyolo does not unpickle (it could run code); "
+                "where the ultralytics package is installed, save its state_dict with "
+                "python -c \"import torch; c = torch.load('IN.pt', weights_only=False); "
+                "torch.save(c['model'].float().state_dict(), 'OUT.pt')\" and pass OUT.pt as --weights with the "
+                "YAML it was built from as --cfg (e.g. yolov8n.yaml: its keys load strictly)"
+            ) from e
         culprit = next((line.strip() for line in text.splitlines() if "global" in line.lower()), text.splitlines()[0])
         raise CheckpointError(
             f"{path} holds pickled Python objects, not plain data ({culprit}); save a state_dict instead"

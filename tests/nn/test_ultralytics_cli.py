@@ -1,0 +1,97 @@
+"""The anchor-free head through the command line (train -> val -> export -> detect), and the
+bad inputs of ultralytics-format YAMLs and weights, each a one-line message naming file and fix."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from modyolo.cli import main
+from modyolo.nn.graph import load_model_yaml
+from modyolo.nn.model import DetectionModel
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    from modyolo.data.synthetic import make_shapes_dataset
+
+    return str(make_shapes_dataset(tmp_path_factory.mktemp("shapes"), n_train=8, n_val=4, seed=0,
+                                   img_size=(96, 160)))
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err, "expected an error message on stderr"
+    return err[-1]
+
+
+def test_anchor_free_model_trains_validates_exports_and_detects(shapes, tmp_path, capsys):
+    common = ["--data", shapes, "--img", "64", "--workers", "0"]
+    assert main(["train", "--cfg", "yolov8n.yaml", "--epochs", "1", "--batch", "4", "--noplots",
+                 "--project", str(tmp_path / "runs"), "--name", "af", *common]) == 0
+    run = tmp_path / "runs" / "af"
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    assert {"box_loss", "cls_loss", "dfl_loss", "val_dfl_loss"} <= set(rows[0])  # the head's loss names
+    assert "obj_loss" not in rows[0]
+    assert all(float(rows[0][k]) > 0 for k in ("box_loss", "cls_loss", "dfl_loss"))
+    ckpt_yaml = torch.load(run / "weights" / "last.pt", weights_only=True)["model_yaml"]
+    assert ckpt_yaml["scale"] == "n" and ckpt_yaml["width_multiple"] == 0.25  # rebuilds the same model
+
+    assert main(["val", "--weights", str(run / "weights" / "last.pt"), *common]) == 0
+    assert main(["export", "--weights", str(run / "weights" / "last.pt"), "--img", "64",
+                 "--out-dir", str(tmp_path / "export")]) == 0  # the exporter checks ONNX against PyTorch
+    onnx = tmp_path / "export" / "last.onnx"
+    assert onnx.is_file()
+    images = Path(shapes).parent / "images" / "val"
+    assert main(["detect", "--weights", str(onnx), "--source", str(images), "--img", "64", "--conf", "0.001",
+                 "--project", str(tmp_path / "det")]) == 0
+    assert "val_00000" in capsys.readouterr().out
+
+
+def test_anchor_free_head_with_anchors_is_refused(tmp_path, capsys):
+    cfg, _ = load_model_yaml("yolov8n.yaml")
+    cfg["anchors"] = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
+    path = tmp_path / "v8-anchors.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["profile", "--cfg", str(path), "--img", "64"]) != 0
+    msg = _error(capsys)
+    assert "v8-anchors.yaml" in msg and "anchor-free" in msg and "anchors:" in msg and "[nc, anchors]" in msg
+
+
+def test_undefined_scale_letter_names_file_key_and_choices(capsys):
+    assert main(["profile", "--cfg", "yolov8x.yaml", "--img", "64"]) != 0
+    msg = _error(capsys)
+    assert "yolov8x.yaml" in msg and "'x'" in msg and "scales" in msg and "n, s" in msg
+
+
+def test_scale_key_without_scales_table_is_refused(tmp_path, capsys):
+    cfg, _ = load_model_yaml("yolov5n.yaml")
+    cfg["scale"] = "s"
+    path = tmp_path / "v5-scale.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["profile", "--cfg", str(path), "--img", "64"]) != 0
+    assert "v5-scale.yaml" in _error(capsys)
+
+
+def test_reg_max_that_does_not_fit_the_weights(tmp_path, shapes, capsys):
+    torch.save(DetectionModel("yolov8n.yaml", nc=5).state_dict(), tmp_path / "sd.pt")
+    cfg, _ = load_model_yaml("yolov8n.yaml")
+    cfg.update(nc=5, reg_max=8)
+    path = tmp_path / "v8-reg8.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["val", "--weights", str(tmp_path / "sd.pt"), "--cfg", str(path), "--data", shapes,
+                 "--img", "64", "--workers", "0"]) != 0
+    msg = _error(capsys)
+    assert "v8-reg8.yaml" in msg and "reg_max 16" in msg and "reg_max: 16" in msg
+
+
+def test_pickled_ultralytics_model_is_not_unpickled(tmp_path, shapes, capsys):
+    pytest.importorskip("ultralytics", reason="the ultralytics package (test extra) makes the pickled file")
+    from ultralytics.nn.tasks import DetectionModel as UltralyticsModel
+
+    torch.save({"model": UltralyticsModel("yolov8n.yaml", nc=5, verbose=False), "epoch": 0}, tmp_path / "u.pt")
+    assert main(["val", "--weights", str(tmp_path / "u.pt"), "--data", shapes, "--img", "64", "--workers", "0"]) != 0
+    msg = _error(capsys)
+    assert "u.pt" in msg and "pickled ultralytics model" in msg and "state_dict" in msg and "--cfg" in msg

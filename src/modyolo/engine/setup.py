@@ -199,6 +199,10 @@ def build_loss(cfg: TrainConfig, model: DetectionModel, hyp: Hyp) -> DetectionLo
             raise ValueError(f"--loss {cfg.loss}: chooses the anchor-based head's objectness loss; "
                              f"{model.source} has the anchor-free head (BCE + CIoU + DFL); drop --loss")
         return AnchorFreeLoss.from_hyp(model, hyp)  # type: ignore[return-value]
+    if getattr(model.head, "uses_ota", False):  # yolov7 heads: OTA loss unless the hyp says loss_ota: 0
+        from modyolo.engine.loss_ota import yolov7_loss
+
+        return yolov7_loss(model, hyp, loss_type=cfg.loss or None)
     return DetectionLoss(model, hyp, loss_type=cfg.loss or None)
 
 

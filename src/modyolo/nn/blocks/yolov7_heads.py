@@ -38,6 +38,7 @@ class IDetect(Detect):
 
     yaml_example: ClassVar[dict] = {"rows": [*_HEAD_EXAMPLE, [[1, 2, 3], 1, "IDetect", ["nc", "anchors"]]],
                                     "stride": None}
+    uses_ota: ClassVar[bool] = True  # engine/ trains it with yolov7's OTA loss when the hyp's loss_ota is 1
 
     def __init__(self, nc: int = 80, anchors: list[list[float]] | tuple = (), ch: tuple[int, ...] = (),
                  inplace: bool = True) -> None:

@@ -95,3 +95,31 @@ def test_pickled_ultralytics_model_is_not_unpickled(tmp_path, shapes, capsys):
     assert main(["val", "--weights", str(tmp_path / "u.pt"), "--data", shapes, "--img", "64", "--workers", "0"]) != 0
     msg = _error(capsys)
     assert "u.pt" in msg and "pickled ultralytics model" in msg and "state_dict" in msg and "--cfg" in msg
+
+
+def test_nms_free_head_trains_both_branches_and_outputs_final_detections(shapes, tmp_path, capsys):
+    model = DetectionModel("yolo11n-e2e.yaml", nc=5)
+    assert model.head.end2end and not model.head.needs_nms
+    preds = model.train()(torch.rand(2, 3, 64, 64))
+    assert set(preds) == {"one2many", "one2one"}
+    from modyolo.engine.loss_af import AnchorFreeLoss
+
+    loss, parts = AnchorFreeLoss(model)(preds, torch.tensor([[0, 1, 0.5, 0.5, 0.4, 0.3], [1, 2, 0.3, 0.3, 0.2, 0.2]]))
+    loss.sum().backward()
+    grads = [p.grad for p in model.head.one2one_cv3.parameters()] + [p.grad for p in model.head.cv3.parameters()]
+    assert all(g is not None for g in grads), "both branches learn"
+    model.eval()
+    assert model.end2end
+    with torch.no_grad():
+        dets, raw = model(torch.rand(1, 3, 64, 64))
+        assert set(raw) == {"one2one"}  # inference runs the one-to-one branch only
+        assert dets.shape == (1, min(300, 8 * 8 + 4 * 4 + 2 * 2), 6)
+        assert torch.all(dets[0, :-1, 4] >= dets[0, 1:, 4])  # sorted by score
+        det, num = model(torch.rand(1, 3, 64, 64), 0.5)  # the end-to-end protocol val/detect use
+        assert int(num[0]) == int((det[0, :, 4] > 0.5).sum())
+
+    common = ["--data", shapes, "--img", "64", "--workers", "0"]
+    assert main(["train", "--cfg", "yolo11n-e2e.yaml", "--epochs", "1", "--batch", "4", "--noplots",
+                 "--project", str(tmp_path / "runs"), "--name", "e2e", *common]) == 0
+    assert main(["val", "--weights", str(tmp_path / "runs" / "e2e" / "weights" / "last.pt"), *common]) == 0
+    capsys.readouterr()

@@ -12,7 +12,7 @@ from torch import nn
 
 from modyolo.nn.graph import Layer, build_layers, load_model_yaml
 from modyolo.nn.head import Detect
-from modyolo.nn.heads import is_head
+from modyolo.nn.heads import is_head, needs_nms
 from modyolo.nn.inspect import LayerReport, dry_run, format_info, count_flops
 from modyolo.nn.row import ModelConfigError
 
@@ -68,14 +68,27 @@ class DetectionModel(nn.Module):
                 load_backbone_weights(self, path)  # logs its transfer report (INFO)
 
     # -- forward ------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor, conf_thres: float | None = None, iou_thres: float | None = None,
+                multi_label: bool = False):
+        """The head's output. With ``conf_thres``, on a model whose head needs no NMS (:attr:`end2end`):
+        ``(dets [B, K, 6] x1, y1, x2, y2, score, class sorted by score, num [B])``, the rows
+        ``dets[b, :num[b]]`` scoring above ``conf_thres`` (the protocol validation and detection use
+        for graphs that output final detections); ``iou_thres`` / ``multi_label`` mean nothing there."""
         outputs: list[Any] = []
         for i, (module, route) in enumerate(zip(self.model, self.routes)):
             if route is not None:
                 x = outputs[route] if isinstance(route, int) else [x if j == -2 else outputs[j] for j in route]
             x = module(x)
             outputs.append(x if i in self._save else None)
+        if conf_thres is not None and self.end2end:
+            dets = x[0] if isinstance(x, tuple) else x
+            return dets, (dets[..., 4] > conf_thres).sum(1)
         return x
+
+    @property
+    def end2end(self) -> bool:
+        """True in eval mode when the head outputs final detections (an NMS-free head): no NMS follows."""
+        return not self.training and not needs_nms(self.head) and self.head is not None
 
     # -- structure ------------------------------------------------------------------------------
     @property

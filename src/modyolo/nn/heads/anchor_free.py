@@ -16,7 +16,10 @@ Output contract (``A = sum(H_i * W_i)`` anchor points):
   fixed at 1, then sigmoid class scores, so yolov5's NMS gives ``conf = class score`` exactly as
   ultralytics does; ``export = True`` returns ``pred`` alone;
 - inference with ``layout = "ultralytics"``: ultralytics' own ``[B, 4 + nc, A]`` (the same numbers
-  without the objectness row, transposed), used by the parity tests.
+  without the objectness row, transposed), used by the parity tests;
+- ``end2end`` (NMS-free) heads at inference: only the one-to-one branch runs, and the output is
+  final detections ``[B, max_det, 6]`` = x1, y1, x2, y2 (input pixels), score, class, sorted by
+  score (``(dets, raw)``, or ``dets`` alone with ``export``); no NMS follows.
 
 Parameter names (``cv2``, ``cv3``, ``dfl``, ``one2one_cv2``, ``one2one_cv3``) and the class
 branch layout follow ultralytics' ``Detect``: 2 x Conv3x3 (the "legacy" head of v5u / v8) or
@@ -217,18 +220,19 @@ class DetectAF(nn.Module):
 
     def forward(self, x: list[torch.Tensor]):
         x = list(x)
+        if self.end2end and not self.training:  # inference reads only the one-to-one branch
+            preds = {"one2one": self._branch(x, self.one2one_cv2, self.one2one_cv3)}
+            y = self.topk_detections(self.decode(preds["one2one"]))
+            return y if self.export else (y, preds)
         preds: dict[str, Any] = self._branch(x, self.cv2, self.cv3)
         if self.end2end:
-            xd = [xi.detach() for xi in x] if self.training else x
+            xd = [xi.detach() for xi in x]  # the one-to-one loss does not shape the shared features
             preds = {"one2many": preds, "one2one": self._branch(xd, self.one2one_cv2, self.one2one_cv3)}
         if self.training:
             return preds
-        if self.end2end:
-            y = self.topk_detections(self.decode(preds["one2one"]))
-        else:
-            y = self.decode(preds)
-            if self.layout != "ultralytics":
-                y = self.nms_rows(y)
+        y = self.decode(preds)
+        if self.layout != "ultralytics":
+            y = self.nms_rows(y)
         return y if self.export else (y, preds)
 
     def anchor_points(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,15 +26,28 @@ def _input() -> torch.Tensor:
 
 
 def randomise(net: nn.Module, seed: int = 0) -> nn.Module:
-    """Every BN's affine weights and running statistics away from their defaults (1, 0, 0, 1), so a
-    wrong eps, a dropped buffer or a swapped tensor changes the outputs; the net in eval mode."""
+    """BN affine weights random, and BN running statistics random but realistic: first those of the
+    net's own activations on a random batch (so activations stay O(1) through 100 layers, as in a
+    trained net), then every channel's variance scaled by U(0.5, 2) and its mean shifted, so a
+    wrong eps, a dropped buffer or a swapped tensor changes the outputs. Returns the net in eval mode."""
     g = torch.Generator().manual_seed(seed)
+
+    def uniform(t: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+        return torch.rand(t.shape, generator=g) * (hi - lo) + lo
+
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
     with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                for t, lo, hi in ((m.weight, 0.5, 1.5), (m.bias, -0.2, 0.2),
-                                  (m.running_mean, -0.3, 0.3), (m.running_var, 1e-3, 2.0)):
-                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+        for m in bns:
+            m.weight.copy_(uniform(m.weight, 0.5, 1.5))
+            m.bias.copy_(uniform(m.bias, -0.2, 0.2))
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average: one batch sets the statistics
+        net.train()
+        net(torch.randn(4, 3, 64, 64, generator=g))
+        for m in bns:
+            m.momentum = 0.1
+            m.running_var.mul_(uniform(m.running_var, 0.5, 2.0))
+            m.running_mean.add_(uniform(m.running_mean, -0.3, 0.3) * m.running_var.sqrt())
     return net.eval()
 
 

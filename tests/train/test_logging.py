@@ -93,3 +93,19 @@ def test_val_verbose_keeps_its_meaning_and_turns_on_debug(monkeypatch, capsys):
     assert cli_main(["val", "--weights", "x.pt", "--quiet"]) == 0
     err = capsys.readouterr().err
     assert seen["verbose"] is False and "an info line" not in err
+
+
+def test_weight_transfer_and_mosaic_closing_reach_the_terminal(tiny_data, tiny_model_cfg, tmp_path, capsys):
+    rc, name = _train(tiny_data, tiny_model_cfg, tmp_path)
+    assert rc == 0
+    last = tmp_path / "runs" / name / "weights" / "last.pt"
+    capsys.readouterr()
+    cfg = tmp_path / "tiny.yaml"
+    rc = cli_main(["train", "--data", tiny_data, "--cfg", str(cfg), "--weights", str(last), "--img", "64",
+                   "--epochs", "1", "--batch-size", "4", "--workers", "0", "--close-mosaic", "1",
+                   "--project", str(tmp_path / "runs"), "--name", "ft", "--noplots"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "transferred " in err and " tensors from " in err
+    assert "mosaic off for the last 1 epochs" in err
+    assert "transferred " in (tmp_path / "runs" / "ft" / "log.txt").read_text()

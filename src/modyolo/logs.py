@@ -28,6 +28,9 @@ ROOT = "modyolo"
 LOG_FILE = "log.txt"
 FILE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _ROLE = "_modyolo_role"  # marks the handlers this module owns: "terminal", "file", "buffer", "fallback"
+# ``LOGGER.info(text, extra=FILE_ONLY)``: for the run log only, e.g. a result the verb already
+# printed to stdout, or a per-epoch line the progress bar already showed
+FILE_ONLY = {"modyolo_terminal": False}
 BUFFER_LIMIT = 10_000  # records kept for the run log before its folder exists (then the oldest go)
 
 
@@ -90,6 +93,7 @@ def configure(level: int = logging.INFO) -> logging.Logger:
         _remove(logger, h)
     handler = _TerminalHandler(level)
     handler.setFormatter(_TerminalFormatter("%(message)s"))
+    handler.addFilter(lambda record: getattr(record, "modyolo_terminal", True))
     setattr(handler, _ROLE, "terminal")
     logger.addHandler(handler)
     buffer = _BufferHandler()
@@ -163,4 +167,4 @@ def run_log_path() -> Path | None:
     return Path(files[-1].baseFilename) if files else None  # type: ignore[attr-defined]
 
 
-__all__ = ["attach_run_log", "cli_logging", "configure", "level_for", "run_log_path"]
+__all__ = ["FILE_ONLY", "attach_run_log", "cli_logging", "configure", "level_for", "run_log_path"]

@@ -109,3 +109,12 @@ def test_weight_transfer_and_mosaic_closing_reach_the_terminal(tiny_data, tiny_m
     assert "transferred " in err and " tensors from " in err
     assert "mosaic off for the last 1 epochs" in err
     assert "transferred " in (tmp_path / "runs" / "ft" / "log.txt").read_text()
+
+
+def test_epoch_rows_and_summary_go_to_the_run_log_only(tiny_data, tiny_model_cfg, tmp_path, capsys):
+    rc, name = _train(tiny_data, tiny_model_cfg, tmp_path)
+    assert rc == 0
+    captured = capsys.readouterr()
+    log = (tmp_path / "runs" / name / "log.txt").read_text()
+    assert "epoch 1/1: " in log and "mAP50-95" in log and "results saved to" in log
+    assert "epoch 1/1: " not in captured.err and "results saved to" in captured.out  # printed once, on stdout

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from modyolo.engine.loggers import CSVLogger, TensorBoardLogger
 from modyolo.engine.train_plots import batch_mosaic, plot_labels, plot_results, save_rgb
+from modyolo.logs import FILE_ONLY
 
 if TYPE_CHECKING:
     from modyolo.engine.trainer import Trainer
@@ -21,6 +22,7 @@ def attach(trainer: "Trainer") -> None:
     tb = TensorBoardLogger(save_dir)
     trainer.callbacks.add("on_fit_epoch_end", csv_logger)
     trainer.callbacks.add("on_fit_epoch_end", tb.scalars)
+    trainer.callbacks.add("on_fit_epoch_end", log_epoch)
     trainer.callbacks.add("on_train_end", tb.close)
     trainer.callbacks.add("on_train_end", print_summary)
     if trainer.cfg.noplots:
@@ -45,6 +47,13 @@ def attach(trainer: "Trainer") -> None:
     trainer.callbacks.add("on_train_end", results_picture)
 
 
+def log_epoch(trainer: "Trainer", epoch: int, row: dict[str, float]) -> None:
+    """The epoch's results.csv row, into the run log (the terminal had it in the progress bar)."""
+    LOGGER.info("epoch %d/%d: %s", epoch + 1, trainer.cfg.epochs,
+                "  ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"),
+                extra=FILE_ONLY)
+
+
 def print_summary(trainer: "Trainer", result: Any) -> None:
     m = result.metrics
     lines = [
@@ -57,3 +66,4 @@ def print_summary(trainer: "Trainer", result: Any) -> None:
                      f"mAP50-95 {m.get('mAP50-95', 0):.3f}")
     lines.append(f"results saved to {result.save_dir} (best: {result.best}, last: {result.last})")
     print("\n".join(lines))
+    LOGGER.info("%s", "\n".join(lines), extra=FILE_ONLY)  # stdout has it; the run log keeps it too

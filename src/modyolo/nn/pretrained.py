@@ -12,11 +12,12 @@ the model in one of three ways, tried in this order:
    (``model.3.cv1.conv.weight``) transfers by name.
 3. **Native layouts**: a torchvision ResNet file onto ``ResNetStem``/``BasicBlock``/
    ``ResNetBottleneck`` rows (``conv1``+``bn1`` -> the stem row, ``layer<k>`` -> the k-th stage
-   row) and a torchvision MobileNetV2 file onto ``ConvBNReLU`` + ``InvertedResidual`` rows
-   (``features.0`` -> the stem, ``features.<k>`` -> the k-th InvertedResidual row). Within one
-   such group tensors pair up in registration order, which those blocks keep identical to
-   torchvision's; a pair counts only if its shape *and* tensor kind (``weight``,
-   ``running_var``...) agree, so a misalignment shows up as mismatches, never as silent garbage.
+   row, by name: the blocks keep torchvision's module names) and a torchvision MobileNetV2 file
+   onto ``ConvBNReLU`` + ``InvertedResidual`` rows (``features.0`` -> the stem, ``features.<k>``
+   -> the k-th InvertedResidual row). Where names differ (the stems, MobileNetV2's blocks) tensors
+   pair up in registration order, which those blocks keep identical to torchvision's; a pair
+   counts only if its shape *and* tensor kind (``weight``, ``running_var``...) agree, so a
+   misalignment shows up as mismatches, never as silent garbage.
 
 **The file must fit.** A load that leaves any tensor in scope at its random initialisation
 (missing, or a shape / kind mismatch) or that finds tensors with no place in the mapped network
@@ -98,7 +99,8 @@ class TransferReport:
     def __str__(self) -> str:
         lines = [self.summary()]
         groups = [("left random" if self.partial else "missing", self.left_random if self.partial else self.missing),
-                  ("no place in the model", self.extra), ("unused", self.unused)]
+                  ("no place in the model", self.extra),
+                  ("unused", [k for k in self.unused if k not in set(self.extra)])]
         for title, items in groups:
             if items:
                 lines.append(f"  {title}: {', '.join(items[:8])}" + (" ..." if len(items) > 8 else ""))
@@ -169,13 +171,26 @@ def transfer_by_name(target: nn.Module, source: dict[str, torch.Tensor], name: s
 
 def transfer_in_order(target: nn.Module, source: dict[str, torch.Tensor], name: str,
                       groups: list[tuple[tuple[str, ...], str]]) -> TransferReport:
-    """For each (source prefixes, target prefix) group, pair tensors in registration order."""
+    """For each (source prefixes, target prefix) group: by name under the new prefix where the
+    target's modules carry the source's names (ResNet stages: ``layer2.0.conv1`` ->
+    ``model.2.0.conv1``), else pairing tensors in registration order (the stem, MobileNetV2 blocks).
+    Names keep a misfit aligned: resnet50's ``layer1.0.conv2`` meets resnet18's ``layer1.0.conv2``."""
     report = TransferReport(name, method="layout")
     source, state = _learned(source), _learned(target.state_dict())
     used_src: set[str] = set()
     for src_prefixes, tgt_prefix in groups:
         src = [k for k in source if k.startswith(src_prefixes)]
         tgt = [k for k in state if k.startswith(tgt_prefix)]
+        renamed = {k: tgt_prefix + k[len(src_prefixes[0]):] for k in src} if len(src_prefixes) == 1 else {}
+        if any(t in state for t in renamed.values()):
+            filled = set()
+            for skey, tkey in renamed.items():
+                if tkey in state:
+                    used_src.add(skey)
+                    filled.add(tkey)
+                    _copy(report, skey, tkey, source[skey], state[tkey])
+            report.missing += [k for k in tgt if k not in filled]
+            continue
         for skey, tkey in zip(src, tgt):
             used_src.add(skey)
             if skey.rsplit(".", 1)[-1] != tkey.rsplit(".", 1)[-1]:

@@ -54,3 +54,4 @@ def test_id_rule_falls_back_to_1_to_n_only_when_it_must():
     assert coco_image_id_list(["a/cat.jpg", "a/dog.jpg"]) == ["cat", "dog"]
     assert coco_image_id_list(["a/1.jpg", "b/1.jpg"]) == [1, 2]  # the same stem twice
     assert coco_image_id_list(["a/7.jpg", "a/dog.jpg"]) == [1, 2]  # pycocotools cannot sort int with str
+

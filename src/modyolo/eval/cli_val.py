@@ -138,29 +138,37 @@ def validate_model(model: Any, names: list[str], meta: dict, *, data: str | os.P
                       max_det=max_det, single_cls=single_cls, plots=plots, save_dir=save_dir, verbose=False,
                       progress=progress, device=dev, on_image=collector if (save_txt or save_json) else None)
     nc_table = len(metric_names)
-    print(result.table(per_class=(verbose or nc_table < 50) and nc_table > 1))
+    _say(result.table(per_class=(verbose or nc_table < 50) and nc_table > 1))
     sp = result.speed
-    print(f"Speed: {sp['preprocess']:.1f}ms pre-process, {sp['inference']:.1f}ms inference, {sp['nms']:.1f}ms NMS "
+    _say(f"Speed: {sp['preprocess']:.1f}ms pre-process, {sp['inference']:.1f}ms inference, {sp['nms']:.1f}ms NMS "
           f"per image at shape ({min(batch_size, len(dataset))}, 3, {imgsz}, {imgsz})")
     outcome = ValOutcome(result, save_dir)
     if save_json:
         outcome.json_path = collector.write_json(Path(str(meta.get("path") or "model")).stem)
-        print(f"COCO-format detections saved to {outcome.json_path}")
+        _say(f"COCO-format detections saved to {outcome.json_path}")
         if coco_eval:
             from modyolo.eval.coco import coco_evaluate, format_coco_stats
 
             outcome.coco = coco_evaluate(collector.gt, collector.dets, image_ids=collector.image_ids)
-            print(format_coco_stats(outcome.coco))
+            _say(format_coco_stats(outcome.coco))
     from modyolo.eval.diagnose import needs_diagnosis
 
     if diagnose and needs_diagnosis(result.metrics):
         outcome.diagnosis = _diagnose(model, meta, result, dataset, loader, metric_names, conf_thres, iou_thres,
                                       max_det, single_cls, dev, cfg)
-        print(outcome.diagnosis.report())
+        _say(outcome.diagnosis.report())
     if save_txt:
-        print(f"{len(list((save_dir / 'labels').glob('*.txt')))} labels saved to {save_dir / 'labels'}")
-    print(f"Results saved to {save_dir}")
+        _say(f"{len(list((save_dir / 'labels').glob('*.txt')))} labels saved to {save_dir / 'labels'}")
+    _say(f"Results saved to {save_dir}")
     return outcome
+
+
+def _say(text: str) -> None:
+    """A result for the person at the terminal (stdout) that the run's log.txt keeps as well."""
+    from modyolo.logs import FILE_ONLY
+
+    print(text)
+    LOGGER.info("%s", text, extra=FILE_ONLY)
 
 
 class _Collector:

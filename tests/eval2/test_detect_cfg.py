@@ -26,6 +26,6 @@ def test_detect_bare_state_dict_with_cfg(checkpoint, shapes, tmp_path, capsys):
     rc, _, err = run_cli(common, capsys)
     assert rc == 1 and "bare state_dict" in err and f"--weights {bare} --cfg" in err
 
-    rc, out, err = run_cli([*common, "--cfg", cfg_path], capsys)
+    rc, _, err = run_cli([*common, "--cfg", cfg_path], capsys)
     assert rc == 0, err
     assert (tmp_path / "runs" / "exp" / image.name).is_file()

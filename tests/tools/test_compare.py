@@ -21,8 +21,8 @@ TINY_PROTOCOL = LatencyProtocol(imgsz=64, warmup=1, runs=3, threads=1)
 
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory, tiny_shapes, tiny_cfg_file):
-    """Two tiny good variants around a broken one (unknown module 'C3x'), compared once."""
-    cfgs = [tiny_cfg_file("yolov5n.yaml"), tiny_cfg_file("yolov5n.yaml", replace=(" C3", " C3x"), stem="broken"),
+    """Two tiny good variants around a broken one (unknown module 'C3Typo'), compared once."""
+    cfgs = [tiny_cfg_file("yolov5n.yaml"), tiny_cfg_file("yolov5n.yaml", replace=(" C3", " C3Typo"), stem="broken"),
             tiny_cfg_file("yolov5-mobilenetv2.yaml")]
     project = tmp_path_factory.mktemp("compare")
     return compare(cfgs, data=tiny_shapes, train=TINY_TRAIN, protocol=TINY_PROTOCOL, project=project,
@@ -48,7 +48,7 @@ def test_failing_variant_is_a_row_and_the_others_go_on(compared):
     by_name = {r.name: r for r in compared.results}
     assert list(by_name) == ["tiny-yolov5n", "broken", "tiny-yolov5-mobilenetv2"]  # order kept
     broken = by_name["broken"]
-    assert broken.status == "failed" and broken.error.startswith("build:") and "C3x" in broken.error
+    assert broken.status == "failed" and broken.error.startswith("build:") and "C3Typo" in broken.error
     assert broken.params is None and broken.map50 is None
     for name in ("tiny-yolov5n", "tiny-yolov5-mobilenetv2"):
         r = by_name[name]
@@ -60,7 +60,7 @@ def test_failing_variant_is_a_row_and_the_others_go_on(compared):
         assert 0 <= r.map50_95 <= r.map50 <= 1
         assert set(r.per_class) <= {"circle", "square", "triangle", "star", "cross"}
         assert r.history["epoch"] == [0.0] and len(r.samples) == 2
-    assert "C3x" in (compared.save_dir / "errors.log").read_text()
+    assert "C3Typo" in (compared.save_dir / "errors.log").read_text()
 
 
 def test_params_and_gflops_match_the_model(compared, tiny_cfg_file):
@@ -126,7 +126,7 @@ def test_report_is_self_contained(compared):
     sources = re.findall(r'src="([^"]*)"', page)
     assert len(sources) >= 4 + 2 * 3  # 4 figures + 2 sample rows x (ground truth + 2 variants)
     assert all(s.startswith(("data:image/png;base64,", "data:image/jpeg;base64,")) for s in sources)
-    assert "C3x" in page and "tiny-yolov5-mobilenetv2" in page
+    assert "C3Typo" in page and "tiny-yolov5-mobilenetv2" in page
 
 
 def test_reusing_runs_gives_the_same_numbers_without_training(compared, tiny_shapes, tmp_path):

@@ -1,14 +1,14 @@
 """Wall time of a 3 variants x 2 seeds ``modyolo compare``: jobs one after another vs ``--jobs N``.
 
-Both runs train the same six (variant, seed) jobs on the generated shapes dataset with the same
-settings and the same torch threads per job (``--job-threads``, default ``cores // N``, so the
-sequential run is not handicapped by fewer threads, run both with the same count; pass
-``--seq-threads`` to give the sequential run all cores instead), then validate and time the
-variants once. Reports the wall time of each run, the speed-up, and whether the per-job mAP
-agreed (same seeds and threads give the same per-job results). Prints JSON with the load
-average, because on a shared machine every figure is pessimistic.
+Both runs train the same six (variant, seed) jobs on a generated shapes dataset with the same
+settings, then validate, bootstrap and time the variants once. By default every job gets the
+same torch threads in both runs (``--job-threads``, default ``cores // N``), which isolates the
+effect of running jobs side by side and lets the per-job mAP be compared exactly;
+``--seq-threads`` gives the sequential run more threads (e.g. all cores: the realistic
+alternative to ``--jobs``). Prints JSON with the wall times, the speed-up, whether the per-job
+mAP agreed and the load average (on a shared machine every figure is pessimistic).
 
-    python benchmarks/bench_compare_jobs.py [--epochs 3] [--img 128] [--jobs 2]
+    python benchmarks/bench_compare_jobs.py [--epochs 3] [--img 128] [--jobs 2] [--seq-threads 2]
     python benchmarks/bench_compare_jobs.py --epochs 1 --img 64 --n-train 16 --max-batches 2   # smoke
 """
 

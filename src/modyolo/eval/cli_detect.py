@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iou-thres", type=float, default=0.45)
     p.add_argument("--max-det", type=int, default=1000)
     p.add_argument("--device", default="cpu", help="cpu, 0, cuda:1, '' (auto)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help=".pt models: auto = bf16 + channels_last on CPUs with native bf16, else fp32")
     p.add_argument("--classes", type=int, nargs="+", help="keep only these class ids, e.g. --classes 0 2")
     p.add_argument("--agnostic-nms", action="store_true", help="suppress across classes")
     p.add_argument("--augment", action="store_true", help="test-time augmentation (flip + 2 scales)")
@@ -93,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
 
     device = select_device(args.device)
     model, names, meta = load_model_for_cli(args.weights, device=device, cfg=args.cfg)
+    if meta["format"] != "backend":  # eager PyTorch: the precision/layout that pays here
+        from modyolo.deploy.fast_torch import fast_model
+
+        model = fast_model(model, args.precision, device)
     imgsz = check_imgsz(args.imgsz, meta["stride"]) if meta["dynamic"] else tuple(meta["imgsz"])
     files = list_sources(args.source)  # fail fast, before a run folder is made, when nothing matches
     save_dir = increment_path(Path(args.project) / args.name, exist_ok=args.exist_ok)

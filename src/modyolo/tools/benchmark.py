@@ -50,11 +50,9 @@ class FormatResult:
 
 def cpu_has_bf16() -> bool:
     """True on CPUs with native bf16 arithmetic (avx512_bf16 or AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+    from modyolo.engine.precision import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
 
 
 class TorchVariant:

@@ -27,6 +27,15 @@ def tiny_model(rows: list, head: list | None = None, width: float = 1.0) -> Dete
                            "backbone": rows, "head": head or []})
 
 
+def maps_and_loss(out) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """(the maps the head reads, a scalar touching every output) for the anchor-based heads' list
+    and the anchor-free heads' dict(s) of ``boxes``/``scores``/``feats`` (end-to-end: two branches)."""
+    if not isinstance(out, dict):
+        return out, sum(o.mean() for o in out)
+    branches = [out[k] for k in ("one2many", "one2one") if k in out] or [out]
+    return branches[0]["feats"], sum(b["boxes"].mean() + b["scores"].mean() for b in branches)
+
+
 @pytest.mark.parametrize("name", shipped_configs())
 def test_shipped_config_trains_and_has_strides_8_16_32(name):
     if "timm" in name:
@@ -35,9 +44,9 @@ def test_shipped_config_trains_and_has_strides_8_16_32(name):
     assert model.stride.tolist() == [8.0, 16.0, 32.0]
     model.train()
     for size in (64, 128):
-        out = model(torch.rand(2, 3, size, size))
-        assert [o.shape[2] for o in out] == [size // 8, size // 16, size // 32]
-        sum(o.mean() for o in out).backward()
+        maps, loss = maps_and_loss(model(torch.rand(2, 3, size, size)))
+        assert [o.shape[2] for o in maps] == [size // 8, size // 16, size // 32]
+        loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 

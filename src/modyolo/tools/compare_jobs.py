@@ -288,7 +288,7 @@ def run_jobs(specs: list[dict[str, Any]], *, jobs: int = 1, ray_address: str | N
             todo.append(spec)
     if not todo:
         return results
-    started_ray, pool = False, None
+    started_ray, pool, refs = False, None, []
     if use_ray:
         started_ray = start_ray(ray_address, cpu_cores())
         import ray
@@ -297,7 +297,9 @@ def run_jobs(specs: list[dict[str, Any]], *, jobs: int = 1, ray_address: str | N
                                                   max_retries=0)
 
         def submit(spec: dict) -> Future:
-            return task.remote(spec).future()
+            ref = task.remote(spec)
+            refs.append(ref)
+            return ref.future()
         where = f"Ray ({ray_address or 'local instance'}), {todo[0].get('threads')} CPU(s)" \
                 f"{f' and {gpus_per_job} GPU(s)' if gpus_per_job else ''} per task"
     elif jobs > 1:
@@ -338,9 +340,16 @@ def run_jobs(specs: list[dict[str, Any]], *, jobs: int = 1, ray_address: str | N
                     say(f"  {label}: mAP50 {m['mAP50']:.3f}  mAP50-95 {m['mAP50-95']:.3f}"
                         f"{'  (resumed)' if doc.get('resumed') else ''}")
                 results[(spec["variant"], spec["seed"])] = doc
+    except BaseException:  # Ctrl-C: queued jobs never start; running ones save last.pt (they got the SIGINT too)
+        if refs:
+            import ray
+
+            for ref in refs:
+                ray.cancel(ref)
+        raise
     finally:
         if pool is not None:
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, cancel_futures=True)
         if started_ray:
             import ray
 

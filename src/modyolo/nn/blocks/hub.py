@@ -67,7 +67,9 @@ class C3SPP(C3):
 class ZeroPad2d(nn.ZeroPad2d):
     """``[padding]`` as in ``nn.ZeroPad2d``: an int or ``[left, right, top, bottom]`` (yolov3-tiny)."""
 
-    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "nn.ZeroPad2d", [[0, 1, 0, 1]]]], "stride": 1}
+    # an unpadded 3x3 conv shrinks the map by 2, the padding restores it
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Conv", [32, 3, 1, 0]], [-1, 1, "nn.ZeroPad2d", [[1, 1, 1, 1]]]],
+                                    "stride": 1}
 
     @classmethod
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:

@@ -26,6 +26,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from modyolo.yaml_io import read_yaml
+
 LOGGER = logging.getLogger(__name__)
 
 HYPS_DIR = Path(__file__).resolve().parent.parent / "cfg" / "hyps"
@@ -219,8 +221,8 @@ def load_hyp(source: str | Path | Mapping[str, Any] | Hyp | None = None, **overr
     else:
         path = resolve_hyp_path(source)
         try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
+            values = read_yaml(path)
+        except ValueError as e:
             raise HypError(f"{path}: not valid YAML ({e}); fix the line shown") from e
         hyp = Hyp.from_dict(values or {}, source=str(path))
     return hyp.replace(**overrides) if overrides else hyp
@@ -238,8 +240,8 @@ def stated_keys(source: str | Path | Mapping[str, Any] | Hyp | None) -> frozense
         return frozenset(str(k) for k in source)
     path = resolve_hyp_path(source)
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
+        values = read_yaml(path)
+    except ValueError as e:
         raise HypError(f"{path}: not valid YAML ({e}); fix the line shown") from e
     return frozenset(str(k) for k in values) if isinstance(values, Mapping) else frozenset()
 

@@ -17,7 +17,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 from torch import nn
 
 from modyolo.nn import blocks as _blocks  # noqa: F401  (registers every block family)
@@ -25,6 +24,7 @@ from modyolo.nn.registry import ACTIVATIONS, BLOCKS
 from modyolo.nn.row import Channels, ModelConfigError, Row, using_activation
 from modyolo.nn.scales import apply_scales, guess_scale, unscaled_name
 from modyolo.registry import RegistryError
+from modyolo.yaml_io import loads_yaml, read_yaml
 
 REQUIRED_KEYS = ("backbone", "head")
 # Strings an arg may legitimately hold (modes, model names, file paths); anything with call or
@@ -94,9 +94,9 @@ def load_model_yaml(cfg: str | Path | dict) -> tuple[dict, str]:
             raise FileNotFoundError(f"model config {str(cfg)!r} is neither a file nor a shipped config, and "
                                     f"neither is {unscaled!r} (its unscaled name)") from None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ModelConfigError(f"{path}: not valid YAML: {e}") from e
+        data = read_yaml(path)  # budgeted: an alias bomb is refused here, naming the file
+    except ValueError as e:
+        raise ModelConfigError(str(e)) from e
     if not isinstance(data, dict):
         raise ModelConfigError(f"{path}: expected a mapping with 'backbone' and 'head', got {type(data).__name__}")
     data.setdefault("yaml_file", name or path.name)
@@ -118,8 +118,8 @@ def parse_activation(spec: Any, source: str) -> Callable[[], nn.Module]:
     args: list[Any] = []
     if arg_text:
         try:
-            parsed = yaml.safe_load(f"[{arg_text}]")  # numbers / booleans only, no evaluation
-        except yaml.YAMLError as e:
+            parsed = loads_yaml(f"[{arg_text}]", source)  # numbers / booleans only, no evaluation
+        except ValueError as e:
             raise ModelConfigError(f"{source}: activation args {arg_text!r} are not literals") from e
         if not all(isinstance(a, (int, float, bool)) for a in parsed):
             raise ModelConfigError(f"{source}: activation args {arg_text!r} must be numbers or booleans")

@@ -23,9 +23,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from modyolo.engine.hyp import Hyp, HypError
+from modyolo.yaml_io import read_yaml
 
 # key: (mutation gain, lower, upper) — yolov5 7.0 train.py ``meta``. Gain 0 means yolov5's
 # mutation loop never changes the key; the evolve sampler keeps that rule.
@@ -128,8 +127,8 @@ def load_space(path: str | Path | None) -> SearchSpace:
         raise FileNotFoundError(f"search space file {path} not found; give a YAML path "
                                 f"(example: {Path(__file__).parent.parent / 'cfg' / 'tune' / 'space.yaml'})")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
+        raw = read_yaml(path) or {}
+    except ValueError as e:
         raise ValueError(f"{path}: not valid YAML ({e}); fix the line shown") from e
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a space file is a mapping with sections {', '.join(_SECTIONS)}")

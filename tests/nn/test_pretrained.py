@@ -11,7 +11,11 @@ from torch import nn
 
 from modyolo.nn.graph import load_model_yaml
 from modyolo.nn.model import DetectionModel
-from modyolo.nn.pretrained import WeightsMismatchError, load_backbone_weights, read_state_dict
+from modyolo.nn.pretrained import (
+    WeightsMismatchError,
+    load_backbone_weights,
+    read_state_dict,
+)
 from modyolo.nn.row import ModelConfigError
 
 

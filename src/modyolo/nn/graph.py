@@ -20,6 +20,7 @@ from typing import Any, Callable
 from torch import nn
 
 from modyolo.nn import blocks as _blocks  # noqa: F401  (registers every block family)
+from modyolo.nn import budget
 from modyolo.nn.registry import ACTIVATIONS, BLOCKS
 from modyolo.nn.row import Channels, ModelConfigError, Row, using_activation
 from modyolo.nn.scales import apply_scales, guess_scale, unscaled_name
@@ -219,6 +220,9 @@ def build_layers(cfg: dict, source: str, ch: int = 3, extra: dict | None = None)
     act = parse_activation(cfg["activation"], source) if cfg.get("activation") else None
 
     rows = [(r, "backbone") for r in cfg["backbone"]] + [(r, "head") for r in cfg["head"]]
+    # limits before work: refuse what cannot fit before allocating it (see nn/budget.py)
+    budget.check_repeats(source, gd, [_check_row(r, i, source, s)[1] for i, (r, s) in enumerate(rows)])
+    budget.check_params(source, gw, lambda: build_layers(copy.deepcopy(cfg), source, ch, extra)[0])
     layers: list[Layer] = []
     channels: list[Channels] = []
     save: set[int] = set()

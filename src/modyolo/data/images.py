@@ -4,11 +4,17 @@ Images are BGR uint8 ``[h, w, 3]`` (OpenCV order; the dataset turns them into RG
 JPEGs without an EXIF rotation are decoded with simplejpeg when it is installed (bundled
 libjpeg-turbo, ~10% faster than cv2 and never multithreaded); everything else, and any JPEG
 simplejpeg refuses, goes through ``cv2.imread``, which applies EXIF orientation.
+
+Pixel limit: an image over ``MODYOLO_MAX_PIXELS`` (default 100 million, e.g. 10000x10000; a
+20000x20000 PNG decodes to 1.2 GB) is refused per file from its header, before decoding
+(:func:`check_pixels`); raise the variable to accept larger images.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import threading
 
 import cv2
 import numpy as np
@@ -19,6 +25,45 @@ except ImportError:  # pragma: no cover - depends on the environment
     simplejpeg = None
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
+DEFAULT_MAX_PIXELS = 100_000_000
+_PIL_LIMIT_LOCK = threading.Lock()  # header_size swaps PIL's global limit; verify reads headers in threads
+
+
+class ImageTooLarge(ValueError):
+    """An image whose header declares more pixels than ``MODYOLO_MAX_PIXELS``."""
+
+
+def max_pixels() -> int:
+    """The per-image pixel limit: ``MODYOLO_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`."""
+    raw = os.environ.get("MODYOLO_MAX_PIXELS", "")
+    try:
+        return int(float(raw)) if raw else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise ValueError(f"MODYOLO_MAX_PIXELS={raw!r} is not a number; unset it or give e.g. 4e8") from None
+
+
+def header_size(path: str) -> tuple[int, int] | None:
+    """(w, h) from the file's header without decoding the pixels, or None when PIL cannot read it."""
+    from PIL import Image
+
+    with _PIL_LIMIT_LOCK:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit applies, not PIL's
+        try:
+            with Image.open(path) as im:
+                return im.size
+        except Exception:  # noqa: BLE001 - not an image PIL knows: the decoder reports it
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def check_pixels(path: str, size: tuple[int, int] | None = None) -> None:
+    """Raise ImageTooLarge when the image (``size`` = (w, h), read from the header if None) is over the limit."""
+    size = size or header_size(path)
+    limit = max_pixels()
+    if size is not None and size[0] * size[1] > limit:
+        raise ImageTooLarge(f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels is over the limit of {limit:,}; "
+                            "resize it, or raise MODYOLO_MAX_PIXELS to accept it")
 
 
 def decode_jpeg(buf: bytes | np.ndarray) -> np.ndarray:

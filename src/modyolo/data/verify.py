@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .formats.yolo import img2label_paths, read_label_rows
+from .images import ImageTooLarge, check_pixels
 
 LOGGER = logging.getLogger("modyolo.data")
 CACHE_VERSION = 1
@@ -86,6 +87,10 @@ def check_image(im_file: str) -> tuple[tuple[int, int], bool]:
 
     Returns ((w, h) after EXIF rotation, exif_rotated). Raises CorruptFile saying why.
     """
+    try:
+        check_pixels(im_file)  # from the header, before PIL or OpenCV decode anything
+    except ImageTooLarge as e:
+        raise CorruptFile(str(e)) from None
     try:
         with Image.open(im_file) as im:
             im.verify()  # header and structure; cheap

@@ -91,8 +91,14 @@ def list_sources(source: str | Path | Sequence[str | Path]) -> list[str]:
 def _read_image(path: str) -> tuple[np.ndarray | None, str]:
     import cv2
 
+    from modyolo.data.images import ImageTooLarge, check_pixels
+
     if not os.path.isfile(path):
         return None, "file not found"
+    try:
+        check_pixels(path)  # a 20000x20000 PNG is refused from its header, not decoded (3 GB)
+    except ImageTooLarge as e:
+        return None, str(e)
     try:
         img = cv2.imread(path, cv2.IMREAD_COLOR)
     except cv2.error as e:  # some corrupt files make OpenCV raise rather than return None

@@ -47,6 +47,7 @@ def test_default_flags_train_with_the_auto_recipe_and_log_it(tiny_data, tiny_mod
     run = project / "exp"
     args = yaml.safe_load((run / "args.yaml").read_text())
     assert (args["optimizer"], args["nbs"], args["close_mosaic"]) == ("AdamW", 4, 1)
+    assert args["hyp"]["lr0"] == 0.001 and args["hyp"]["warmup_epochs"] == 0.0  # args.yaml rebuilds the run
     hyp = load_hyp(str(run / "hyp.yaml"))
     assert (hyp.lr0, hyp.momentum, hyp.lrf, hyp.warmup_epochs) == (0.001, 0.9, 0.1, 0.0)
     ckpt = load_checkpoint(run / "weights" / "last.pt")

@@ -291,7 +291,8 @@ class Trainer:
         if self.is_main:
             LOGGER.info(recipe.summary)
         self.run.hyp = recipe.hyp
-        return cfg.replace(optimizer=recipe.optimizer, nbs=recipe.nbs, close_mosaic=recipe.close_mosaic)
+        hyp = recipe.hyp.to_dict() if recipe.changed else cfg.hyp  # args.yaml alone rebuilds the run
+        return cfg.replace(optimizer=recipe.optimizer, nbs=recipe.nbs, close_mosaic=recipe.close_mosaic, hyp=hyp)
 
     def _apply_freeze(self, layers: list[int]) -> None:
         for p in self.model.parameters():

@@ -109,20 +109,27 @@ def main(argv: list[str] | None = None) -> int:
     for flag in LOG_FLAGS:  # read by _log_level; verbs only see their own options
         vars(args).pop(f"log_{flag[2:]}", None)
     _configure_threads()
+    from modyolo.cli_checks import check_args
+    from modyolo.cli_errors import user_message
     from modyolo.logs import cli_logging
 
     try:
         with cli_logging(_log_level(argv[1:])):
-            return int(module.run(args) or 0)
+            check_args(args, verb_parser, verb)  # every number in range, image sizes rounded (exit 2)
+            try:
+                return int(module.run(args) or 0)
+            except Exception as e:
+                # User-caused errors (bad YAML, missing or read-only path, full disk, corrupt model
+                # file) carry their own fix: one line, the traceback only at DEBUG (run log, --verbose).
+                message = user_message(e)
+                if message is None or os.environ.get("MODYOLO_DEBUG"):
+                    raise
+                logging.getLogger("modyolo.cli").debug("modyolo %s failed", verb, exc_info=True)
+                print(f"modyolo {verb}: error: {message}", file=sys.stderr)
+                return 1
     except KeyboardInterrupt:
         print(f"modyolo {verb}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        # Expected user errors (bad YAML, missing file) carry their own fix; no traceback.
-        if os.environ.get("MODYOLO_DEBUG"):
-            raise
-        print(f"modyolo {verb}: error: {e}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

@@ -16,10 +16,12 @@ never leaves a truncated ``last.pt`` behind.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import pickle
 import random
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -160,10 +162,37 @@ def _atomic_save(obj: Any, path: Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_error(e, path) from e
+    except RuntimeError as e:  # torch's zip writer reports a failed write as RuntimeError ("file write failed")
+        Path(tmp).unlink(missing_ok=True)
+        if "write" not in str(e):
+            raise
+        full = shutil.disk_usage(path.parent).free < 64 * 2**20
+        raise _write_error(OSError(errno.ENOSPC if full else errno.EIO, str(e)), path) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_error(e: OSError, path: Path) -> OSError:
+    """The OSError of a failed checkpoint write, its message naming the file and the way on.
+
+    The temporary file is gone and ``path`` itself was never touched (the write is atomic), so the
+    last good checkpoint is still there: say so, and how to resume from it.
+    """
+    resume = path.parent / "last.pt"
+    if e.errno == errno.ENOSPC:
+        why = (f"no space left on the device writing {path}; the last good {path.name} there is unchanged. "
+               f"Free some space, then resume with: modyolo train --resume {resume}")
+    elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        why = (f"cannot write {path} ({e.strerror}); choose a writable folder with --project, "
+               f"or fix the permissions and resume with: modyolo train --resume {resume}")
+    else:
+        why = f"cannot write checkpoint {path} ({e.strerror or e}); the last good {path.name} there is unchanged"
+    return OSError(e.errno, why, str(path))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

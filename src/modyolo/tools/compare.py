@@ -105,8 +105,8 @@ def parse_seeds(values: Sequence[int] | None, default: int = 0) -> list[int]:
         return list(range(values[0]))
     dup = sorted({v for v in values if values.count(v) > 1})
     if dup:
-        raise ValueError(f"--seeds {' '.join(map(str, values))}: seed {', '.join(map(str, dup))} given twice; each seed "
-                         "must appear once (a repeated seed repeats the same run and fakes agreement)")
+        raise ValueError(f"--seeds {' '.join(map(str, values))}: seed {', '.join(map(str, dup))} given twice; "
+                         "each seed must appear once (a repeated seed repeats the same run and fakes agreement)")
     if any(v < 0 for v in values):
         raise ValueError(f"--seeds {' '.join(map(str, values))}: seeds must be >= 0")
     return values

@@ -166,7 +166,8 @@ def protocol_items(variants: Sequence[Any], results: Sequence[Any], train: dict[
         v = r.name
         items["data"][v] = (f"{Path(data['source']).name}: {data['train_images']} train / {data['val_images']} val "
                             f"images, sha1 {data['sha1']}") if variant.cfg is not None else \
-            (f"val as above; trained on {Path(str(s.get('data', '?'))).name}" if s else "val as above; training unknown")
+            (f"val as above; trained on {Path(str(s.get('data', '?'))).name}" if s else
+             "val as above; training unknown")
         h = hyp if variant.cfg is not None else theirs
         items["hyp"][v] = f"{hyp_label} (sha1 {cfg_hash(h)[:8]})" if variant.cfg is not None else \
             (f"sha1 {cfg_hash(theirs)[:8]}" if theirs else "unknown")

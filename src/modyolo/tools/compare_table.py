@@ -137,7 +137,8 @@ COLUMNS: tuple[Column, ...] = (
 )
 # Raw CSV-only columns after the displayed ones: why a cell is empty, and where things are.
 EXTRA_CSV = ("status", "precision_std", "precision_lo", "precision_hi", "recall_std", "recall_lo", "recall_hi",
-             "mAP50_std", "mAP50_lo", "mAP50_hi", "mAP50-95_std", "mAP50-95_lo", "mAP50-95_hi", "gflops_error", "latency_torch_error", "latency_onnx_error", "torch_layout",
+             "mAP50_std", "mAP50_lo", "mAP50_hi", "mAP50-95_std", "mAP50-95_lo", "mAP50-95_hi", "gflops_error",
+             "latency_torch_error", "latency_onnx_error", "torch_layout",
              "latency_torch_p10_ms", "latency_torch_p90_ms", "latency_onnx_p10_ms", "latency_onnx_p90_ms",
              "weights", "source")
 
@@ -332,5 +333,5 @@ def _split_md(line: str) -> list[str]:
 
 
 __all__ = ["VariantResult", "Column", "COLUMNS", "csv_rows", "write_csv", "display_rows", "per_class_rows",
-           "format_terminal", "format_markdown", "write_markdown", "parse_markdown_table", "class_names", "stats_tables",
-           "protocol_tables", "STATS_PROCEDURE"]
+           "format_terminal", "format_markdown", "write_markdown", "parse_markdown_table", "class_names",
+           "stats_tables", "protocol_tables", "STATS_PROCEDURE"]

@@ -65,7 +65,10 @@ class Cli:
                                   timeout=600)
             return proc.returncode, proc.stdout + proc.stderr
         self.capfd.readouterr()
-        rc = cli_main(list(argv))
+        try:
+            rc = cli_main(list(argv))
+        except SystemExit as e:  # argparse's usage errors exit 2, as the console script would
+            rc = e.code if isinstance(e.code, int) else 1
         out, err = self.capfd.readouterr()
         return rc, out + err
 

@@ -36,7 +36,7 @@ def test_coco_yolo_coco_round_trip(tmp_path):
     names = coco_to_yolo(path, imgs, out, split="val")
     assert names == ["cat", "dog"]  # category ids sorted: 3 -> 0, 7 -> 1
     assert (out / "labels" / "val" / "im10.txt").read_text().split("\n")[0].startswith("0 0.25")
-    back = yolo_to_coco(write_data_yaml(out, names), split="val")
+    back = yolo_to_coco(write_data_yaml(out, names, reuse_missing=True), split="val")
     assert [c["name"] for c in back["categories"]] == names
     by_file = {im["file_name"]: im["id"] for im in back["images"]}
     orig_names = {c["id"]: c["name"] for c in gt["categories"]}
@@ -108,6 +108,11 @@ def test_convert_cli(tmp_path):
 
     path, imgs, _ = _coco(tmp_path)
     assert main(["convert", "coco2yolo", "--json", str(path), "--images", str(imgs), "--out", str(tmp_path / "o")]) == 0
+    # no val split yet: data.yaml lists train only (no silent 'val: images/train'); converting val completes it
+    assert "val" not in (tmp_path / "o" / "data.yaml").read_text()
+    assert main(["convert", "coco2yolo", "--json", str(path), "--images", str(imgs), "--out", str(tmp_path / "o"),
+                 "--split", "val"]) == 0
+    assert "val: images/val" in (tmp_path / "o" / "data.yaml").read_text()
     assert main(["convert", "yolo2coco", "--data", str(tmp_path / "o" / "data.yaml"), "--split", "train",
                  "--out", str(tmp_path / "gt2.json")]) == 0
     assert len(json.loads((tmp_path / "gt2.json").read_text())["annotations"]) == 3

@@ -35,30 +35,33 @@ def coco_to_yolo(json_path: str | Path, images_dir: str | Path, out_dir: str | P
         coco = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ValueError(f"{json_path}: cannot read COCO JSON ({e})") from e
-    for key in ("images", "annotations", "categories"):
-        if key not in coco:
-            raise ValueError(f"{json_path}: key '{key}' missing; is this a COCO detection file?")
-    cats = sorted(coco["categories"], key=lambda c: c["id"])
-    cat_to_cls = {c["id"]: i for i, c in enumerate(cats)}
-    names = [str(c["name"]) for c in cats]
+    names, cat_to_cls = _categories(coco, json_path)
     anns = defaultdict(list)
     for a in coco["annotations"]:
-        anns[a["image_id"]].append(a)
+        if isinstance(a, dict) and "image_id" in a:
+            anns[a["image_id"]].append(a)
+        else:
+            LOGGER.warning("%s: annotation %r has no image_id; skipped", json_path, a)
     n_skipped = 0
     for im in coco["images"]:
-        w, h = float(im["width"]), float(im["height"])
+        try:
+            w, h, rel = float(im["width"]), float(im["height"]), Path(str(im["file_name"]))
+            if not (w > 0 and h > 0):
+                raise ValueError(f"size {w:g}x{h:g}")
+        except (KeyError, TypeError, ValueError) as e:
+            LOGGER.warning("%s: image entry %r lacks a valid width/height/file_name (%s); skipped", json_path, im, e)
+            continue
         rows = []
-        for a in anns.get(im["id"], []):
+        for a in anns.get(im.get("id"), []):
             if skip_crowd and a.get("iscrowd", 0):
                 continue
-            x, y, bw, bh = (float(v) for v in a["bbox"])
-            if bw <= 0 or bh <= 0 or x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1:
-                LOGGER.warning("%s: annotation %s of image %s has box %s outside its %gx%g image; skipped",
-                               json_path, a.get("id"), im["file_name"], a["bbox"], w, h)
+            why = _bad_annotation(a, w, h, cat_to_cls)
+            if why:
+                LOGGER.warning("%s: annotation %s of image %s: %s; skipped", json_path, a.get("id"), rel, why)
                 n_skipped += 1
                 continue
+            x, y, bw, bh = (float(v) for v in a["bbox"])
             rows.append([cat_to_cls[a["category_id"]], (x + bw / 2) / w, (y + bh / 2) / h, bw / w, bh / h])
-        rel = Path(im["file_name"])
         label = out_dir / "labels" / split / rel.with_suffix(".txt")
         write_labels(label, np.clip(np.asarray(rows, np.float64).reshape(-1, 5), 0, None))
         if copy_images:
@@ -71,6 +74,41 @@ def coco_to_yolo(json_path: str | Path, images_dir: str | Path, out_dir: str | P
     LOGGER.info("%s: %d images converted to %s (%d annotations skipped)", json_path, len(coco["images"]),
                 out_dir, n_skipped)
     return names
+
+
+def _categories(coco: object, json_path: Path) -> tuple[list[str], dict]:
+    """(class names, category id -> class index); ValueError naming the file for a wrong shape."""
+    if not isinstance(coco, dict):
+        raise ValueError(f"{json_path}: expected a JSON object with images/annotations/categories, got "
+                         f"{type(coco).__name__}; is this a COCO detection file?")
+    for key in ("images", "annotations", "categories"):
+        if key not in coco:
+            raise ValueError(f"{json_path}: key '{key}' missing; is this a COCO detection file?")
+        if not isinstance(coco[key], list):
+            raise ValueError(f"{json_path}: '{key}' must be a list, got {type(coco[key]).__name__}; "
+                             "is this a COCO detection file?")
+    for c in coco["categories"]:
+        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "name" not in c:
+            raise ValueError(f"{json_path}: category {c!r} needs an integer 'id' and a 'name'")
+    ids = [c["id"] for c in coco["categories"]]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{json_path}: category ids repeat ({sorted(ids)}); each category needs its own id")
+    cats = sorted(coco["categories"], key=lambda c: c["id"])
+    return [str(c["name"]) for c in cats], {c["id"]: i for i, c in enumerate(cats)}
+
+
+def _bad_annotation(a: dict, w: float, h: float, cat_to_cls: dict) -> str:
+    """Why one annotation cannot be converted ('' when it can)."""
+    if a.get("category_id") not in cat_to_cls:
+        return (f"category_id {a.get('category_id')!r} is not in 'categories' "
+                f"(ids {', '.join(map(str, sorted(cat_to_cls)))})")
+    try:
+        x, y, bw, bh = (float(v) for v in a["bbox"])
+    except (KeyError, TypeError, ValueError):
+        return f"bbox {a.get('bbox')!r} is not [x, y, w, h]"
+    if not all(np.isfinite([x, y, bw, bh])) or bw <= 0 or bh <= 0 or x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1:
+        return f"box {a['bbox']} outside its {w:g}x{h:g} image"
+    return ""
 
 
 def yolo_to_coco(data_config_or_dir, split: str = "val", names: Sequence[str] | None = None,

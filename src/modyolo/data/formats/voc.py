@@ -49,31 +49,42 @@ def _find_image(voc: Path, filename: str, stem: str) -> Path | None:
     return None
 
 
-def _splits(voc: Path) -> dict[str, list[str]]:
+def _splits(voc: Path, split: str | None = None) -> dict[str, list[str]]:
+    """split -> image ids from ``ImageSets/Main``; every annotation into ``split`` when that is given.
+
+    Without split lists and without ``split`` this refuses rather than guess (putting everything
+    in train and reusing it as val would validate on training images).
+    """
     sets = voc / "ImageSets" / "Main"
+    if split:
+        return {split: sorted(p.stem for p in (voc / "Annotations").glob("*.xml"))}
     out = {}
     for split, files in (("train", ("train.txt", "trainval.txt")), ("val", ("val.txt",)), ("test", ("test.txt",))):
         for f in files:
             if (sets / f).is_file():
                 out[split] = [ln.split()[0] for ln in (sets / f).read_text().splitlines() if ln.strip()]
                 break
-    if not out:  # no split lists: everything is train
-        out["train"] = sorted(p.stem for p in (voc / "Annotations").glob("*.xml"))
+    if not out:
+        raise ValueError(f"{sets} has no train.txt / trainval.txt / val.txt / test.txt, so the split of each image is "
+                         "unknown; say where every image goes with --split (e.g. --split train, then convert a "
+                         "separate validation folder with --split val), or add those lists")
     return out
 
 
 def voc_to_yolo(voc_dir: str | Path, out_dir: str | Path, names: Sequence[str] | None = None,
-                keep_difficult: bool = False, copy_images: bool = True) -> list[str]:
+                keep_difficult: bool = False, copy_images: bool = True, split: str | None = None) -> list[str]:
     """Convert a VOC folder to ``out_dir/{images,labels}/<split>/``; return the class names.
 
     ``names``: the class list (index = YOLO class id); default: every name in the XML files,
     sorted. Objects of other classes, unreadable XML and missing images are reported per file
-    and skipped.
+    and skipped. ``split``: put every annotated image in this split instead of following
+    ``ImageSets/Main`` (required when the folder has no split lists).
     """
     voc, out = Path(voc_dir), Path(out_dir)
     ann_dir = voc / "Annotations"
     if not ann_dir.is_dir():
         raise FileNotFoundError(f"{ann_dir} not found; voc_dir must hold Annotations/ and JPEGImages/")
+    splits = _splits(voc, split)  # before any work: refuses when the split is unknown
     parsed: dict[str, tuple] = {}
     for xml in sorted(ann_dir.glob("*.xml")):
         try:
@@ -83,10 +94,11 @@ def voc_to_yolo(voc_dir: str | Path, out_dir: str | Path, names: Sequence[str] |
     if names is None:
         names = sorted({o[0] for _, _, objs in parsed.values() for o in objs})
     cls_of = {n: i for i, n in enumerate(names)}
-    for split, ids in _splits(voc).items():
+    for split_name, ids in splits.items():
         for stem in ids:
             if stem not in parsed:
-                LOGGER.warning("%s: no readable annotation for '%s' listed in split %s; skipped", ann_dir, stem, split)
+                LOGGER.warning("%s: no readable annotation for '%s' listed in split %s; skipped", ann_dir, stem,
+                               split_name)
                 continue
             filename, (w, h), objs = parsed[stem]
             img = _find_image(voc, filename, stem)
@@ -110,7 +122,7 @@ def voc_to_yolo(voc_dir: str | Path, out_dir: str | Path, names: Sequence[str] |
                     LOGGER.warning("%s: empty box for '%s'; object skipped", ann_dir / f"{stem}.xml", name)
                     continue
                 rows.append([cls_of[name], (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h])
-            write_labels(out / "labels" / split / f"{img.stem}.txt", np.asarray(rows, np.float64).reshape(-1, 5))
+            write_labels(out / "labels" / split_name / f"{img.stem}.txt", np.asarray(rows, np.float64).reshape(-1, 5))
             if copy_images:
-                link_or_copy(img, out / "images" / split / img.name)
+                link_or_copy(img, out / "images" / split_name / img.name)
     return list(names)

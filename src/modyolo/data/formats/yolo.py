@@ -12,11 +12,14 @@ folder), a single image, or a list of those.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+LOGGER = logging.getLogger("modyolo.data")
 
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
 
@@ -87,7 +90,8 @@ def read_label_rows(path: str | Path) -> list[list[str]]:
     p = Path(path)
     if not p.is_file():
         return []
-    return [ln.split() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    # utf-8-sig: a BOM (most Windows editors write one) is not part of the first class id
+    return [ln.split() for ln in p.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
 
 
 def write_labels(path: str | Path, labels: np.ndarray) -> None:
@@ -141,8 +145,15 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
         shutil.copy2(src, dst)
 
 
-def write_data_yaml(root: str | Path, names: Sequence[str], filename: str = "data.yaml") -> Path:
-    """Write a data YAML for ``root/images/<split>`` folders that exist (train, val, test)."""
+def write_data_yaml(root: str | Path, names: Sequence[str], filename: str = "data.yaml",
+                    reuse_missing: bool = False) -> Path:
+    """Write a data YAML for ``root/images/<split>`` folders that exist (train, val, test).
+
+    A missing train or val split is *not* guessed (validating on the training images would look
+    like a great model): the YAML lists only the splits that exist and a warning says how to add
+    the other (convert it into the same folder; the YAML is rewritten with both). ``reuse_missing``
+    fills a missing split with the other one, for callers that want exactly that.
+    """
     import yaml
 
     root = Path(root)
@@ -150,11 +161,14 @@ def write_data_yaml(root: str | Path, names: Sequence[str], filename: str = "dat
     for split in ("train", "val", "test"):
         if (root / "images" / split).is_dir():
             cfg[split] = f"images/{split}"
-    # a data YAML needs both train and val: reuse the one split there is rather than fail to load
-    if "val" not in cfg and "train" in cfg:
-        cfg["val"] = cfg["train"]
-    if "train" not in cfg and "val" in cfg:
-        cfg["train"] = cfg["val"]
+    for have, missing in (("train", "val"), ("val", "train")):
+        if missing not in cfg and have in cfg:
+            if reuse_missing:
+                cfg[missing] = cfg[have]
+            else:
+                LOGGER.warning("%s: no '%s' split (only %s); %s has no '%s' key until you convert that split into the "
+                               "same folder (e.g. --split %s) or add '%s: <folder>' yourself",
+                               root, missing, have, root / filename, missing, missing, missing)
     cfg["nc"] = len(names)
     cfg["names"] = dict(enumerate(names))
     out = root / filename

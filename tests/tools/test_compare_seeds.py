@@ -296,3 +296,38 @@ def test_a_failing_job_is_retried_once_then_recorded_and_the_others_go_on(tiny_s
         assert doc["status"] == "failed" and doc["attempts"] == 2 and "missing" in doc["error"]
         assert (Path(spec["job_dir"]) / "error.log").is_file()
     assert sum("retrying once" in s for s in said) == 2 and sum("FAILED after 2 attempts" in s for s in said) == 2
+
+
+def test_a_job_killed_mid_training_resumes_from_last_pt_and_ends_as_an_uninterrupted_one(tiny_shapes, tiny_cfg_file,
+                                                                                        tmp_path):
+    from modyolo.engine.callbacks import Callbacks
+    from modyolo.engine.config import TrainConfig
+    from modyolo.engine.trainer import Trainer
+    from modyolo.tools.compare_jobs import run_job
+
+    train = dict(epochs=2, imgsz=64, batch_size=4, workers=0, max_batches=1, noplots=True)
+
+    def spec(folder: Path) -> dict:
+        return {"variant": "tiny", "seed": 3, "cfg": tiny_cfg_file(), "data": tiny_shapes, "train": train,
+                "job_dir": str(folder), "threads": 1}
+
+    killed = tmp_path / "killed" / "seed3"
+
+    def die(*_):
+        raise KeyboardInterrupt  # the process is stopped right after epoch 0 was saved and logged
+
+    settings = {**train, "seed": 3, "data": tiny_shapes, "cfg": tiny_cfg_file(), "project": str(killed.parent),
+                "name": killed.name, "exist_ok": True, "verbose": False}
+    trainer = Trainer(TrainConfig.from_dict(settings), Callbacks())
+    trainer.callbacks.add("on_fit_epoch_end", die)  # after the default ones (results.csv, last.pt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert torch.load(killed / "weights" / "last.pt", weights_only=True)["epoch"] == 0
+    resumed = run_job(spec(killed))
+    straight = run_job(spec(tmp_path / "straight" / "seed3"))
+    assert resumed["status"] == straight["status"] == "ok" and resumed["resumed"] and not straight["resumed"]
+    assert resumed["epochs"] == straight["epochs"] == 2
+    wa = torch.load(killed / "weights" / "last.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "straight" / "seed3" / "weights" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the resumed job ends exactly where an uninterrupted one does
+    assert resumed["metrics"] == straight["metrics"]

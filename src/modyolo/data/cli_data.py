@@ -1,10 +1,16 @@
 """``modyolo data verify|show``: check a dataset's labels, or see what the model sees.
 
-    modyolo data verify --data data.yaml [--split train] [--no-cache]
+    modyolo data verify --data data.yaml [--split train] [--no-cache] [--strict]
     modyolo data show --data shapes --hyp hyp.yaml [--img 320] [--n 16] [--out samples.png]
 
 ``show`` writes a PNG grid of augmented training samples (mosaic, warp, HSV, flips, mixup,
 copy-paste as the hyp says) with their boxes and class names.
+
+``verify`` checks every split of the data YAML (train, val and test when present; ``--split``
+for one) and prints each split's summary and per-file problems. Exit code: 1 when any file is
+corrupt (it would be skipped in training) or a split has no usable image; 0 otherwise. With
+``--strict`` also 1 when labels had to be fixed (clipped, zero-area or duplicate boxes dropped)
+or an image has no label file: for CI checks of a curated dataset.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import numpy as np
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("verify", "show"))
     parser.add_argument("--data", required=True, help="data YAML, or 'shapes' for the demo dataset")
-    parser.add_argument("--split", default="train", choices=("train", "val", "test"))
+    parser.add_argument("--split", default=None, choices=("train", "val", "test"),
+                        help="verify: one split (default: every split in the data YAML); show: default train")
     parser.add_argument("--hyp", default=None, help="show: hyp YAML or shipped name (scratch-low, ...) with yolov5 augmentation keys")
     parser.add_argument("--img", type=int, default=640, help="show: image size")
     parser.add_argument("--n", type=int, default=16, help="show: number of samples")
@@ -28,31 +35,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-augment", action="store_true", help="show: letterboxed samples, no augmentation")
     parser.add_argument("--out", default="samples.png", help="show: output PNG")
     parser.add_argument("--no-cache", action="store_true", help="verify: ignore and rewrite the label cache")
+    parser.add_argument("--strict", action="store_true",
+                        help="verify: also exit 1 when labels were fixed or images lack a label file")
 
 
 def run(args: argparse.Namespace) -> int:
     from .dataset_yaml import load_data_config
 
     cfg = load_data_config(args.data)
-    sources = getattr(cfg, args.split)
-    if not sources:
-        raise ValueError(f"{cfg.source}: key '{args.split}': no such split")
+    splits = [args.split] if args.split else (["train", "val", "test"] if args.action == "verify" else ["train"])
+    for split in splits:
+        if args.split and not getattr(cfg, split):
+            raise ValueError(f"{cfg.source}: key '{split}': no such split")
     if args.action == "verify":
         logging.getLogger("modyolo.data").setLevel(logging.ERROR)  # the report is printed below instead
-        return _verify(sources, cfg.nc, not args.no_cache)
+        results = [_verify(split, getattr(cfg, split), cfg.nc, not args.no_cache, args.strict)
+                   for split in splits if getattr(cfg, split)]
+        return 1 if any(results) else 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return _show(args, sources, cfg.names)
+    return _show(args, getattr(cfg, splits[0]), cfg.names)
 
 
-def _verify(sources, nc: int, use_cache: bool) -> int:
+def _verify(split: str, sources, nc: int, use_cache: bool, strict: bool) -> int:
+    """Print one split's report; 1 when something is wrong (see the module docstring), else 0."""
     from .formats.yolo import list_image_files
     from .verify import scan
 
-    report = scan(list_image_files(sources), nc, use_cache=use_cache)
-    print(report.summary())
+    try:
+        files = list_image_files(sources)
+    except FileNotFoundError as e:
+        print(f"{split}: {e}")
+        return 1
+    report = scan(files, nc, use_cache=use_cache, progress=False)
+    problems = []
+    if report.n_corrupt:
+        problems.append(f"{report.n_corrupt} corrupt file(s) would be skipped")
+    if not report.records:
+        problems.append("no usable image")
+    if strict and report.n_fixed:
+        problems.append(f"{report.n_fixed} label file(s) needed fixes (--strict)")
+    if strict and report.n_missing_labels:
+        problems.append(f"{report.n_missing_labels} image(s) without a label file (--strict)")
+    verdict = "FAIL: " + "; ".join(problems) if problems else "ok"
+    print(f"{split}: {report.summary()} -> {verdict}")
     for m in report.messages:
         print(f"  {m}")
-    return 0 if report.records else 1
+    return 1 if problems else 0
 
 
 def load_hyp(path: str | None) -> dict:

@@ -215,9 +215,27 @@ def _load_cache(path: Path, key: str) -> dict | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if data.get("version") != CACHE_VERSION or data.get("hash") != key:
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or data.get("hash") != key:
+        return None
+    bad = next((f for f, r in (data.get("results") or {}).items() if not _valid_entry(r)), None)
+    if not isinstance(data.get("results"), dict) or bad is not None:
+        LOGGER.warning("label cache %s is damaged (entry for %s is not what modyolo writes; edited by hand?); "
+                       "ignoring it and re-scanning the dataset", path, bad)
         return None
     return data
+
+
+def _valid_entry(r: object) -> bool:
+    """A cache entry as :func:`_verify_one` writes it: a corrupt message, or shape [w, h] and labels [n][5]."""
+    if not isinstance(r, dict):
+        return False
+    if "corrupt" in r:
+        return isinstance(r["corrupt"], str)
+    shape, labels = r.get("shape"), r.get("labels")
+    num = (int, float)
+    return (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and v > 0 for v in shape)
+            and isinstance(labels, list)
+            and all(isinstance(row, list) and len(row) == 5 and all(isinstance(v, num) for v in row) for row in labels))
 
 
 def _save_cache(path: Path, data: dict) -> None:
@@ -237,6 +255,9 @@ def scan(im_files: Sequence[str], nc: int | None, prefix: str = "", workers: int
     cache_path = label_cache_path(lb_files)
     key = dataset_hash(im_files, lb_files, nc)
     data = _load_cache(cache_path, key) if use_cache else None
+    if data is not None and any(f not in data["results"] for f in im_files):
+        LOGGER.warning("label cache %s lacks some images (edited by hand?); re-scanning the dataset", cache_path)
+        data = None
     from_cache = data is not None
     if data is None:
         results: dict[str, dict] = {}

@@ -147,6 +147,14 @@ def _transfer(model: nn.Module, ckpt: dict, exclude_anchors: bool, source: str) 
                               "is it for another architecture? Pass the matching --cfg")
     model.load_state_dict(matched, strict=False)
     LOGGER.info("transferred %d/%d tensors from %s", len(matched), len(own), source)
+    left = [k for k in own if k not in matched and not k.endswith(("num_batches_tracked", "anchors"))]
+    if left:  # a partial load is never silent: say what starts from its random initialisation, and why
+        shapes = [k for k in left if k in incoming and incoming[k].shape != own[k].shape]
+        layers = sorted({".".join(k.split(".")[:2]) for k in left}, key=lambda s: (len(s), s))
+        why = (f"{len(shapes)} differ in shape (e.g. {shapes[0]}: {tuple(incoming[shapes[0]].shape)} in the file, "
+               f"{tuple(own[shapes[0]].shape)} here; a different nc changes the head)" if shapes else "")
+        LOGGER.warning("--weights %s: partial load, %d tensors re-initialised in %s%s", source, len(left),
+                       ", ".join(layers[:8]) + (" ..." if len(layers) > 8 else ""), f"; {why}" if why else "")
 
 
 def freeze_stages(cfg: TrainConfig) -> list[FreezeStage]:

@@ -331,3 +331,20 @@ def test_a_job_killed_mid_training_resumes_from_last_pt_and_ends_as_an_uninterru
     wb = torch.load(tmp_path / "straight" / "seed3" / "weights" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the resumed job ends exactly where an uninterrupted one does
     assert resumed["metrics"] == straight["metrics"]
+
+
+def test_a_reused_run_trained_otherwise_is_flagged_and_the_protocol_splits(tmp_path):
+    import yaml
+
+    from modyolo.tools.compare_protocol import protocol_rows, run_flags, run_settings
+
+    (tmp_path / "args.yaml").write_text(yaml.safe_dump({"epochs": 50, "imgsz": 64, "seed": 0, "data": "a/shapes.yaml"}))
+    (tmp_path / "hyp.yaml").write_text(yaml.safe_dump({"lr0": 0.02, "mosaic": 1.0}))
+    data = {"source": "/d/shapes.yaml"}
+    ours = {"epochs": 1, "imgsz": 64, "seed": 0}
+    assert run_flags(run_settings(tmp_path), ours, {"lr0": 0.01, "mosaic": 1.0}, data) == \
+        ["trained with other settings: epochs 50 (here 1), hyp lr0=0.02 (here 0.01)"]
+    assert run_flags(run_settings(tmp_path), {**ours, "epochs": 50}, {"lr0": 0.02, "mosaic": 1.0}, data) == []
+    assert "unknown" in run_flags(run_settings(tmp_path / "nothing"), ours, {}, data)[0]
+    same, differed = protocol_rows({"epochs": {"a": 30, "b": 30}, "head": {"a": "Detect", "b": "IDetect"}})
+    assert same == [("epochs", "30")] and differed == [("head", {"a": "Detect", "b": "IDetect"})]

@@ -264,10 +264,10 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
         except Exception as e:  # the tables are written already: say what broke, keep them
             with errors_log.open("a", encoding="utf-8") as f:
                 f.write(f"== report.html\n{traceback.format_exc()}\n")
-            say(f"WARNING: report.html not written: {type(e).__name__}: {e} (traceback in {errors_log})")
+            print(f"WARNING: report.html not written: {type(e).__name__}: {e} (traceback in {errors_log})")
     if errors_log.exists():
         out.files["errors"] = errors_log
-    say("\n" + out.table)
+    print("\n" + out.table)  # the outcome is printed even with --quiet (verbose=False): table, failures, files
     if stats is not None and len(stats.variants) > 1:
         say("\n" + "\n".join(stats.sentences()))
     if any(r.per_class for r in results):
@@ -275,8 +275,8 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
     say(protocol.describe())
     for r in results:
         if r.status != "ok":
-            say(f"FAILED {r.name}: {r.error}")
-    say("\nresults: " + ", ".join(str(p) for p in out.files.values()))
+            print(f"FAILED {r.name}: {r.error}")
+    print("\nresults: " + ", ".join(str(p) for p in out.files.values()))
     return out
 
 

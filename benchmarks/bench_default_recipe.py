@@ -43,7 +43,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import bench_train  # noqa: E402  (the sibling benchmark: data lists, child launcher, summaries)
+import bench_train
 
 RUNS = ("yolov5n-default", "swap-default", "yolov5n-yolov5-recipe", "ultralytics-yolo11n")
 METRIC_KEYS = bench_train.METRIC_KEYS

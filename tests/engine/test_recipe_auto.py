@@ -7,7 +7,12 @@ import torch
 
 from modyolo.engine import precision as prec
 from modyolo.engine.hyp import Hyp, load_hyp, stated_keys
-from modyolo.engine.recipe_auto import SHORT_RUN_BATCHES, auto_close_mosaic, fitted_adamw_lr, resolve_recipe
+from modyolo.engine.recipe_auto import (
+    SHORT_RUN_BATCHES,
+    auto_close_mosaic,
+    fitted_adamw_lr,
+    resolve_recipe,
+)
 
 
 def test_short_run_gets_adamw_stepping_every_batch_without_warmup():

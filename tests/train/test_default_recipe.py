@@ -83,7 +83,7 @@ def test_yolov5_flags_give_yolov5s_optimizer_schedule_and_warmup(train_kwargs, t
     nb = len(trainer.train_loader)
     nw = max(round(hyp.warmup_epochs * nb), 100)
     assert trainer.schedule.warmup_iters == nw
-    lf = lambda x: (1 - x / epochs) * (1.0 - hyp.lrf) + hyp.lrf  # noqa: E731
+    lf = lambda x: (1 - x / epochs) * (1.0 - hyp.lrf) + hyp.lrf
     for ni, epoch in ((0, 0), (1, 0), (37, 3), (nw, 4)):
         trainer.schedule.set_epoch(epoch)
         got = trainer.schedule.warmup(ni, epoch)
@@ -112,7 +112,11 @@ def test_explicit_hyp_file_keeps_sgd_under_auto_and_bad_precision_is_an_error(tr
 
 def test_runs_started_by_tune_and_the_demo_resolve_like_train(tiny_data):
     from modyolo.engine.config import TrainConfig
-    from modyolo.engine.recipe_auto import count_train_images, resolve_config, train_flags
+    from modyolo.engine.recipe_auto import (
+        count_train_images,
+        resolve_config,
+        train_flags,
+    )
     from modyolo.tools.demo import build_hyp, load_demo_config
 
     assert count_train_images(tiny_data) == 8 and count_train_images(tiny_data, 0.5) == 4

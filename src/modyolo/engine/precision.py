@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -112,4 +113,4 @@ def describe(precision: Precision, channels_last: bool) -> str:
     return f"precision: {precision.name} on {precision.device_type} ({precision.reason}){off}; memory format {layout}"
 
 
-__all__ = ["Precision", "resolve_precision", "cpu_has_native_bf16", "describe", "PRECISIONS"]
+__all__ = ["PRECISIONS", "Precision", "cpu_has_native_bf16", "describe", "resolve_precision"]

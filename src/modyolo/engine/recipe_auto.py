@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, AbstractSet
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING
 
 from modyolo.engine.hyp import Hyp
 
@@ -137,7 +138,7 @@ def count_train_images(data: str, fraction: float = 1.0) -> int:
     return max(1, round(n * fraction)) if fraction < 1.0 else n
 
 
-def resolve_config(cfg: "TrainConfig") -> tuple["TrainConfig", Recipe]:
+def resolve_config(cfg: TrainConfig) -> tuple[TrainConfig, Recipe]:
     """A config with ``auto`` resolved (concrete optimizer / nbs / close_mosaic, the hyp as a dict).
 
     For callers that start many runs from one config (``tune``): every run then trains the same
@@ -153,9 +154,9 @@ def resolve_config(cfg: "TrainConfig") -> tuple["TrainConfig", Recipe]:
     return resolved, recipe
 
 
-def train_flags(cfg: "TrainConfig") -> str:
+def train_flags(cfg: TrainConfig) -> str:
     """The command-line flags that repeat a resolved config's recipe (for printed hints)."""
     return f"--optimizer {cfg.optimizer} --nbs {cfg.nbs} --close-mosaic {cfg.close_mosaic}"
 
 
-__all__ = ["Recipe", "resolve_recipe", "resolve_config", "count_train_images", "train_flags", "fitted_adamw_lr", "auto_close_mosaic", "AUTO", "SHORT_RUN_BATCHES"]
+__all__ = ["AUTO", "SHORT_RUN_BATCHES", "Recipe", "auto_close_mosaic", "count_train_images", "fitted_adamw_lr", "resolve_config", "resolve_recipe", "train_flags"]

@@ -27,8 +27,8 @@ run's ``args.yaml`` / ``hyp.yaml`` and checkpoint, so ``--resume`` continues the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from modyolo.engine.hyp import Hyp

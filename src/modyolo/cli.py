@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as e:
                 # User-caused errors (bad YAML, missing or read-only path, full disk, corrupt model
                 # file) carry their own fix: one line, the traceback only at DEBUG (run log, --verbose).
-                message = user_message(e)
+                message = user_message(e, getattr(args, "weights", None))
                 if message is None or os.environ.get("MODYOLO_DEBUG"):
                     raise
                 logging.getLogger("modyolo.cli").debug("modyolo %s failed", verb, exc_info=True)

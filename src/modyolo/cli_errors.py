@@ -44,13 +44,18 @@ def _os_message(e: OSError) -> str:
     return text
 
 
-def user_message(e: BaseException) -> str | None:
-    """One line for an error the user caused (with the path and the fix), or None for a bug."""
+def user_message(e: BaseException, model_path: object = None) -> str | None:
+    """One line for an error the user caused (with the path and the fix), or None for a bug.
+
+    ``model_path``: the verb's ``--weights`` (named in a corrupt-model message, whose library
+    error does not say which file it was reading).
+    """
     cls = type(e)
     if isinstance(e, OSError):
         return _os_message(e)
     if cls.__name__ == "DecodeError" or cls.__module__.startswith(("google.protobuf", "onnxruntime", "onnx")):
-        return f"not a valid ONNX model ({cls.__name__}: {e}); re-export it with 'modyolo export'"
+        where = f"{model_path}: " if isinstance(model_path, str) and model_path else ""
+        return f"{where}not a valid ONNX model ({cls.__name__}: {e}); re-export it with 'modyolo export'"
     if isinstance(e, RuntimeError) and any(m in str(e) for m in _CORRUPT_MODEL_MARKERS):
         first = str(e).strip().splitlines()[0] if str(e).strip() else cls.__name__
         return (f"not a readable model file ({first}); the file is truncated or of another format: "

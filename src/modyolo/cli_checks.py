@@ -52,6 +52,7 @@ class Rule:
 # dest -> rule. Values a verb documents as special (train --batch-size -1 = auto) are allowed.
 RULES: dict[str, Rule] = {
     "imgsz": Rule(MIN_IMG, 16384, why=f"pixels, rounded up to a multiple of {STRIDE}"),
+    "img": Rule(MIN_IMG, 16384, why=f"pixels, rounded up to a multiple of {STRIDE}"),  # profile, data, reparam
     "batch_size": Rule(1, 4096),
     "workers": Rule(0, 256),
     "fraction": Rule(0, 1, open_lo=True, why="share of the train set"),
@@ -85,6 +86,7 @@ RULES: dict[str, Rule] = {
     "opset": Rule(7, 30),
     "evolve": Rule(0, None),
     "max_drop": Rule(0, None),
+    "int8_max_drop": Rule(0, None),
     "classes": Rule(0, None, why="class ids"),
     "gpus_per_job": Rule(0, None, open_lo=True),
 }
@@ -123,7 +125,7 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser, verb: 
                 continue  # train --batch-size -1: automatic batch size, as in yolov5
             if not rule.ok(v):
                 parser.error(f"argument {_flag(parser, dest)}: {v:g} is out of range; allowed: {rule.describe()}")
-        if dest == "imgsz" and value is not None:
+        if dest in ("imgsz", "img") and value is not None:
             flag = _flag(parser, dest)
             if isinstance(value, list):
                 setattr(args, dest, [_round_img(int(v), flag, verb) for v in value])

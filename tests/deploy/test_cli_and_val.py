@@ -31,10 +31,16 @@ def test_cli_writes_both_formats(checkpoint, tmp_path, capsys):
         assert backend.batch_size == 2 and backend.names == ["a", "b", "c"]
 
 
-def test_cli_reports_a_bad_size_without_traceback(checkpoint, tmp_path, capsys):
+def test_cli_rounds_a_bad_size_like_every_verb(checkpoint, tmp_path, capsys):
+    """The CLI rounds --img up to the stride (modyolo.cli_checks); the API refuses with the fix."""
+    from modyolo.deploy.export import export
+
     rc = main(["export", "--weights", str(checkpoint), "--img", "100", "--out-dir", str(tmp_path)])
-    assert rc == 1
-    assert "use --img 128 128" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert rc == 0 and "rounded up to 128" in captured.out + captured.err
+    assert load_backend(tmp_path / "best.onnx").imgsz == (128, 128)
+    with pytest.raises(ValueError, match="use --img 128 128"):
+        export(checkpoint, imgsz=100, out_dir=tmp_path)
 
 
 def test_validation_through_onnx_equals_the_pt(checkpoint, tmp_path):

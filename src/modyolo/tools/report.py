@@ -43,7 +43,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:1.6em;borde
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
 th,td{border:1px solid #ccc;padding:4px 9px;text-align:right;vertical-align:top}
 th{background:#f2f4f7}td:first-child,th:first-child{text-align:left;white-space:nowrap}
-td.best{font-weight:bold;background:#eaf6ea}td.err{color:#b00020;text-align:left;max-width:380px;font-size:.85em}
+td:not(.err){white-space:nowrap}td.best{font-weight:bold;background:#eaf6ea}td.err{color:#b00020;text-align:left;max-width:380px;font-size:.85em}
 tr.failed td{background:#fff3f3}
 .meta{color:#555;font-size:.9em}.swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;
      margin-right:.4em;vertical-align:-.1em}

@@ -206,5 +206,41 @@ def measure_runners(runners: dict[str, Callable[[], Any]], protocol: LatencyProt
     return {name: Latency.from_times(t, name) for name, t in times.items()}
 
 
-__all__ = ["LatencyProtocol", "Latency", "measure_torch", "measure_onnx", "measure_runners", "export_onnx",
-           "fused_copy"]
+def measure_formats(models: dict[str, nn.Module], protocol: LatencyProtocol, out_dir: Path,
+                    formats: tuple[str, ...] = ("torch", "torch_cl", "torch_bf16", "onnx", "openvino")) -> dict[str, Latency]:
+    """The fastest inference format of each model: the hook for ``compare``'s "fastest valid format".
+
+    Every (model, format) pair of :mod:`modyolo.tools.benchmark` is timed in one round-robin loop
+    under ``protocol`` (forward only, batch ``protocol.batch``). Returns name -> the fastest
+    format's :class:`Latency` with ``layout`` set to the format's name and ``all_layouts`` holding
+    every format's median. The default formats are the exact ones (fp32) plus bf16 where the CPU
+    computes it natively; INT8 is left out because it is only valid after its mAP check
+    (``modyolo benchmark --data``). Formats whose package is missing are skipped (logged).
+    """
+    from modyolo.engine.checkpoint import save_checkpoint
+    from modyolo.tools.benchmark import available_formats, build_runners
+
+    chosen = available_formats(list(formats), int8=False)
+    x = torch.rand(protocol.batch, 3, protocol.imgsz, protocol.imgsz, generator=torch.Generator().manual_seed(0))
+    runners: dict[str, Callable[[], Any]] = {}
+    for name, model in models.items():
+        folder = Path(out_dir) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        ckpt = save_checkpoint(folder / "model.pt", model=model, epoch=0,
+                               names=list(getattr(model, "names", [])) or None, model_yaml=model.yaml)
+        built = build_runners(ckpt, chosen, protocol.imgsz, folder, protocol.resolved_threads(), None, 1.0, 0)
+        for fmt, (run, _) in built.items():
+            runners[f"{name}\0{fmt}"] = (lambda r=run: r(x))
+    timed = measure_runners(runners, protocol)
+    out: dict[str, Latency] = {}
+    for name in models:
+        per = {fmt: timed[f"{name}\0{fmt}"] for fmt in chosen}
+        best_fmt = min(per, key=lambda f: per[f].median_ms)
+        best = per[best_fmt]
+        best.layout, best.all_layouts = best_fmt, {f: lat.median_ms for f, lat in per.items()}
+        out[name] = best
+    return out
+
+
+__all__ = ["LatencyProtocol", "Latency", "measure_torch", "measure_onnx", "measure_runners", "measure_formats",
+           "export_onnx", "fused_copy"]

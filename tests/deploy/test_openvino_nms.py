@@ -136,3 +136,12 @@ def test_nms_refused_for_torchscript(checkpoint, tmp_path, capsys):
 
 def ref_names(checkpoint) -> list[str]:
     return list(load_backend(checkpoint).names)
+
+
+def test_val_augment_refused_for_nms_graph(checkpoint, shapes, tmp_path, capsys):
+    from modyolo.deploy.export import export
+
+    onnx = export(checkpoint, include=("onnx",), imgsz=IMG, nms=True, out_dir=tmp_path)["onnx"]
+    rc = main(["val", "--weights", str(onnx), "--data", str(shapes), "--img", str(IMG), "--augment",
+               "--workers", "0", "--project", str(tmp_path), "--no-plots"])
+    assert rc == 1 and "NMS inside its graph" in capsys.readouterr().err

@@ -268,6 +268,10 @@ class TTAModel(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module, stride: int) -> None:
         super().__init__()
+        if getattr(model, "end2end", False):
+            raise ValueError(f"--augment: {getattr(model, 'path', 'this model')} has NMS inside its graph (exported "
+                             "with --nms) and returns final detections, which cannot be merged across scales; "
+                             "validate a model exported without --nms")
         self.model, self.stride = model, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

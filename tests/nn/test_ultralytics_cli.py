@@ -123,3 +123,30 @@ def test_nms_free_head_trains_both_branches_and_outputs_final_detections(shapes,
                  "--project", str(tmp_path / "runs"), "--name", "e2e", *common]) == 0
     assert main(["val", "--weights", str(tmp_path / "runs" / "e2e" / "weights" / "last.pt"), *common]) == 0
     capsys.readouterr()
+
+
+def test_compare_runs_the_three_heads_side_by_side_with_nms_in_latency_where_needed(shapes, tmp_path, monkeypatch):
+    import modyolo.eval.nms as nms_module
+    from modyolo.tools.compare import compare
+    from modyolo.tools.latency import LatencyProtocol, measure_torch
+
+    cfgs = []
+    for name in ("yolov5n.yaml", "yolov8n.yaml", "yolo11n-e2e.yaml"):
+        cfg, _ = load_model_yaml(name)
+        cfg.update(width_multiple=0.125, depth_multiple=0.33)
+        path = tmp_path / f"tiny-{Path(name).stem}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        cfgs.append(str(path))
+    protocol = LatencyProtocol(imgsz=64, warmup=1, runs=3, threads=1)
+    result = compare(cfgs, data=shapes, train=dict(epochs=1, imgsz=64, batch_size=4, workers=0, max_batches=2,
+                                                     noplots=True, seed=0),
+                     protocol=protocol, project=tmp_path / "compare", samples=1, verbose=False)
+    assert [r.status for r in result.results] == ["ok"] * 3, [r.error for r in result.results]
+    assert all(r.latency_torch.median_ms > 0 and 0 <= r.map50_95 <= 1 for r in result.results)
+
+    calls = []
+    real = nms_module.non_max_suppression
+    monkeypatch.setattr(nms_module, "non_max_suppression", lambda *a, **k: calls.append(1) or real(*a, **k))
+    models = {"af": DetectionModel(cfgs[1]), "e2e": DetectionModel(cfgs[2])}
+    measure_torch(models, LatencyProtocol(imgsz=64, warmup=0, runs=2, threads=1, layout="nchw"))
+    assert len(calls) == 2  # the anchor-free model's two runs pay NMS; the NMS-free model's do not

@@ -65,6 +65,7 @@ class LatencyProtocol:
             ort = ""
         return (f"latency protocol: device {self.device} ({cpu}), {self.resolved_threads()} threads, batch {self.batch}, "
                 f"image {self.imgsz}x{self.imgsz}, fp32, Conv+BN fused, inference_mode, layout {self.layout}, "
+                f"PyTorch figures include NMS (conf {NMS_CONF}, iou {NMS_IOU}) for heads that need it, "
                 f"warm-up {self.warmup}, median of {self.runs} runs{note}, variants timed round-robin; "
                 f"torch {torch.__version__}{ort}")
 
@@ -117,10 +118,24 @@ class _Threads:
         torch.set_num_threads(self.old)
 
 
+# detect's settings: what a deployed detector pays for NMS on every image
+NMS_CONF, NMS_IOU = 0.25, 0.45
+
+
 def _torch_runner(model: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
+    """One forward, plus NMS when the model's head needs it (an NMS-free head's output is final)."""
+    from modyolo.eval.nms import non_max_suppression
+
+    head = getattr(model, "head", None)
+    needs_nms = head is not None and bool(getattr(head, "needs_nms", True))
+
     def run() -> Any:
         with torch.inference_mode():
-            return model(x)
+            out = model(x)
+            if needs_nms:
+                pred = out[0] if isinstance(out, (tuple, list)) else out
+                return non_max_suppression(pred.float(), NMS_CONF, NMS_IOU)
+            return out
     return run
 
 

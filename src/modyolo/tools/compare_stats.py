@@ -236,6 +236,9 @@ def compare_stats(runs: dict[str, dict[int, Records]], n_boot: int = 1000, alpha
     aligned = {v: {s: (r if r.paths == paths else r.reorder(paths)) for s, r in seeds.items()}
                for v, seeds in runs.items()}
     n = len(paths)
+    if n == 0:
+        return CompareStats({}, {}, [], {}, 0, n_boot, alpha, rng_seed,
+                            notes + ["no val image was validated by every run: no intervals or tests"])
     seed_lists = {v: list(s) for v, s in aligned.items()}
     groups: list[tuple[int, ...]] = []
     for seeds in seed_lists.values():

@@ -175,7 +175,18 @@ def benchmark(weights: str | Path, data: str | None = None, imgsz: int = 640, fo
         for f, (run, path) in runners.items():
             m = map50_95(run, data, imgsz, workers) if (data and measure_map) else None
             rows.append(FormatResult(f, lat[f].median_ms, lat[f].p10_ms, lat[f].p90_ms, size_mb(path), m, str(path)))
-    return rows, protocol.describe().replace("fp32, ", "").replace("layout nchw", "each format's own precision/layout")
+    return rows, describe(protocol)
+
+
+def describe(protocol) -> str:
+    """The protocol line printed above the table (forward only: every format's NMS would be the same)."""
+    import platform
+
+    note = "" if protocol.runs >= 20 else " (below the protocol's 20: indicative only)"
+    return (f"latency protocol: cpu ({platform.processor() or platform.machine()}), {protocol.resolved_threads()} "
+            f"threads for every engine, batch {protocol.batch}, image {protocol.imgsz}x{protocol.imgsz}, forward only "
+            f"(no NMS), each format in its own precision/layout, warm-up {protocol.warmup}, median of {protocol.runs} "
+            f"interleaved rounds{note}; torch {torch.__version__}")
 
 
 def fastest_valid(rows: list[FormatResult], max_drop: float = 1.0) -> FormatResult:

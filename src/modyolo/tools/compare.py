@@ -269,7 +269,7 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
         out.files["errors"] = errors_log
     print("\n" + out.table)  # the outcome is printed even with --quiet (verbose=False): table, failures, files
     if stats is not None and len(stats.variants) > 1:
-        say("\n" + "\n".join(stats.sentences()))
+        print("\n" + "\n".join(stats.sentences()))  # the conclusions are part of the outcome
     if any(r.per_class for r in results):
         say("\nper-class AP50-95\n" + format_terminal(*per_class_rows(results)))
     say(protocol.describe())

@@ -145,3 +145,18 @@ def test_val_augment_refused_for_nms_graph(checkpoint, shapes, tmp_path, capsys)
     rc = main(["val", "--weights", str(onnx), "--data", str(shapes), "--img", str(IMG), "--augment",
                "--workers", "0", "--project", str(tmp_path), "--no-plots"])
     assert rc == 1 and "NMS inside its graph" in capsys.readouterr().err
+
+
+def test_dynamic_nms_graph_runs_other_batches_and_sizes(checkpoint, tmp_path):
+    from modyolo.deploy.export import export
+    from modyolo.deploy.nms_graph import compare_detections, split_detections
+    from modyolo.eval.nms import non_max_suppression
+
+    xml = export(checkpoint, include=("openvino",), imgsz=IMG, dynamic=True, nms=True, max_det=30,
+                 out_dir=tmp_path)["openvino"]
+    backend = load_backend(xml)
+    x = torch.rand(3, 3, IMG + 32, IMG, generator=torch.Generator().manual_seed(8))
+    dets, num = backend(x, 0.002, 0.5, True)
+    assert dets.shape == (3, 30, 6)
+    want = non_max_suppression(load_backend(checkpoint)(x), 0.002, 0.5, multi_label=True, max_det=30)
+    assert compare_detections(want, split_detections(dets, num), slack=0.02) is None

@@ -48,9 +48,14 @@ def run(args: argparse.Namespace) -> int:
         if args.split and not getattr(cfg, split):
             raise ValueError(f"{cfg.source}: key '{split}': no such split")
     if args.action == "verify":
-        logging.getLogger("modyolo.data").setLevel(logging.ERROR)  # the report is printed below instead
-        results = [_verify(split, getattr(cfg, split), cfg.nc, not args.no_cache, args.strict)
-                   for split in splits if getattr(cfg, split)]
+        data_logger = logging.getLogger("modyolo.data")
+        level = data_logger.level
+        data_logger.setLevel(logging.ERROR)  # the report is printed below instead
+        try:
+            results = [_verify(split, getattr(cfg, split), cfg.nc, not args.no_cache, args.strict)
+                       for split in splits if getattr(cfg, split)]
+        finally:
+            data_logger.setLevel(level)  # in-process callers (tests, api) keep their logging
         return 1 if any(results) else 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return _show(args, getattr(cfg, splits[0]), cfg.names)

@@ -42,7 +42,7 @@ def coco_to_yolo(json_path: str | Path, images_dir: str | Path, out_dir: str | P
             anns[a["image_id"]].append(a)
         else:
             LOGGER.warning("%s: annotation %r has no image_id; skipped", json_path, a)
-    n_skipped = 0
+    n_skipped, n_images = 0, 0
     for im in coco["images"]:
         try:
             w, h, rel = float(im["width"]), float(im["height"]), Path(str(im["file_name"]))
@@ -51,6 +51,7 @@ def coco_to_yolo(json_path: str | Path, images_dir: str | Path, out_dir: str | P
         except (KeyError, TypeError, ValueError) as e:
             LOGGER.warning("%s: image entry %r lacks a valid width/height/file_name (%s); skipped", json_path, im, e)
             continue
+        n_images += 1
         rows = []
         for a in anns.get(im.get("id"), []):
             if skip_crowd and a.get("iscrowd", 0):
@@ -71,8 +72,10 @@ def coco_to_yolo(json_path: str | Path, images_dir: str | Path, out_dir: str | P
                                json_path, rel, images_dir)
                 continue
             link_or_copy(src, out_dir / "images" / split / rel)
-    LOGGER.info("%s: %d images converted to %s (%d annotations skipped)", json_path, len(coco["images"]),
-                out_dir, n_skipped)
+    if coco["images"] and not n_images:
+        raise ValueError(f"{json_path}: none of its {len(coco['images'])} image entries could be converted "
+                         "(see the warnings above); is this a COCO detection file?")
+    LOGGER.info("%s: %d images converted to %s (%d annotations skipped)", json_path, n_images, out_dir, n_skipped)
     return names
 
 

@@ -39,13 +39,12 @@ def parse_voc_xml(path: Path) -> tuple[str, tuple[int, int], list[tuple[str, lis
 
 
 def _find_image(voc: Path, filename: str, stem: str) -> Path | None:
-    cand = voc / "JPEGImages" / filename
-    if cand.is_file():
-        return cand
-    for ext in IMG_FORMATS:
-        cand = voc / "JPEGImages" / f"{stem}.{ext}"
-        if cand.is_file():
-            return cand
+    for cand in (voc / "JPEGImages" / filename, *(voc / "JPEGImages" / f"{stem}.{ext}" for ext in IMG_FORMATS)):
+        try:
+            if cand.is_file():
+                return cand
+        except (OSError, ValueError):  # a <filename> too long or with a NUL byte: not a file there
+            continue
     return None
 
 

@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # torch/torchvision are pinned: other versions download gigabytes or break torchvision's ops.
 PIPC   := $(PIP) install --constraint constraints.txt
 
-.PHONY: demo test venv venv-test report-check clean
+.PHONY: demo test lint venv venv-test report-check clean
 
 $(VENV)/.core: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ demo: $(VENV)/.core
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q -n 2 --timeout 900
+
+# ruff (lint + format check) and mypy (nn/, engine/, eval/), pinned in the `lint` extra that `dev` includes.
+LINT_PATHS := src tests benchmarks
+lint: $(VENV)/.test
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 # Render a compare report in real headless Chromium (Debian's package) and keep the screenshot.
 report-check: $(VENV)/.test

@@ -121,7 +121,18 @@ def test_nms_free_head_trains_both_branches_and_outputs_final_detections(shapes,
     common = ["--data", shapes, "--img", "64", "--workers", "0"]
     assert main(["train", "--cfg", "yolo11n-e2e.yaml", "--epochs", "1", "--batch", "4", "--noplots",
                  "--project", str(tmp_path / "runs"), "--name", "e2e", *common]) == 0
-    assert main(["val", "--weights", str(tmp_path / "runs" / "e2e" / "weights" / "last.pt"), *common]) == 0
+    last = tmp_path / "runs" / "e2e" / "weights" / "last.pt"
+    assert main(["val", "--weights", str(last), *common]) == 0
+    # export: the graph outputs final detections with the NMS graph's I/O (checked against PyTorch,
+    # tie-tolerant), and val / detect read it back without NMS
+    assert main(["export", "--weights", str(last), "--img", "64", "--out-dir", str(tmp_path / "x")]) == 0
+    from modyolo.deploy.backends import load_backend
+
+    backend = load_backend(tmp_path / "x" / "last.onnx", device="cpu")
+    assert backend.end2end
+    dets, num = backend(torch.rand(1, 3, 64, 64), 0.001, 0.6, True)
+    assert dets.shape[-1] == 6 and int(num[0]) <= dets.shape[1]
+    assert main(["val", "--weights", str(tmp_path / "x" / "last.onnx"), *common]) == 0
     capsys.readouterr()
 
 

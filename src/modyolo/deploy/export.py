@@ -26,11 +26,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from modyolo import __version__
 from modyolo.deploy.diagnose import Attempt, ExportError, explain_failure, quiet_exporter, short_reason
 from modyolo.deploy.metadata import TORCHSCRIPT_FILE, ExportMetadata
 from modyolo.deploy.prepare import load_model, prepare_for_export
+from modyolo.nn.heads import needs_nms
 from modyolo.nn.model import DetectionModel
 
 LOGGER = logging.getLogger("modyolo")
@@ -86,6 +88,11 @@ def export(weights_or_model: str | Path | DetectionModel, include: Iterable[str]
     model = prepare_for_export(source_model)
     if nms:
         _check_nms_head(model)
+    if not needs_nms(model.head):  # an NMS-free head: the graph ends in final detections anyway
+        if "torchscript" in include:
+            raise ValueError(f"{model.source}: the NMS-free head exports to ONNX / OpenVINO graphs that output "
+                             "final detections; export TorchScript from a model with an NMS head")
+        nms, max_det = True, int(model.head.max_det)
     size = check_imgsz(imgsz, model)
     x = _example(batch_size, size, seed=0)
     check_x = _example(2, (size[0] + int(model.stride.max()), size[1]), seed=1) if dynamic else x
@@ -246,7 +253,13 @@ def _graph_io(model: DetectionModel, x: torch.Tensor, meta: ExportMetadata, dyna
     from modyolo.deploy.nms_graph import INPUTS, OUTPUTS, EndToEnd, threshold_inputs
 
     axes = {"images": {0: "batch", 2: "height", 3: "width"}, "detections": {0: "batch"}, "num_dets": {0: "batch"}}
-    return (EndToEnd(model, meta.max_det).eval(), (x, *threshold_inputs(0.25, 0.45, False)), list(INPUTS), list(OUTPUTS),
+    if not needs_nms(model.head):
+        from modyolo.deploy.nms_free_graph import NmsFreeGraph
+
+        net: nn.Module = NmsFreeGraph(model)
+    else:
+        net = EndToEnd(model, meta.max_det)
+    return (net.eval(), (x, *threshold_inputs(0.25, 0.45, False)), list(INPUTS), list(OUTPUTS),
             axes if dynamic else None)
 
 
@@ -259,6 +272,14 @@ def verify_end_to_end(model: DetectionModel, inputs: list[torch.Tensor], run, ma
     keeps the same detections as ``non_max_suppression(model(x))`` at val's and detect's settings."""
     from modyolo.deploy.nms_graph import compare_detections, split_detections
     from modyolo.eval.nms import non_max_suppression
+
+    if not needs_nms(model.head):  # NMS-free: the reference is the model's own top-k detections
+        from modyolo.deploy.nms_free_graph import verify_nms_free
+
+        problem = verify_nms_free(model, inputs, run, NMS_CHECKS)
+        if problem:
+            raise ExportError(f"the exported NMS-free graph's {problem}")
+        return
 
     for x in inputs:
         with torch.no_grad():

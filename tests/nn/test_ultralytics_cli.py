@@ -161,3 +161,15 @@ def test_compare_runs_the_three_heads_side_by_side_with_nms_in_latency_where_nee
     models = {"af": DetectionModel(cfgs[1]), "e2e": DetectionModel(cfgs[2])}
     measure_torch(models, LatencyProtocol(imgsz=64, warmup=0, runs=2, threads=1, layout="nchw"))
     assert len(calls) == 2  # the anchor-free model's two runs pay NMS; the NMS-free model's do not
+
+
+def test_bare_anchor_free_state_dict_exports_with_its_class_count(tmp_path, capsys):
+    """A state_dict in ultralytics' layout (what its .pt's state_dict() gives) for 5 classes exports
+    with the shipped nc=80 YAML: the class count is read from the head's class branch."""
+    torch.save(DetectionModel("yolov8n.yaml", nc=5).state_dict(), tmp_path / "sd.pt")
+    assert main(["export", "--weights", str(tmp_path / "sd.pt"), "--cfg", "yolov8n.yaml", "--img", "64",
+                 "--out-dir", str(tmp_path / "x")]) == 0
+    from modyolo.deploy.backends import load_backend
+
+    assert load_backend(tmp_path / "x" / "sd.onnx", device="cpu").metadata.nc == 5
+    capsys.readouterr()

@@ -54,8 +54,10 @@ def load_model(weights: str | Path, cfg: str | Path | dict | None = None) -> Det
 def _nc_of(state: Mapping[str, torch.Tensor]) -> int | None:
     """The class count a state_dict's Detect head was trained for (None if it has no head)."""
     anchors = [k for k in state if k.endswith(".anchors")]
-    if not anchors:
-        return None
+    if not anchors:  # the anchor-free head (ultralytics' layout): its class branch ends in Conv2d(c, nc)
+        cls_out = [k for k in state if k.endswith(".cv3.0.2.weight")
+                   and k[: -len("cv3.0.2.weight")] + "cv2.0.2.weight" in state]
+        return int(state[cls_out[-1]].shape[0]) if cls_out else None
     prefix = anchors[-1][: -len("anchors")]
     conv = state.get(f"{prefix}m.0.weight")
     if conv is None:

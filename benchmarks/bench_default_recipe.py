@@ -43,7 +43,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import bench_train
+import bench_train  # noqa: E402  (the sibling benchmark, importable once HERE is on sys.path)
 
 RUNS = ("yolov5n-default", "swap-default", "yolov5n-yolov5-recipe", "ultralytics-yolo11n")
 METRIC_KEYS = bench_train.METRIC_KEYS
@@ -154,7 +154,8 @@ def run_ultralytics_child(options: dict[str, Any], threads: int, config_dir: Pat
     t0 = time.perf_counter()
     model.train(data=options["data"], epochs=options["epochs"], imgsz=options["imgsz"], batch=options["batch_size"],
                 seed=options["seed"], workers=options["workers"], project=options["project"], name=options["name"],
-                exist_ok=True, plots=False, verbose=False, **({"device": options["device"]} if options["device"] else {}))
+                exist_ok=True, plots=False, verbose=False,
+                **({"device": options["device"]} if options["device"] else {}))
     wall = time.perf_counter() - t0
     tr = model.trainer
     group = tr.optimizer.param_groups[0]
@@ -194,7 +195,8 @@ def run_one(name: str, args: argparse.Namespace, data_yaml: Path, workdir: Path,
     row = bench_train._launch(cmd, out, log, args.threads)
     if "error" not in row:
         m = row["metrics"]
-        print(f"[bench_default_recipe] {name}: {row['train_images_per_s']:.1f} img/s, wall {row['wall_seconds']:.0f} s, "
+        print(f"[bench_default_recipe] {name}: {row['train_images_per_s']:.1f} img/s, "
+              f"wall {row['wall_seconds']:.0f} s, "
               f"mAP50 {m['mAP50']:.3f}, mAP50-95 {m['mAP50-95']:.3f}", file=sys.stderr, flush=True)
     return row
 

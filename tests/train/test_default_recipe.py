@@ -83,7 +83,8 @@ def test_yolov5_flags_give_yolov5s_optimizer_schedule_and_warmup(train_kwargs, t
     nb = len(trainer.train_loader)
     nw = max(round(hyp.warmup_epochs * nb), 100)
     assert trainer.schedule.warmup_iters == nw
-    lf = lambda x: (1 - x / epochs) * (1.0 - hyp.lrf) + hyp.lrf
+    def lf(x):
+        return (1 - x / epochs) * (1.0 - hyp.lrf) + hyp.lrf
     for ni, epoch in ((0, 0), (1, 0), (37, 3), (nw, 4)):
         trainer.schedule.set_epoch(epoch)
         got = trainer.schedule.warmup(ni, epoch)

@@ -45,12 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--freeze-schedule", default="", help="'10:0-9' = layers 0-9 frozen for 10 epochs, then trained")
     p.add_argument("--recipe", default="", help="staged training recipe YAML (see modyolo.engine.recipe)")
     p.add_argument("--nbs", type=int, default=d.nbs,
-                   help="nominal batch size gradients accumulate to (0 = auto: 64 as yolov5, the batch for auto's AdamW)")
+                   help="nominal batch size gradients accumulate to "
+                   "(0 = auto: 64 as yolov5, the batch for auto's AdamW)")
     p.add_argument("--fraction", type=float, default=d.fraction, help="seeded random fraction of the train set")
     p.add_argument("--save-period", type=int, default=d.save_period, help="save a checkpoint every N epochs")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--close-mosaic", type=int, default=d.close_mosaic,
-                   help="no mosaic in the last N epochs (-1 = auto: min(10, epochs // 3) with --optimizer auto, else 0)")
+                   help="no mosaic in the last N epochs "
+                   "(-1 = auto: min(10, epochs // 3) with --optimizer auto, else 0)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=d.precision,
                    help="auto: bf16 autocast on CPUs with native bf16, fp16 AMP on CUDA, else fp32")
     p.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="= --precision bf16")

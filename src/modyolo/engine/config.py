@@ -56,7 +56,7 @@ class TrainConfig:
     backbone_weights: str = ""  # local torchvision/timm weights for the backbone row
     partial_weights: bool = False  # accept backbone weights that do not fit; the report lists what stays random
     lr_scale: float = 1.0  # multiply lr0 (recipe stages)
-    nbs: int = 0  # nominal batch: gradients accumulate to it; 0 = auto (64 = yolov5 for SGD, the batch for auto's AdamW)
+    nbs: int = 0  # nominal batch gradients accumulate to; 0 = auto (SGD: 64 as yolov5; auto's AdamW: the batch)
     max_batches: int = 0  # stop each epoch after N batches (smoke tests, tuning); 0 = all
     verbose: bool = True
 

@@ -159,4 +159,5 @@ def train_flags(cfg: TrainConfig) -> str:
     return f"--optimizer {cfg.optimizer} --nbs {cfg.nbs} --close-mosaic {cfg.close_mosaic}"
 
 
-__all__ = ["AUTO", "SHORT_RUN_BATCHES", "Recipe", "auto_close_mosaic", "count_train_images", "fitted_adamw_lr", "resolve_config", "resolve_recipe", "train_flags"]
+__all__ = ["AUTO", "SHORT_RUN_BATCHES", "Recipe", "auto_close_mosaic", "count_train_images", "fitted_adamw_lr",
+           "resolve_config", "resolve_recipe", "train_flags"]

@@ -179,7 +179,7 @@ def write_report(results: Sequence[VariantResult], protocol: LatencyProtocol, sa
     headers, cells = display_rows(results)
     failed = {i for i, r in enumerate(results) if r.status != "ok"}
     settings = ", ".join(f"{k}={v}" for k, v in (train or {}).items() if k != "hyp")
-    hyp = (train or {}).get("hyp", "scratch-low")
+    hyp = (train or {}).get("hyp") or "default (--optimizer auto fits it; each run's hyp.yaml has the values)"
     hyp_text = hyp if isinstance(hyp, str) else ", ".join(f"{k}={v}" for k, v in (hyp or {}).items())
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p class=\"meta\">Training: {html.escape(settings)}.<br>"

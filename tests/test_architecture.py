@@ -160,7 +160,6 @@ KNOWN_CYCLES: set[str] = {
     "modyolo.deploy.backends <-> modyolo.deploy.export <-> modyolo.deploy.openvino_export <-> modyolo.deploy.quantize",
     "modyolo.engine.cli_train <-> modyolo.tools.tune",
     "modyolo.engine.default_callbacks <-> modyolo.engine.setup <-> modyolo.engine.trainer",
-    "modyolo.nn.blocks.external <-> modyolo.nn.pretrained",
     "modyolo.nn.inspect <-> modyolo.nn.model",
     "modyolo.tools.benchmark <-> modyolo.tools.latency",
 }

@@ -10,11 +10,13 @@ the model in one of three ways, tried in this order:
    fallback because timm flattens some module names in ``features_only`` models.
 2. **Same names**: a modyolo / yolov5 checkpoint of a model with the same backbone rows
    (``model.3.cv1.conv.weight``) transfers by name.
-3. **Native layouts**: a torchvision ResNet file onto ``ResNetStem``/``BasicBlock``/
-   ``ResNetBottleneck`` rows (``conv1``+``bn1`` -> the stem row, ``layer<k>`` -> the k-th stage
-   row, by name: the blocks keep torchvision's module names) and a torchvision MobileNetV2 file
-   onto ``ConvBNReLU`` + ``InvertedResidual`` rows (``features.0`` -> the stem, ``features.<k>``
-   -> the k-th InvertedResidual row). Where names differ (the stems, MobileNetV2's blocks) tensors
+3. **Native layouts**: a block family maps a foreign file onto its own rows through the
+   :class:`PretrainedMapping` classmethods it defines (``pretrained_layout``, optionally
+   ``pretrained_hint``), found through the block registry, so a new family brings its mapping in
+   its own file. The ResNet rows take a torchvision ResNet file (``conv1``+``bn1`` -> the stem row,
+   ``layer<k>`` -> the k-th stage row, by name: the blocks keep torchvision's module names), the
+   MobileNetV2 rows a torchvision MobileNetV2 file (``features.0`` -> the stem, ``features.<k>`` ->
+   the k-th InvertedResidual). Where names differ (the stems, MobileNetV2's blocks) tensors
    pair up in registration order, which those blocks keep identical to torchvision's; a pair
    counts only if its shape *and* tensor kind (``weight``, ``running_var``...) agree, so a
    misalignment shows up as mismatches, never as silent garbage.
@@ -35,12 +37,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Protocol
 
 import torch
 from torch import nn
 
+from modyolo.nn.registry import BLOCKS
+
 LOGGER = logging.getLogger("modyolo.nn.pretrained")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "ema")
+
+#: (file key prefixes, model key prefix) pairs: which tensors of a weights file go to which row.
+Groups = list[tuple[tuple[str, ...], str]]
 
 
 class WeightsMismatchError(ValueError):
@@ -287,8 +295,8 @@ def load_backbone_weights(model: nn.Module, path: str | Path, layer: int | None 
     if not groups:
         raise ValueError(
             f"{name}: no way to map this file onto the backbone: it is neither a modyolo/yolov5 "
-            "checkpoint of the same rows, nor a torchvision ResNet / MobileNetV2 state_dict for "
-            f"native rows, and the backbone has {len(adapters)} TorchVision/Timm rows (pass layer= to "
+            f"checkpoint of the same rows, nor a file a block family maps onto its rows ({_families_text()}), "
+            f"and the backbone has {len(adapters)} TorchVision/Timm rows (pass layer= to "
             f"choose one). File keys start {list(source)[:3]}")
     report = transfer_in_order(model, source, name, groups)
     mapped = tuple(p for prefixes, _ in groups for p in prefixes)
@@ -300,68 +308,94 @@ def load_backbone_weights(model: nn.Module, path: str | Path, layer: int | None 
                    _native_hint(model, source, where), partial)
 
 
-def _resnet_signature(kind: str, depths: list[int]) -> str:
-    names = {("BasicBlock", (2, 2, 2, 2)): "resnet18", ("BasicBlock", (3, 4, 6, 3)): "resnet34",
-             ("ResNetBottleneck", (3, 4, 6, 3)): "resnet50", ("ResNetBottleneck", (3, 4, 23, 3)): "resnet101",
-             ("ResNetBottleneck", (3, 8, 36, 3)): "resnet152"}
-    known = names.get((kind, tuple(depths)))
-    stages = "-".join(map(str, depths))
-    return f"{known} ({kind} stages {stages})" if known else f"{kind} stages {stages}"
+class WeightsAdapter(Protocol):
+    """A row that wraps a library's own network (``TorchVision``, ``Timm``): a file of that network
+    loads by name into ``net``; ``architecture_keys()`` lists the whole network's keys (the pruned
+    classifier included), so the file's leftovers can be told apart from a deeper network's."""
+
+    net: nn.Module
+
+    def architecture_keys(self) -> list[str]: ...
 
 
-def _native_hint(model: nn.Module, source: dict[str, torch.Tensor], where: str) -> str:
-    """What the file is and what the rows need, for the ResNet layouts; a generic fix otherwise."""
-    from modyolo.nn.blocks.resnet import BasicBlock, ResNetBottleneck
+class PretrainedMapping(Protocol):
+    """How a block family takes a foreign weights file (a torchvision ResNet file onto native ResNet
+    rows). Implemented as classmethods on the family's block classes, like ``from_row`` and ``fuse``;
+    :func:`native_layout` asks every registered block that has them, so a new family brings its mapping
+    in its own file and this module is not edited.
 
-    if "layer1.0.conv1.weight" not in source:
-        return (f"use a torchvision state_dict of the network the backbone rows of {where} mirror, "
-                "at width_multiple 1.0")
-    file_kind = "ResNetBottleneck" if "layer1.0.conv3.weight" in source else "BasicBlock"
-    file_depths = [len({k.split(".")[1] for k in source if k.startswith(f"layer{j}.")}) for j in range(1, 5)]
-    stages = [m for m in list(model.model)[:len(model.yaml["backbone"])]
-              if isinstance(m, nn.Sequential) and len(m) and isinstance(m[0], (BasicBlock, ResNetBottleneck))]
-    rows = (_resnet_signature(type(stages[0][0]).__name__, [len(m) for m in stages])
-            if stages else "not ResNet stages")
-    return (f"the file is a torchvision {_resnet_signature(file_kind, file_depths)}, the backbone rows of {where} "
-            f"are {rows}: use the matching torchvision file (at width_multiple and depth_multiple 1.0)")
+    ``pretrained_layout(backbone, source)``: ``backbone`` is the backbone rows' modules in order,
+    ``source`` the file's tensors; returns ``(file prefixes, model prefix)`` groups in order (stages
+    first to last; the stem, if any, via :func:`with_stem`), or ``None`` when the file is not this
+    family's. Within a group, tensors transfer by name where the model's keys carry the file's names
+    (``layer2.0.conv1`` -> ``model.2.0.conv1``), else pair up in registration order.
+
+    ``pretrained_hint(backbone, source, where)`` (optional): the fix to print when the file is this
+    family's but does not fit (``None`` when it has nothing specific to say).
+    """
+
+    pretrained_description: ClassVar[str]  # what files it takes, e.g. "a torchvision ResNet state_dict"
+
+    @classmethod
+    def pretrained_layout(cls, backbone: list[nn.Module], source: dict[str, torch.Tensor]) -> Groups | None: ...
+
+
+def first_block(module: nn.Module) -> nn.Module:
+    """The first block of a stage row (a ``Sequential`` of blocks), or the row's module itself."""
+    return module[0] if isinstance(module, nn.Sequential) and len(module) else module
+
+
+def with_stem(backbone: list[nn.Module], groups: Groups, first_stage: int, stem: tuple[str, ...]) -> Groups:
+    """``groups`` with the file's ``stem`` prefixes mapped onto the last row that has parameters
+    before row ``first_stage`` (the stem row, whatever block the YAML spells it with)."""
+    before = [i for i in range(first_stage) if any(True for _ in backbone[i].parameters())]
+    return ([(stem, f"model.{before[-1]}.")] if before else []) + groups
 
 
 def _is_adapter(module: nn.Module) -> bool:
-    from modyolo.nn.blocks.external import Timm, TorchVision
-
-    return isinstance(module, (TorchVision, Timm))
+    return isinstance(getattr(module, "net", None), nn.Module) and callable(getattr(module, "architecture_keys", None))
 
 
-def native_layout(model: nn.Module, source: dict[str, torch.Tensor]) -> list[tuple[tuple[str, ...], str]]:
-    """(source prefixes, target prefix) groups for a torchvision ResNet / MobileNetV2 file."""
-    from modyolo.nn.blocks.mobilenet import InvertedResidual
-    from modyolo.nn.blocks.resnet import BasicBlock, ResNetBottleneck
+def mapping_families() -> list[type]:
+    """Registered block classes that implement :class:`PretrainedMapping`, one per mapping (two blocks
+    sharing one classmethod, like ResNet's BasicBlock and ResNetBottleneck, count once). The families
+    are registered by the time a model exists (building one imports :mod:`modyolo.nn.blocks`)."""
+    seen, families = set(), []
+    for _, obj in BLOCKS.items():
+        layout = getattr(obj, "pretrained_layout", None)
+        func = getattr(layout, "__func__", layout)
+        if callable(layout) and func not in seen:
+            seen.add(func)
+            families.append(obj)
+    return families
 
-    n_backbone = len(model.yaml["backbone"])
-    modules = list(model.model)[:n_backbone]
 
-    def first_block(m: nn.Module) -> nn.Module:
-        return m[0] if isinstance(m, nn.Sequential) and len(m) else m
+def _backbone(model: nn.Module) -> list[nn.Module]:
+    return list(model.model)[:len(model.yaml["backbone"])]
 
-    if "layer1.0.conv1.weight" in source:
-        stages = [i for i, m in enumerate(modules) if isinstance(first_block(m), (BasicBlock, ResNetBottleneck))]
-        stem = ("conv1.", "bn1.")
-        # a stage row is always a Sequential of blocks, like torchvision's layer<k>
-        groups = [((f"layer{k}.",), f"model.{i}.") for k, i in zip(range(1, 5), stages)]
-    elif "features.1.conv.0.0.weight" in source or "features.1.conv.0.weight" in source:
-        stages = [i for i, m in enumerate(modules) if isinstance(first_block(m), InvertedResidual)]
-        stem = ("features.0.",)
-        groups, k = [], 1  # one torchvision block per InvertedResidual, also inside a repeated row
-        for i in stages:
-            blocks = len(modules[i]) if isinstance(modules[i], nn.Sequential) else 0
-            for j in range(max(blocks, 1)):
-                groups.append(((f"features.{k}.",), f"model.{i}.{j}." if blocks else f"model.{i}."))
-                k += 1
-    else:
-        return []
-    if not stages:
-        return []
-    before = [i for i in range(stages[0]) if any(True for _ in modules[i].parameters())]
-    if before:  # the row with parameters just before the first stage is the stem
-        groups.insert(0, (stem, f"model.{before[-1]}."))
-    return groups
+
+def native_layout(model: nn.Module, source: dict[str, torch.Tensor]) -> Groups:
+    """(source prefixes, target prefix) groups from the first block family whose mapping takes the file."""
+    backbone = _backbone(model)
+    for family in mapping_families():
+        groups = family.pretrained_layout(backbone, source)
+        if groups:
+            return groups
+    return []
+
+
+def _native_hint(model: nn.Module, source: dict[str, torch.Tensor], where: str) -> str:
+    """The fix for a misfit: the mapping family's own words where it has them, a generic one otherwise."""
+    backbone = _backbone(model)
+    for family in mapping_families():
+        hint = getattr(family, "pretrained_hint", None)
+        if hint is not None and family.pretrained_layout(backbone, source):
+            text = hint(backbone, source, where)
+            if text:
+                return text
+    return f"use a torchvision state_dict of the network the backbone rows of {where} mirror, at width_multiple 1.0"
+
+
+def _families_text() -> str:
+    return "; ".join(f"{getattr(f, 'pretrained_description', f.__name__)} for {f.__name__} rows"
+                     for f in mapping_families())

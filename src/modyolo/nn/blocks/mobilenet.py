@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from modyolo.nn.blocks.resnet import batch_norm  # torchvision eps 1e-5: see resnet.py
+from modyolo.nn.pretrained import Groups, first_block, with_stem
 from modyolo.nn.registry import BLOCKS
 from modyolo.nn.row import Channels, Row, YamlBlock
 
@@ -67,6 +68,26 @@ class InvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
         return x + y if self.use_residual else y
+
+    pretrained_description: ClassVar[str] = "a torchvision MobileNetV2 state_dict"
+
+    @classmethod
+    def pretrained_layout(cls, backbone: list[nn.Module], source: dict[str, torch.Tensor]) -> Groups | None:
+        """torchvision's ``features.0`` -> the stem row, ``features.<k>`` -> the k-th InvertedResidual
+        (one torchvision block per InvertedResidual, also inside a repeated row); paired in order."""
+        if "features.1.conv.0.0.weight" not in source and "features.1.conv.0.weight" not in source:
+            return None
+        stages = [i for i, m in enumerate(backbone) if isinstance(first_block(m), InvertedResidual)]
+        if not stages:
+            return None
+        groups: Groups = []
+        k = 1
+        for i in stages:
+            blocks = len(backbone[i]) if isinstance(backbone[i], nn.Sequential) else 0
+            for j in range(max(blocks, 1)):
+                groups.append(((f"features.{k}.",), f"model.{i}.{j}." if blocks else f"model.{i}."))
+                k += 1
+        return with_stem(backbone, groups, stages[0], ("features.0.",))
 
     @classmethod
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:

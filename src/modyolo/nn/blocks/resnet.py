@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from modyolo.nn.pretrained import Groups, first_block, with_stem
 from modyolo.nn.registry import BLOCKS
 from modyolo.nn.row import Channels, Row, YamlBlock
 
@@ -52,6 +53,15 @@ def fold(conv: nn.Conv2d, bn: nn.Module) -> tuple[nn.Conv2d, nn.Module]:
     return conv, bn
 
 
+def _resnet_signature(kind: str, depths: list[int]) -> str:
+    names = {("BasicBlock", (2, 2, 2, 2)): "resnet18", ("BasicBlock", (3, 4, 6, 3)): "resnet34",
+             ("ResNetBottleneck", (3, 4, 6, 3)): "resnet50", ("ResNetBottleneck", (3, 4, 23, 3)): "resnet101",
+             ("ResNetBottleneck", (3, 8, 36, 3)): "resnet152"}
+    known = names.get((kind, tuple(depths)))
+    stages = "-".join(map(str, depths))
+    return f"{known} ({kind} stages {stages})" if known else f"{kind} stages {stages}"
+
+
 def projection(c1: int, c2: int, s: int) -> nn.Module | None:
     """The shortcut branch: identity when shapes agree, else 1x1/s conv + BN (torchvision's 'B')."""
     if s == 1 and c1 == c2:
@@ -60,9 +70,35 @@ def projection(c1: int, c2: int, s: int) -> nn.Module | None:
 
 
 class _ResidualBlock(nn.Module):
-    """Shared fuse/forward of the two ResNet blocks: ``relu(body(x) + shortcut(x))``."""
+    """Shared fuse/forward of the two ResNet blocks: ``relu(body(x) + shortcut(x))``, and their
+    pretrained mapping (:class:`modyolo.nn.pretrained.PretrainedMapping`): a torchvision ResNet file."""
 
     downsample: nn.Module | None
+    pretrained_description: ClassVar[str] = "a torchvision ResNet state_dict"
+
+    @classmethod
+    def pretrained_layout(cls, backbone: list[nn.Module], source: dict[str, torch.Tensor]) -> Groups | None:
+        """torchvision's ``conv1``/``bn1`` -> the stem row, ``layer<k>`` -> the k-th stage row (by name)."""
+        if "layer1.0.conv1.weight" not in source:
+            return None
+        stages = [i for i, m in enumerate(backbone) if isinstance(first_block(m), _ResidualBlock)]
+        if not stages:
+            return None
+        # a stage row is always a Sequential of blocks, like torchvision's layer<k>
+        groups: Groups = [((f"layer{k}.",), f"model.{i}.") for k, i in zip(range(1, 5), stages)]
+        return with_stem(backbone, groups, stages[0], ("conv1.", "bn1."))
+
+    @classmethod
+    def pretrained_hint(cls, backbone: list[nn.Module], source: dict[str, torch.Tensor], where: str) -> str:
+        """Which ResNet the file is and which the rows are (resnet50 file, resnet18 rows)."""
+        file_kind = "ResNetBottleneck" if "layer1.0.conv3.weight" in source else "BasicBlock"
+        file_depths = [len({k.split(".")[1] for k in source if k.startswith(f"layer{j}.")}) for j in range(1, 5)]
+        stages = [m for m in backbone
+                  if isinstance(m, nn.Sequential) and len(m) and isinstance(m[0], _ResidualBlock)]
+        rows = (_resnet_signature(type(stages[0][0]).__name__, [len(m) for m in stages])
+                if stages else "not ResNet stages")
+        return (f"the file is a torchvision {_resnet_signature(file_kind, file_depths)}, the backbone rows of "
+                f"{where} are {rows}: use the matching torchvision file (at width_multiple and depth_multiple 1.0)")
 
     def _shortcut(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.downsample is None else self.downsample(x)

@@ -103,8 +103,8 @@ def _flag(parser: argparse.ArgumentParser, dest: str) -> str:
 def _round_img(value: int, flag: str, verb: str) -> int:
     rounded = math.ceil(value / STRIDE) * STRIDE
     if rounded != value:
-        LOGGER.warning("%s %s %d rounded up to %d (a multiple of the largest stride, %d); every verb rounds the same way",
-                       verb, flag, value, rounded, STRIDE)
+        LOGGER.warning("%s %s %d rounded up to %d (a multiple of the largest stride, %d); every verb rounds "
+                       "the same way", verb, flag, value, rounded, STRIDE)
     return rounded
 
 

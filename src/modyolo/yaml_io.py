@@ -40,7 +40,8 @@ def _max_expanded() -> int:
     try:
         return max(int(raw), 1) if raw else MAX_EXPANDED
     except ValueError:
-        raise ValueError(f"MODYOLO_YAML_MAX_EXPANDED={raw!r} is not an integer; unset it or give e.g. 5000000") from None
+        raise ValueError(f"MODYOLO_YAML_MAX_EXPANDED={raw!r} is not an integer; unset it or give e.g. "
+                         "5000000") from None
 
 
 class _BudgetLoader(yaml.SafeLoader):
@@ -88,7 +89,10 @@ def loads_yaml(text: str, source: str = "<string>") -> Any:
     if len(text) > MAX_BYTES:
         raise YamlLimitError(f"{source}: {len(text)} characters is over the {MAX_BYTES}-character limit for a YAML "
                              "file; is this really a model/data/hyp YAML?")
-    loader = _BudgetLoader(text, source)
+    try:
+        loader = _BudgetLoader(text, source)  # the reader checks characters already here
+    except yaml.YAMLError as e:
+        raise ValueError(f"{source}: not valid YAML ({e})") from e
     try:
         node = loader.get_single_node()
         if node is None:

@@ -23,7 +23,7 @@ import numpy as np
 
 BOMB = "\n".join(
     [f"a: &a [{', '.join(['lol'] * 9)}]"]
-    + [f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]) + "\n"
+    + [f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)]) + "\n"
 
 
 @dataclass
@@ -249,9 +249,8 @@ def _coco_val_only(env: Env, out: str) -> None:
 
 
 def _cache_damaged(env: Env) -> list[str]:
-    from modyolo.data.verify import scan
-
     from modyolo.data.formats.yolo import list_image_files
+    from modyolo.data.verify import scan
 
     files = list_image_files([env.ds / "images" / "train"])
     rep = scan(files, 5, progress=False)
@@ -270,6 +269,29 @@ def _cache_garbage(env: Env) -> list[str]:
 def _val_corrupt(env: Env) -> list[str]:
     _truncate(sorted((env.ds / "images" / "val").glob("*"))[0])
     return ["data", "verify", "--data", str(env.data)]
+
+
+
+def _flag_argv(verb: str, env: Env, *flag: str) -> list[str]:
+    """A command line of ``verb`` that would run but for ``flag``."""
+    if verb == "train":
+        return train(*flag)(env)
+    if verb == "val":
+        return val(None, *flag)(env)
+    if verb == "detect":
+        return detect(lambda e: str(e.ds / "images" / "val"), *flag)(env)
+    if verb == "profile":
+        return profile(lambda e: str(e.cfg), *flag)(env)
+    common = {"data": ["data", "show", "--data", str(env.data)], "export": ["export", "--weights", str(env.ckpt)],
+              "compare": ["compare", "--cfg", str(env.cfg)],
+              "tune": ["tune", "--data", str(env.data), "--cfg", str(env.cfg)],
+              "benchmark": ["benchmark", "--weights", str(env.ckpt)]}
+    return [*common[verb], *flag]
+
+
+def _flag_case(verb: str, flag: str, value: str) -> Case:
+    kind = f"flag_{verb}_{flag.strip('-').replace('-', '_')}_{value.replace('-', 'neg').replace('.', 'p')}"
+    return Case(kind, F, "error", lambda env: _flag_argv(verb, env, flag, value), 2, flag)
 
 
 BAD_ARGS = [  # model row arguments that must never be evaluated or crash
@@ -350,25 +372,15 @@ CASES: list[Case] = [
     Case("hyp_alias_bomb", H, "error", lambda e: train("--hyp", e.write("hyp.yaml", BOMB))(e), 1, "alias"),
     Case("hyp_value_text", H, "error", lambda e: train("--hyp", e.write("hyp.yaml", "lr0: fast\n"))(e), 1, "lr0"),
     # ---- flags (refused at parse time, before any work: exit 2)
-    *[Case(f"flag_{verb}_{flag.strip('-').replace('-', '_')}_{value.replace('-', 'neg').replace('.', 'p')}", F,
-           "error", (lambda verb, flag, value: lambda e: {
-               "train": train, "val": lambda *x: val(None, *x), "detect": lambda *x: detect(lambda e: str(e.ds / "images" / "val"), *x),
-               "profile": lambda *x: profile(lambda e: str(e.cfg), *x),
-               "data": lambda *x: (lambda e: ["data", "show", "--data", str(e.data), *x]),
-               "export": lambda *x: (lambda e: ["export", "--weights", str(e.ckpt), *x]),
-               "compare": lambda *x: (lambda e: ["compare", "--cfg", str(e.cfg), *x]),
-               "tune": lambda *x: (lambda e: ["tune", "--data", str(e.data), "--cfg", str(e.cfg), *x]),
-               "benchmark": lambda *x: (lambda e: ["benchmark", "--weights", str(e.ckpt), *x]),
-           }[verb](flag, value)(e))(verb, flag, value), 2, flag)
-      for verb, flag, value in [
-          ("train", "--img", "0"), ("train", "--img", "-64"), ("train", "--batch-size", "0"),
-          ("train", "--batch-size", "-5"), ("train", "--workers", "-1"), ("train", "--fraction", "0"),
-          ("train", "--fraction", "1.5"), ("train", "--fraction", "nan"), ("train", "--epochs", "0"),
-          ("train", "--epochs", "-1"), ("train", "--label-smoothing", "2"), ("train", "--patience", "-1"),
-          ("val", "--batch-size", "0"), ("val", "--conf-thres", "1.5"), ("val", "--iou-thres", "-0.1"),
-          ("detect", "--max-det", "0"), ("detect", "--vid-stride", "0"), ("export", "--img", "0"),
-          ("export", "--batch-size", "0"), ("profile", "--nc", "0"), ("data", "--n", "0"),
-          ("compare", "--jobs", "0"), ("tune", "--trials", "0"), ("benchmark", "--runs", "0")]],
+    *[_flag_case(verb, flag, value) for verb, flag, value in [
+        ("train", "--img", "0"), ("train", "--img", "-64"), ("train", "--batch-size", "0"),
+        ("train", "--batch-size", "-5"), ("train", "--workers", "-1"), ("train", "--fraction", "0"),
+        ("train", "--fraction", "1.5"), ("train", "--fraction", "nan"), ("train", "--epochs", "0"),
+        ("train", "--epochs", "-1"), ("train", "--label-smoothing", "2"), ("train", "--patience", "-1"),
+        ("val", "--batch-size", "0"), ("val", "--conf-thres", "1.5"), ("val", "--iou-thres", "-0.1"),
+        ("detect", "--max-det", "0"), ("detect", "--vid-stride", "0"), ("export", "--img", "0"),
+        ("export", "--batch-size", "0"), ("profile", "--nc", "0"), ("data", "--n", "0"),
+        ("compare", "--jobs", "0"), ("tune", "--trials", "0"), ("benchmark", "--runs", "0")]],
     Case("flag_not_a_number", F, "error", lambda e: train("--img", "abc")(e), 2, "--img"),
     Case("flag_img_33_rounded", F, "accepted", lambda e: [
         "profile", "--cfg", str(e.cfg), "--img", "33", "--runs", "1"], 0, "rounded up to 64"),

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
 from tests.reliability.cases import BOMB, CASES, Case, Env
 
 CASE_TIMEOUT_S = 180  # a hang fails the case instead of the whole run

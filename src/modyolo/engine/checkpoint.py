@@ -233,10 +233,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{path} holds pickled Python objects, not plain data ({culprit}); save a state_dict instead"
         ) from e
-    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as e:
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (truncated or another format): {e}") from e
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, IndexError, KeyError, TypeError, ValueError,
+            AttributeError) as e:  # a damaged pickle inside a valid zip reaches torch's unpickler in many ways
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (truncated, damaged or another format): "
+                              f"{type(e).__name__}: {e}") from e
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
-        if int(obj.get("version", 0)) > VERSION:
+        version = obj.get("version", 0)
+        if not isinstance(version, int):
+            raise CheckpointError(f"{path}: damaged checkpoint (version {version!r} is not an integer)")
+        if version > VERSION:
             raise CheckpointError(
                 f"{path} is checkpoint version {obj['version']}, newer than this modyolo reads ({VERSION}); upgrade modyolo"
             )

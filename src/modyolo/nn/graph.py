@@ -241,6 +241,9 @@ def build_layers(cfg: dict, source: str, ch: int = 3, extra: dict | None = None)
                 raise ModelConfigError(f"{where}: {e}") from None
             sources = _check_from(f, i, name, source)
             ch_in = [ch if j == -1 else channels[j] for j in sources]
+            if any(isinstance(c, int) and c <= 0 for c in ch_in):  # e.g. a Conv row with 0 (or 0.01 x width) channels
+                raise ModelConfigError(f"{where}: its input has {ch_in} channels; the rows feeding it need at least 1 "
+                                       "output channel (check their args and width_multiple)")
             number = max(round(n * gd), 1) if n > 1 else n
             row = Row(index=i, source=source, from_=f, number=number, module=name,
                       args=[_resolve_arg(a, cfg, where) for a in args], ch_in=ch_in,

@@ -109,7 +109,8 @@ def _bad_annotation(a: dict, w: float, h: float, cat_to_cls: dict) -> str:
         x, y, bw, bh = (float(v) for v in a["bbox"])
     except (KeyError, TypeError, ValueError):
         return f"bbox {a.get('bbox')!r} is not [x, y, w, h]"
-    if not all(np.isfinite([x, y, bw, bh])) or bw <= 0 or bh <= 0 or x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1:
+    inside = x >= -1 and y >= -1 and x + bw <= w + 1 and y + bh <= h + 1
+    if not all(np.isfinite([x, y, bw, bh])) or bw <= 0 or bh <= 0 or not inside:
         return f"box {a['bbox']} outside its {w:g}x{h:g} image"
     return ""
 

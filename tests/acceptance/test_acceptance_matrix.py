@@ -81,15 +81,24 @@ def _params(state_dict: dict) -> int:
                    (".anchors", ".stride", "anchor_grid")))
 
 
+# Inputs an ONNX graph with detections out (NMS appended, or an NMS-free head) takes besides the
+# images, each float32[1] (modyolo.deploy.nms_graph.INPUTS), with `modyolo detect`'s values.
+THRESHOLD_INPUTS = {"conf_thres": 0.25, "iou_thres": 0.45, "multi_label": 0.0}
+
+
 def _check_onnx(path: Path) -> list[tuple[int, ...]]:
-    """The exported file loads in ONNX Runtime and runs on an input of its declared shape."""
+    """The exported file loads in ONNX Runtime and runs on an image batch of its declared shape."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    inp = session.get_inputs()[0]
+    image, *extra = session.get_inputs()
     shape = [d if isinstance(d, int) and d > 0 else (1 if i == 0 else int(IMG) if i > 1 else 3)
-             for i, d in enumerate(inp.shape)]
-    outputs = session.run(None, {inp.name: np.random.default_rng(0).random(shape, dtype=np.float32)})
+             for i, d in enumerate(image.shape)]
+    feed = {image.name: np.random.default_rng(0).random(shape, dtype=np.float32)}
+    for inp in extra:
+        assert inp.name in THRESHOLD_INPUTS, f"{path}: unexpected input {inp.name!r} {inp.shape}"
+        feed[inp.name] = np.array([THRESHOLD_INPUTS[inp.name]], np.float32)
+    outputs = session.run(None, feed)
     assert outputs and all(np.isfinite(o).all() for o in outputs), f"{path}: non-finite outputs"
     return [tuple(o.shape) for o in outputs]
 

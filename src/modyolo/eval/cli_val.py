@@ -51,6 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exist-ok", action="store_true", help="reuse project/name instead of incrementing")
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True, help="save plots (--no-plots to skip)")
     p.add_argument("--no-diagnose", dest="diagnose", action="store_false", help="skip the zero-metric diagnosis")
+    p.add_argument("--rect", action=argparse.BooleanOptionalAction, default=None,
+                   help="rectangular batches (default for .pt and dynamic exports; their shapes depend on "
+                   "--batch-size). --no-rect letterboxes every image to a square --img, as a fixed-shape export "
+                   "is validated: the way to compare a .pt with its .onnx number for number")
 
 
 @dataclass
@@ -88,11 +92,13 @@ def validate_model(model: Any, names: list[str], meta: dict, *, data: str | os.P
                    augment: bool = False, verbose: bool = False, save_txt: bool = False, save_conf: bool = False,
                    save_json: bool = False, coco_eval: bool = False, project: str | os.PathLike = "runs/val",
                    name: str = "exp", exist_ok: bool = False, plots: bool = True, diagnose: bool = True,
-                   progress: bool = True, cfg: Any = None) -> ValOutcome:
+                   progress: bool = True, cfg: Any = None, rect: bool | None = None) -> ValOutcome:
     """Validate a loaded model (from ``predictor.load_model``) on ``data``'s ``task`` split.
 
     Used by ``modyolo val`` and ``Detector.val``. ``task="speed"`` forces conf 0.25 / iou 0.45
-    and no JSON or plots, as yolov5 does.
+    and no JSON or plots, as yolov5 does. ``rect``: rectangular batches (None: yes unless the
+    model takes a fixed input shape); their letterbox shapes depend on ``batch_size`` (the images
+    of a batch share one shape), so a barely trained model's metrics move with it.
     """
     from modyolo.data.dataset_yaml import load_data_config
     from modyolo.data.loader import create_dataloader
@@ -124,7 +130,15 @@ def validate_model(model: Any, names: list[str], meta: dict, *, data: str | os.P
             raise ValueError(f"{meta.get('path')} takes a fixed {h}x{w} input; validation letterboxes to squares: "
                              "re-export with a square --img or with --dynamic")
         imgsz = int(h)
-    rect = dynamic and task != "speed"  # yolov5: rectangular batches unless timing or a fixed input shape
+    if rect and not dynamic:
+        raise ValueError(f"{meta.get('path')} takes a fixed {imgsz}x{imgsz} input; --rect needs a .pt or an export "
+                         "with --dynamic")
+    # yolov5: rectangular batches unless timing or a fixed input shape. A fixed-shape export sees square
+    # letterboxed images instead, so its numbers equal the .pt's validated with --no-rect, not with rect batches.
+    rect = (dynamic if rect is None else rect) and task != "speed"
+    if not dynamic:
+        LOGGER.info("%s takes a fixed %dx%d input: square letterboxed batches (compare it with the .pt validated "
+                    "with --no-rect)", meta.get("path"), imgsz, imgsz)
     loader, dataset = create_dataloader(
         sources, imgsz, batch_size, stride, augment=False, rect=rect, workers=workers, shuffle=False,
         prefix=f"{split}: ", single_cls=single_cls, pad=0.5 if rect else 0.0, names=data_cfg.names,
@@ -261,6 +275,6 @@ def run(args: argparse.Namespace) -> int:
     kwargs = {k: getattr(args, k) for k in (
         "data", "imgsz", "batch_size", "conf_thres", "iou_thres", "max_det", "task", "device", "workers",
         "single_cls", "augment", "verbose", "save_txt", "save_conf", "save_json", "coco_eval", "project", "name",
-        "exist_ok", "plots", "diagnose", "cfg")}
+        "exist_ok", "plots", "diagnose", "cfg", "rect")}
     validate_model(model, names, meta, **kwargs)
     return 0

@@ -22,29 +22,24 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from modyolo.nn.blocks.resnet import batch_norm  # torchvision eps 1e-5: see resnet.py
+from modyolo.nn.blocks.conv import ConvBNAct
+from modyolo.nn.blocks.resnet import TORCHVISION_BN_EPS, TORCHVISION_BN_MOMENTUM  # eps 1e-5: see resnet.py
 from modyolo.nn.pretrained import Groups, first_block, with_stem
 from modyolo.nn.registry import BLOCKS
 from modyolo.nn.row import Channels, Row, YamlBlock
 
 
 @BLOCKS.register()
-class ConvBNReLU(YamlBlock, nn.Module):
-    """Conv (no bias) + BN + ReLU6 ('same' padding). ``act=False`` gives the linear projection."""
+class ConvBNReLU(YamlBlock, ConvBNAct):
+    """Conv (no bias) + BN + ReLU6 ('same' padding). ``act=False`` gives the linear projection.
+
+    :class:`~modyolo.nn.blocks.conv.ConvBNAct` with torchvision's BatchNorm (eps 1e-5, momentum 0.1)."""
 
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "ConvBNReLU", [32, 3, 2]]], "stride": 2}
 
     def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, g: int = 1, act: bool = True) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(c1, c2, k, s, (k - 1) // 2, groups=g, bias=False)
-        self.bn = batch_norm(c2)
-        self.act = nn.ReLU6(inplace=True) if act else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
-
-    def forward_fuse(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv(x))
+        super().__init__(c1, c2, k, s, (k - 1) // 2, g, act=nn.ReLU6(inplace=True) if act else None,
+                         eps=TORCHVISION_BN_EPS, momentum=TORCHVISION_BN_MOMENTUM)
 
 
 @BLOCKS.register()

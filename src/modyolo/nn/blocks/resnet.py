@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from modyolo.nn.blocks.conv import ConvBNAct
 from modyolo.nn.pretrained import Groups, first_block, with_stem
 from modyolo.nn.registry import BLOCKS
 from modyolo.nn.row import Channels, Row, YamlBlock
@@ -200,23 +201,22 @@ def stage_from_row(cls: type[nn.Module], row: Row) -> tuple[nn.Module, Channels]
 
 
 @BLOCKS.register()
-class ResNetStem(YamlBlock, nn.Module):
+class ResNetStem(YamlBlock, ConvBNAct):
     """7x7/2 conv + BN + ReLU + 3x3/2 max-pool: the ResNet input stem (stride 4).
 
-    Row args: ``[c2=64, k=7]``. Named ``conv``/``bn`` so the generic fuse folds it.
+    Row args: ``[c2=64, k=7]``. A :class:`~modyolo.nn.blocks.conv.ConvBNAct` (``conv``/``bn``/``act``,
+    so the generic fuse folds it) followed by the pool.
     """
 
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "ResNetStem", [64]]], "stride": 4}
 
     def __init__(self, c1: int, c2: int = 64, k: int = 7) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(c1, c2, k, 2, k // 2, bias=False)
-        self.bn = batch_norm(c2)
-        self.act = nn.ReLU(inplace=True)
+        super().__init__(c1, c2, k, 2, k // 2, act=nn.ReLU(inplace=True),
+                         eps=TORCHVISION_BN_EPS, momentum=TORCHVISION_BN_MOMENTUM)
         self.pool = nn.MaxPool2d(3, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.act(self.bn(self.conv(x))))
+        return self.pool(super().forward(x))
 
     def forward_fuse(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.act(self.conv(x)))
+        return self.pool(super().forward_fuse(x))

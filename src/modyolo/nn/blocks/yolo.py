@@ -13,23 +13,17 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from modyolo.nn.blocks.conv import ConvBNAct, autopad
 from modyolo.nn.registry import BLOCKS
 from modyolo.nn.row import Channels, Row, YamlBlock, default_activation
+
+__all__ = ["autopad"]  # re-exported: yolov7 / dynamic blocks import it from here
 
 BN_EPS, BN_MOMENTUM = 1e-3, 0.03
 
 
 def batch_norm(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM)
-
-
-def autopad(k: int | list[int], p: int | list[int] | None = None, d: int = 1) -> int | list[int]:
-    """'Same' padding for kernel k and dilation d (stride-1 output keeps the input size)."""
-    if d > 1:
-        k = d * (k - 1) + 1 if isinstance(k, int) else [d * (x - 1) + 1 for x in k]
-    if p is None:
-        p = k // 2 if isinstance(k, int) else [x // 2 for x in k]
-    return p
 
 
 def activation(act: bool | nn.Module) -> nn.Module:
@@ -40,26 +34,18 @@ def activation(act: bool | nn.Module) -> nn.Module:
 
 
 @BLOCKS.register()
-class Conv(YamlBlock, nn.Module):
-    """Conv2d (no bias) + BN + activation. Row args: ``[c2, k=1, s=1, p=None, g=1, d=1, act=True]``."""
+class Conv(YamlBlock, ConvBNAct):
+    """Conv2d (no bias) + BN + activation. Row args: ``[c2, k=1, s=1, p=None, g=1, d=1, act=True]``.
+
+    :class:`~modyolo.nn.blocks.conv.ConvBNAct` with yolov5's BatchNorm and the model's activation."""
 
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Conv", [64, 3, 2]]], "stride": 2}
 
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1,
                  d: int = 1, act: bool | nn.Module = True) -> None:
-        super().__init__()
         if isinstance(d, nn.Module):  # yolov7's Conv rows have no dilation: [c2, k, s, p, g, act]
             d, act = 1, d
-        self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p, d), groups=g, dilation=d, bias=False)
-        self.bn = batch_norm(c2)
-        self.act = activation(act)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
-
-    def forward_fuse(self, x: torch.Tensor) -> torch.Tensor:
-        """Forward after :func:`modyolo.nn.fuse.fuse_model` folded ``bn`` into ``conv``."""
-        return self.act(self.conv(x))
+        super().__init__(c1, c2, k, s, p, g, d, act=activation(act), eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
 @BLOCKS.register()

@@ -13,11 +13,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from modyolo.nn.blocks.conv import ConvBNAct, autopad
+from modyolo.nn.blocks.conv import ConvBNAct
+from modyolo.nn.blocks.conv import autopad as autopad  # re-exported: the yolov7 and dynamic blocks use it
 from modyolo.nn.registry import BLOCKS
 from modyolo.nn.row import Channels, Row, YamlBlock, default_activation
-
-__all__ = ["autopad"]  # re-exported: yolov7 / dynamic blocks import it from here
 
 BN_EPS, BN_MOMENTUM = 1e-3, 0.03
 

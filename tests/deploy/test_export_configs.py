@@ -22,6 +22,11 @@ def _needs_optional(name: str) -> None:
 def test_shipped_config_exports_and_matches_pytorch(name, tmp_path):
     _needs_optional(name)
     model = tiny_model(name)
+    if not getattr(model.head, "needs_nms", True):  # NMS-free: an ONNX graph of final detections, which
+        paths = export(model, include=("onnx",), imgsz=IMG, out_dir=tmp_path)  # export checks vs PyTorch
+        backend = load_backend(paths["onnx"], threads=1)
+        assert backend.end2end and backend.names == model.names
+        return
     paths = export(model, include=("onnx", "torchscript"), imgsz=IMG, out_dir=tmp_path)
     assert model.model[-1].export is False and not model.fused  # the caller's model is untouched
     # A batch of 3 through a batch-1 export: the backend runs it in chunks.

@@ -9,3 +9,20 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+import pytest  # noqa: E402
+
+import tiny_run  # noqa: E402  (tests/ is on sys.path: this conftest's folder has no __init__.py)
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory):
+    """A tiny shapes dataset (tests/tiny_run.py); folders that need another one define their own."""
+    return tiny_run.make_shapes(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(shapes, tmp_path_factory):
+    """``last.pt`` of a 1-epoch tiny run on ``shapes`` (eval/ and inference/ tests)."""
+    return tiny_run.train_checkpoint(shapes, tmp_path_factory)

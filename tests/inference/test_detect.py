@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from eval2_helpers import run_cli
+from tiny_run import run_cli
 
 
 def _sources(shapes, tmp_path):

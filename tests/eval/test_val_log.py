@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eval2_helpers import run_cli
+from tiny_run import run_cli
 
 
 def test_val_run_log_keeps_the_table(checkpoint, shapes, tmp_path, capsys):

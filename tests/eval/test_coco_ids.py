@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eval2_helpers import run_cli
+from tiny_run import run_cli
 
 from modyolo.data.formats.coco import coco_image_id_list, yolo_to_coco
 

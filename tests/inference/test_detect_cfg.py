@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from eval2_helpers import run_cli, tiny_cfg
+from tiny_run import run_cli, tiny_cfg
 
 from modyolo.engine.checkpoint import load_checkpoint
 

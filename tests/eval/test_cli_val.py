@@ -10,7 +10,7 @@ import types
 import torch
 import yaml
 
-from eval2_helpers import run_cli
+from tiny_run import run_cli
 
 COMMON = ["--img", "64", "--batch-size", "4", "--workers", "0", "--no-plots"]
 
@@ -104,7 +104,7 @@ def test_diagnosis_names_class_ids_beyond_model_nc(checkpoint, shapes, tmp_path,
 
 
 def test_yaml_weights_validate(shapes, tmp_path, capsys):
-    from eval2_helpers import tiny_cfg
+    from tiny_run import tiny_cfg
 
     cfg = tiny_cfg()
     cfg["nc"] = 5

@@ -1,0 +1,45 @@
+"""A tiny trained run for the val / detect / API tests: the model config, the CLI in-process, and the
+session fixtures (``shapes``, ``checkpoint``) that tests/conftest.py exposes (conftest files are not
+importable, so the code lives here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+
+def tiny_cfg() -> dict:
+    from modyolo.nn.graph import resolve_cfg_path
+
+    cfg = yaml.safe_load(resolve_cfg_path("yolov5n.yaml").read_text())
+    cfg["width_multiple"] = 0.125
+    return cfg
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``modyolo <argv>`` in-process -> (exit code, stdout, stderr)."""
+    from modyolo.cli import main
+
+    rc = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def make_shapes(tmp_path_factory) -> Path:
+    """Data YAML of 8 train / 4 val shapes images, 64-128 px a side (non-square)."""
+    from modyolo.data.synthetic import make_shapes_dataset
+
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), n_train=8, n_val=4, img_size=(64, 128))
+
+
+def train_checkpoint(shapes: Path, tmp_path_factory) -> Path:
+    """``last.pt`` of ``modyolo.engine.trainer.train`` (1 epoch, 2 batches, 64 px, a yolov5n at width
+    0.125): the tests need real ``modyolo train`` output, not quality."""
+    from modyolo.engine.trainer import train
+
+    project = tmp_path_factory.mktemp("train")
+    result = train(data=str(shapes), cfg=tiny_cfg(), epochs=1, imgsz=64, batch_size=4, workers=0, max_batches=2,
+                   verbose=False, noplots=True, project=str(project))
+    assert result.last is not None and result.last.is_file()
+    return result.last

@@ -111,7 +111,7 @@ def _round_img(value: int, flag: str, verb: str) -> int:
 def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser, verb: str) -> None:
     """Validate every numeric option in ``args`` against :data:`RULES`; round image sizes in place.
 
-    Calls ``parser.error`` (one line on stderr, exit 2) naming the flag, the value and the range.
+    Exits 2 with one line on stderr naming the flag, the value and the range.
     """
     for dest, rule in RULES.items():
         if not hasattr(args, dest):
@@ -124,7 +124,9 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser, verb: 
             if dest == "batch_size" and v == -1 and verb == "train":
                 continue  # train --batch-size -1: automatic batch size, as in yolov5
             if not rule.ok(v):
-                parser.error(f"argument {_flag(parser, dest)}: {v:g} is out of range; allowed: {rule.describe()}")
+                # one line (argparse's error() would print the whole usage block of a verb first)
+                parser.exit(2, f"{parser.prog}: error: argument {_flag(parser, dest)}: {v:g} is out of range; "
+                               f"allowed: {rule.describe()}\n")
         if dest in ("imgsz", "img") and value is not None:
             flag = _flag(parser, dest)
             if isinstance(value, list):

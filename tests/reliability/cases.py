@@ -234,6 +234,30 @@ def _full_disk(monkeypatch, env: Env) -> None:
     monkeypatch.setattr(torch, "save", save)
 
 
+def _full_disk_after(monkeypatch, env: Env, n_ok: int) -> None:
+    """The disk fills after ``n_ok`` successful checkpoint writes."""
+    import torch
+
+    real, calls = torch.save, []
+
+    def save(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) > n_ok:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def _last_kept(env: Env, out: str) -> None:
+    """The checkpoint written before the disk filled is still there, whole, and loads."""
+    from modyolo.engine.checkpoint import load_checkpoint
+
+    _no_tmp_left(env, out)
+    last = next(env.work.rglob("last.pt"))
+    assert load_checkpoint(last)["epoch"] == 0
+
+
 def _no_tmp_left(env: Env, out: str) -> None:
     assert not list(env.work.rglob("*.tmp")), "a temporary checkpoint was left behind"
 
@@ -465,8 +489,10 @@ CASES: list[Case] = [
     Case("project_read_only", E, "error", lambda e: val(None, "--project", str(e.work / "ro"))(e), 1,
          "read-only", patch=_ro_project),
     Case("project_is_a_file", E, "error", lambda e: val(None, "--project", e.write("afile", "x"))(e), 1, "afile"),
-    Case("disk_full_at_checkpoint", E, "error", train(), 1, "--resume", patch=_full_disk, check=_no_tmp_left,
-         slow=True),
+    Case("disk_full_at_checkpoint", E, "error", train(), 1, "first checkpoint", patch=_full_disk,
+         check=_no_tmp_left, slow=True),
+    Case("disk_full_after_a_checkpoint", E, "error", lambda e: train("--epochs", "2")(e), 1, "--resume",
+         patch=lambda mp, e: _full_disk_after(mp, e, 1), check=_last_kept, slow=True),
     Case("env_max_pixels_not_number", E, "error", detect(lambda e: str(e.ds / "images" / "val")), 1,
          "MODYOLO_MAX_PIXELS", patch=lambda mp, e: mp.setenv("MODYOLO_MAX_PIXELS", "lots")),
 ]

@@ -8,7 +8,6 @@ same candidates; the CLI refuses ``--rect`` for a fixed-shape model instead of s
 from __future__ import annotations
 
 import pytest
-
 from tests.reliability.cases import Env
 
 

@@ -184,8 +184,11 @@ def _write_error(e: OSError, path: Path) -> OSError:
     last good checkpoint is still there: say so, and how to resume from it.
     """
     resume = path.parent / "last.pt"
-    if e.errno == errno.ENOSPC:
-        why = (f"no space left on the device writing {path}; the last good {path.name} there is unchanged. "
+    if e.errno == errno.ENOSPC and not resume.is_file():
+        why = (f"no space left on the device writing {path}, the run's first checkpoint; free some space (or "
+               "choose another --project) and start the run again")
+    elif e.errno == errno.ENOSPC:
+        why = (f"no space left on the device writing {path}; the last good {resume.name} there is unchanged. "
                f"Free some space, then resume with: modyolo train --resume {resume}")
     elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         why = (f"cannot write {path} ({e.strerror}); choose a writable folder with --project, "

@@ -290,6 +290,19 @@ def _cache_garbage(env: Env) -> list[str]:
     return ["data", "verify", "--data", str(env.data), "--split", "train"]
 
 
+def _npy_damaged(env: Env) -> list[str]:
+    """A --cache disk run whose first cached .npy was then truncated: the next run repairs it."""
+    from modyolo.cli import main
+
+    argv = train("--cache", "disk", "--name", "first")(env)
+    assert main(argv) == 0
+    npy = sorted(env.ds.rglob("*.npy"))
+    assert npy, "--cache disk wrote no .npy files"
+    for p in npy:
+        p.write_bytes(p.read_bytes()[:100])
+    return train("--cache", "disk", "--name", "second", "--verbose")(env)
+
+
 def _val_corrupt(env: Env) -> list[str]:
     _truncate(sorted((env.ds / "images" / "val").glob("*"))[0])
     return ["data", "verify", "--data", str(env.data)]
@@ -452,6 +465,7 @@ CASES: list[Case] = [
     Case("image_corrupt_in_val_only", L, "skip", _val_corrupt, 1, "val:"),
     Case("label_cache_hand_edited", L, "accepted", _cache_damaged, 0, "0 corrupt"),
     Case("label_cache_garbage", L, "accepted", _cache_garbage, 0, "0 corrupt"),
+    Case("disk_cache_npy_damaged", L, "accepted", lambda e: _npy_damaged(e), 0, "is damaged", slow=True),
     # ---- converters
     Case("voc_without_imagesets", C, "error", lambda e: [
         "convert", "voc2yolo", "--src", _voc(e, False), "--out", str(e.work / "voc")], 1, "--split"),

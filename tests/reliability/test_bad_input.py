@@ -23,10 +23,11 @@ CASE_TIMEOUT_S = 180  # a hang fails the case instead of the whole run
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    """Content hash of every file under ``root`` except the label caches (a documented side effect)."""
+    """Content hash of every file under ``root`` except the label and ``--cache disk`` caches (documented
+    side effects beside the data)."""
     out = {}
     for p in sorted(root.rglob("*")):
-        if p.is_file() and not p.name.endswith(".modyolo.cache"):
+        if p.is_file() and not p.name.endswith((".modyolo.cache", ".npy")):
             out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 

@@ -152,6 +152,7 @@ class DiskCache(ImageCache):
 
     def __init__(self, npy_files: Sequence[str], load: Callable[[int], np.ndarray], progress) -> None:
         self.files = list(npy_files)
+        self.load = load
         total = 0
         for i in progress(range(len(self.files))):
             f = self.files[i]
@@ -167,7 +168,23 @@ class DiskCache(ImageCache):
         self.disk_bytes = total
 
     def get(self, i: int) -> np.ndarray:
-        return np.load(self.files[i], allow_pickle=False)
+        """The cached image; a damaged or hand-edited .npy is decoded again from the image and rewritten."""
+        f = self.files[i]
+        try:
+            img = np.load(f, allow_pickle=False)
+            if img.ndim != 3 or img.dtype != np.uint8:
+                raise ValueError(f"holds a {img.dtype} array of shape {img.shape}, not an image")
+            return img
+        except (OSError, ValueError, EOFError) as e:
+            LOGGER.warning("disk cache file %s is damaged (%s); decoding the image again and rewriting it", f, e)
+        img = self.load(i)
+        tmp = f"{f}.{os.getpid()}.tmp.npy"
+        try:
+            np.save(tmp, img)
+            os.replace(tmp, f)
+        except OSError:  # read-only now: serve the decoded image, the warning above repeats next time
+            Path(tmp).unlink(missing_ok=True)
+        return img
 
 
 def estimate_bytes(mode: str, shapes_hw: Sequence[tuple[int, int]], sample_encode: Callable[[int], bytes] | None) -> int:

@@ -76,6 +76,24 @@ def _add_log_flags(verb_parser: argparse.ArgumentParser) -> None:
             verb_parser.add_argument(flag, dest=f"log_{flag[2:]}", action="store_true", help=help_text)
 
 
+def _add_limit_flags(verb_parser: argparse.ArgumentParser) -> None:
+    """``--max-pixels`` on every verb: the per-image pixel limit (``MODYOLO_MAX_PIXELS``, see data/images.py)."""
+    if "--max-pixels" not in verb_parser._option_string_actions:
+        verb_parser.add_argument("--max-pixels", dest="limit_max_pixels", type=float, default=None,
+                                 help="refuse images over N pixels, per file, before decoding (default 1e8)")
+
+
+def _apply_limit_flags(args: argparse.Namespace, verb_parser: argparse.ArgumentParser) -> None:
+    """Move ``--max-pixels`` into the environment (dataloader workers and subprocesses inherit it)."""
+    value = vars(args).pop("limit_max_pixels", None)
+    if value is None:
+        return
+    if not value >= 1:  # also refuses nan
+        verb_parser.exit(2, f"{verb_parser.prog}: error: argument --max-pixels: {value:g} is out of range; "
+                            "allowed: >= 1 (pixels per image)\n")
+    os.environ["MODYOLO_MAX_PIXELS"] = str(int(value))
+
+
 def _log_level(verb_argv: list[str]) -> int:
     from modyolo.logs import level_for
 
@@ -105,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     verb_parser = argparse.ArgumentParser(prog=f"modyolo {verb}", description=COMMANDS[verb][1])
     module.add_arguments(verb_parser)
     _add_log_flags(verb_parser)
+    _add_limit_flags(verb_parser)
     args = verb_parser.parse_args(argv[1:])
+    _apply_limit_flags(args, verb_parser)
     for flag in LOG_FLAGS:  # read by _log_level; verbs only see their own options
         vars(args).pop(f"log_{flag[2:]}", None)
     _configure_threads()

@@ -50,6 +50,7 @@ def run_case(case: Case, env: Env, monkeypatch, capsys) -> tuple[int, str]:
     from modyolo.cli import main
 
     monkeypatch.delenv("MODYOLO_DEBUG", raising=False)
+    monkeypatch.setenv("MODYOLO_MAX_PIXELS", "1e8")  # the default; restored after main() (--max-pixels sets it)
     argv = case.build(env)
     before = _snapshot(env.inp)
     if case.patch:

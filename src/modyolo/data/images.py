@@ -12,9 +12,11 @@ Pixel limit: an image over ``MODYOLO_MAX_PIXELS`` (default 100 million, e.g. 100
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -42,19 +44,32 @@ def max_pixels() -> int:
         raise ValueError(f"MODYOLO_MAX_PIXELS={raw!r} is not a number; unset it or give e.g. 4e8") from None
 
 
+PIL_WARN_PIXELS = 89_478_485  # PIL's default MAX_IMAGE_PIXELS: it warns above, and refuses above twice that
+
+
+@contextlib.contextmanager
+def pil_limit_lifted() -> Iterator[None]:
+    """PIL's own decompression-bomb limit off (ours, :func:`check_pixels`, has been applied already)."""
+    from PIL import Image
+
+    with _PIL_LIMIT_LOCK:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
 def header_size(path: str) -> tuple[int, int] | None:
     """(w, h) from the file's header without decoding the pixels, or None when PIL cannot read it."""
     from PIL import Image
 
-    with _PIL_LIMIT_LOCK:
-        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit applies, not PIL's
+    with pil_limit_lifted():  # our own limit applies to the size read here, not PIL's
         try:
             with Image.open(path) as im:
                 return im.size
         except Exception:  # noqa: BLE001 - not an image PIL knows: the decoder reports it
             return None
-        finally:
-            Image.MAX_IMAGE_PIXELS = limit
 
 
 def check_pixels(path: str, size: tuple[int, int] | None = None) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .formats.yolo import img2label_paths, read_label_rows
-from .images import ImageTooLarge, check_pixels
+from .images import PIL_WARN_PIXELS, ImageTooLarge, check_pixels, header_size, pil_limit_lifted
 
 LOGGER = logging.getLogger("modyolo.data")
 CACHE_VERSION = 1
@@ -87,10 +87,18 @@ def check_image(im_file: str) -> tuple[tuple[int, int], bool]:
 
     Returns ((w, h) after EXIF rotation, exif_rotated). Raises CorruptFile saying why.
     """
+    size = header_size(im_file)
     try:
-        check_pixels(im_file)  # from the header, before PIL or OpenCV decode anything
+        check_pixels(im_file, size)  # from the header, before PIL or OpenCV decode anything
     except ImageTooLarge as e:
         raise CorruptFile(str(e)) from None
+    if size is not None and size[0] * size[1] > PIL_WARN_PIXELS:  # within our limit (raised), over PIL's own
+        with pil_limit_lifted():
+            return _check_image(im_file)
+    return _check_image(im_file)
+
+
+def _check_image(im_file: str) -> tuple[tuple[int, int], bool]:
     try:
         with Image.open(im_file) as im:
             im.verify()  # header and structure; cheap

@@ -2,7 +2,7 @@
 
 The data flow reads top to bottom and imports only run down it (DESIGN.md, "The data flow"):
 
-    yaml_io / paths / logs / registry / structures / weights_io / config   (the ground floor)
+    yaml_io / paths / logs / registry / structures / weights_io / config / device   (the ground floor)
     -> nn -> data -> engine -> eval -> deploy -> inference -> tools -> api -> cli
 
 A module may import its own room and any room below it, never one above. Imports inside functions
@@ -23,7 +23,7 @@ PACKAGE = "modyolo"
 
 # Room -> floor. Lower numbers are lower in the house; an import may go to the same floor or down.
 FLOORS: dict[str, int] = {
-    "yaml_io": 0, "paths": 0, "logs": 0, "registry": 0, "structures": 0, "weights_io": 0, "config": 0,
+    "yaml_io": 0, "paths": 0, "logs": 0, "registry": 0, "structures": 0, "weights_io": 0, "config": 0, "device": 0,
     "cfg": 0,
     "nn": 1,
     "data": 2,

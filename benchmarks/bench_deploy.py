@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inference import yolov5_reference  # noqa: E402 — the peer, built the same way as there
 
-PEAK_GFLOPS = {"fp32": 215.0, "bf16": 415.0, "int8": 830.0}  # fp32: MEASURED.md; bf16: issue 18; int8: 2x bf16 (assumed)
+PEAK_GFLOPS = {"fp32": 215.0, "bf16": 415.0, "int8": 830.0}  # fp32: bench_inference.py's conv peak; bf16: issue 18; int8: 2x bf16 (assumed)
 ARITHMETIC = {"torch": "fp32", "torch_cl": "fp32", "torch_bf16": "bf16", "torchscript": "fp32", "onnx": "fp32",
               "openvino": "fp32", "openvino_bf16": "bf16", "openvino_int8": "int8", "yolov5_eager": "fp32"}
 

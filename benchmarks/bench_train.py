@@ -179,7 +179,7 @@ def run_one(name: str, args: argparse.Namespace, data_yaml: Path, workdir: Path,
     if name == "yolov5":
         spec = importlib.util.find_spec("yolov5")  # located, not imported: its import sets env vars
         if spec is None or not spec.origin:
-            return {"error": "yolov5 is not installed; pip install --no-deps yolov5==7.0.14 (see MEASURED.md)"}
+            return {"error": "yolov5 is not installed; pip install --no-deps yolov5==7.0.14 (see tests/peers.txt)"}
         hyp = Path(spec.origin).parent / "data" / "hyps" / "hyp.scratch-low.yaml"
         yolo_args = ["--data", str(data_yaml), "--cfg", "yolov5n.yaml", "--weights", "", "--img", str(args.img),
                      "--batch-size", str(args.batch), "--epochs", str(args.epochs), "--seed", str(args.seed),

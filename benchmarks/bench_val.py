@@ -11,7 +11,7 @@
    mAPs both compute (goal: agreement within 0.005, ours no slower).
 
 Without ``--weights`` a yolov5n is trained for ``--epochs`` on the shapes train split first
-(AdamW, lr 0.001: SGD barely moves in a few epochs, see MEASURED.md), so the mAPs compared are
+(AdamW, lr 0.001: SGD barely moves in a few epochs), so the mAPs compared are
 not all zero.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_val.py [--weights best.pt] [--epochs 8] [--imgsz 320]

@@ -1,7 +1,7 @@
 """Run yolov5 7.0.14's own ``train.py`` offline and write its timings and metrics as JSON.
 
 yolov5 7.0.14 (pip package ``yolov5``) does not train offline with today's packages as installed
-(MEASURED.md, "Installing the peers"). Rather than downgrading anything, this launcher patches the
+(tests/peers.txt installs it with --no-deps). Rather than downgrading anything, this launcher patches the
 process before yolov5 is imported, leaving the environment and the project untouched:
 
 - ``np.trapz`` (removed in numpy 2.4, called by its metrics) -> ``np.trapezoid``;

@@ -3,7 +3,7 @@
 
 Why ``encoded``: a raw cache holds ~10x the JPEG size (a 640x480 image is 921,600 B raw,
 117,218 B as JPEG q95), so it often does not fit; decoding a JPEG costs ~1.2 ms, about 3% of a
-CPU training step. Codecs measured on this kind of machine (see MEASURED.md): JPEG q95 7.9x
+CPU training step. Codecs measured on a 2-core x86 CPU: JPEG q95 7.9x
 smaller than raw, 1.2 ms decode; WebP q95 9.8x, 4.6 ms; PNG only ~2x and 7.6 ms. So
 ``encoded`` uses JPEG q95 (4:4:4); ``encoded-png`` is the lossless choice (batches identical to
 ``ram`` at ~half its memory). An image whose file is already a JPEG of the resized size is

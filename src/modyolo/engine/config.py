@@ -52,7 +52,7 @@ class TrainConfig:
     fraction: float = 1.0  # seeded random fraction of the training set
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (engine/precision.py)
     bf16: bool = False  # alias of precision="bf16"
-    channels_last: bool = True  # NHWC memory format: faster convs on CPU (MEASURED.md)
+    channels_last: bool = True  # NHWC memory format: faster convs on CPU (benchmarks/bench_inference.py)
     backbone_weights: str = ""  # local torchvision/timm weights for the backbone row
     partial_weights: bool = False  # accept backbone weights that do not fit; the report lists what stays random
     lr_scale: float = 1.0  # multiply lr0 (recipe stages)

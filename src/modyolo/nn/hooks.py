@@ -6,8 +6,7 @@ temperature each epoch). Rather than the trainer knowing such blocks, any module
     def on_train_state(self, state: TrainState) -> None: ...
 
 The trainer calls :func:`broadcast_train_state` at the start of every epoch (``iteration`` is
-then 0) and, for modules that set ``wants_iterations = True``, before every optimizer step.
-Checkpoints store ``epoch``, so a resumed run re-broadcasts the same state.
+then 0). Checkpoints store ``epoch``, so a resumed run re-broadcasts the same state.
 """
 
 from __future__ import annotations
@@ -25,12 +24,12 @@ class TrainState:
     iterations_per_epoch: int = 1
 
 
-def broadcast_train_state(model: nn.Module, state: TrainState, per_iteration: bool = False) -> int:
+def broadcast_train_state(model: nn.Module, state: TrainState) -> int:
     """Call ``on_train_state`` on every module that defines it; return how many did."""
     told = 0
     for module in model.modules():
         hook = getattr(module, "on_train_state", None)
-        if hook is None or (per_iteration and not getattr(module, "wants_iterations", False)):
+        if hook is None:
             continue
         hook(state)
         told += 1

@@ -9,7 +9,7 @@ be timed at that moment.
 
 PyTorch: a fused (Conv+BN folded) fp32 copy, ``torch.inference_mode``, batch 1, square
 ``imgsz`` input; with ``layout="auto"`` both NCHW and channels_last are timed and the faster is
-reported (channels_last is usually faster on CPU convs, see MEASURED.md, but not for every
+reported (channels_last is usually faster on CPU convs, see benchmarks/bench_inference.py, but not for every
 block). ONNX Runtime: the model exported by ``modyolo.deploy.export`` at the same size, run by
 the CPU execution provider with the same number of intra-op threads.
 """

@@ -162,7 +162,7 @@ class SPPF(YamlBlock, nn.Module):
     """SPP with chained k-pools: same output as SPP(k, 2k-1, 3k-2), cheaper.
 
     Unlike yolov5's, the forward has no ``warnings.catch_warnings()`` block, which breaks
-    torch.compile graphs at every module (MEASURED.md).
+    torch.compile graphs at every module.
     """
 
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "SPPF", [64, 5]]], "stride": 1}

@@ -258,6 +258,10 @@ def _last_kept(env: Env, out: str) -> None:
     assert load_checkpoint(last)["epoch"] == 0
 
 
+def _table_printed(out: str) -> None:
+    assert "mAP50-95" in out and "tiny" in out, "compare --quiet hid the final table"
+
+
 def _no_tmp_left(env: Env, out: str) -> None:
     assert not list(env.work.rglob("*.tmp")), "a temporary checkpoint was left behind"
 
@@ -501,6 +505,11 @@ CASES: list[Case] = [
         "width/height"),
     Case("coco_no_usable_image", C, "error", lambda e: _coco(e, images=[{"id": 1, "file_name": "1.jpg"}]), 1,
          "none of its 1 image entries"),
+    Case("compare_quiet_keeps_table_and_failures", F, "accepted", lambda e: [
+        "compare", "--runs", str(e.ckpt), str(e.inp / "missing-run"), "--data", str(e.data), "--img", "64",
+        "--batch-size", "4", "--workers", "0", "--latency-runs", "2", "--latency-warmup", "1", "--threads", "1",
+        "--no-onnx", "--no-report", "--samples", "0", "--project", str(e.work / "cmp"), "--quiet"], 0,
+        "FAILED missing-run", check=lambda e, out: _table_printed(out), slow=True),
     Case("convert_missing_src", C, "error", lambda e: ["convert", "voc2yolo", "--out", str(e.work / "v")], 1,
          "--src"),
     # ---- environment

@@ -68,7 +68,7 @@ def header_size(path: str) -> tuple[int, int] | None:
         try:
             with Image.open(path) as im:
                 return im.size
-        except Exception:  # noqa: BLE001 - not an image PIL knows: the decoder reports it
+        except Exception:  # not an image PIL knows: the decoder reports it
             return None
 
 

@@ -88,7 +88,7 @@ def check_params(source: str, width_multiple: float, build: Callable[[], list]) 
         count = sum(p.numel() for layer in layers for p in layer.module.parameters())
     except ModelConfigError:
         raise
-    except Exception as e:  # noqa: BLE001 - a block that cannot be built on meta: no estimate, no refusal
+    except Exception as e:  # a block that cannot be built on meta: no estimate, no refusal
         LOGGER.debug("%s: no parameter estimate on the meta device (%s); building directly", source, e)
         return None
     finally:

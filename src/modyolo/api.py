@@ -1,7 +1,7 @@
 """The Python API: ``model = modyolo.load("best.pt"); results = model.predict("images/")``.
 
 A thin layer over ``eval.predictor`` (loading, letterbox, NMS), ``eval.sources`` (what a source
-may be), ``eval.results`` (what comes back) and ``eval.cli_val`` (validation), so the API and
+may be), ``eval.results`` (what comes back) and ``eval.val_run`` (validation), so the API and
 the CLI verbs compute the same thing.
 """
 
@@ -70,7 +70,7 @@ class Detector:
         Other keywords are ``modyolo val``'s flags with underscores (``save_json=True``,
         ``task="test"``, ``plots=False``, ``project=...``).
         """
-        from modyolo.eval.cli_val import validate_model
+        from modyolo.eval.val_run import validate_model
 
         kwargs.setdefault("device", self.device)
         kwargs.setdefault("cfg", self._cfg)

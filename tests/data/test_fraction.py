@@ -31,7 +31,7 @@ def test_fraction_out_of_range_names_the_flag(shapes_yaml):
 def test_train_cli_uses_seed_for_the_subset(shapes_yaml, tmp_path):
     import argparse
 
-    from modyolo.engine.cli_train import add_arguments, config_from_args
+    from modyolo.cli.train import add_arguments, config_from_args
     from modyolo.engine.trainer import Trainer
 
     def subset(seed: int) -> list[str]:

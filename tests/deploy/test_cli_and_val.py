@@ -32,7 +32,7 @@ def test_cli_writes_both_formats(checkpoint, tmp_path, capsys):
 
 
 def test_cli_rounds_a_bad_size_like_every_verb(checkpoint, tmp_path, capsys):
-    """The CLI rounds --img up to the stride (modyolo.cli_checks); the API refuses with the fix."""
+    """The CLI rounds --img up to the stride (modyolo.cli.checks); the API refuses with the fix."""
     from modyolo.deploy.export import export
 
     rc = main(["export", "--weights", str(checkpoint), "--img", "100", "--out-dir", str(tmp_path)])

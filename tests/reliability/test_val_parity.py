@@ -20,7 +20,7 @@ def onnx_path(env: Env):
 
 
 def _stats(weights, env: Env, rect, batch_size=4):
-    from modyolo.eval.cli_val import validate_model
+    from modyolo.eval.val_run import validate_model
     from modyolo.eval.predictor import load_model_for_cli
 
     model, names, meta = load_model_for_cli(str(weights), device="cpu")

@@ -16,7 +16,7 @@ import yaml
 
 from modyolo.cli import main
 from modyolo.engine.checkpoint import load_checkpoint
-from modyolo.engine.cli_train import add_arguments, config_from_args
+from modyolo.cli.train import add_arguments, config_from_args
 from modyolo.engine.hyp import load_hyp
 from modyolo.engine.trainer import Trainer
 

@@ -84,7 +84,7 @@ def test_val_verbose_keeps_its_meaning_and_turns_on_debug(monkeypatch, capsys):
         logging.getLogger("modyolo.eval").info("an info line")
         return 0
 
-    from modyolo.eval import cli_val
+    from modyolo.cli import val as cli_val
 
     monkeypatch.setattr(cli_val, "run", fake_run)
     assert cli_main(["val", "--weights", "x.pt", "--verbose"]) == 0

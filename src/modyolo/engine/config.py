@@ -1,6 +1,6 @@
 """What a training run is asked to do: yolov5's ``train.py`` flags as one typed object.
 
-The CLI (``cli_train.py``), the Python API (``modyolo.train(...)``), ``compare`` and ``tune`` all
+The CLI (``cli/train.py``), the Python API (``modyolo.train(...)``), ``compare`` and ``tune`` all
 build a :class:`TrainConfig`, so the flags mean the same thing everywhere and a run's
 ``args.yaml`` can rebuild it.
 """

@@ -37,24 +37,24 @@ def _need(args: argparse.Namespace, *names: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .formats.yolo import write_data_yaml
+    from modyolo.data.formats.yolo import write_data_yaml
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     if args.kind == "voc2yolo":
-        from .formats.voc import voc_to_yolo
+        from modyolo.data.formats.voc import voc_to_yolo
 
         _need(args, "src")
         names = voc_to_yolo(args.src, args.out, names, args.keep_difficult, not args.no_images, split=args.split)
         print(f"wrote {write_data_yaml(args.out, names)} ({len(names)} classes)")
     elif args.kind == "coco2yolo":
-        from .formats.coco import coco_to_yolo
+        from modyolo.data.formats.coco import coco_to_yolo
 
         _need(args, "json", "images")
         names = coco_to_yolo(args.json, args.images, args.out, args.split or "train", not args.no_images)
         print(f"wrote {write_data_yaml(args.out, names)} ({len(names)} classes)")
     else:
-        from .formats.coco import yolo_to_coco
+        from modyolo.data.formats.coco import yolo_to_coco
 
         _need(args, "data")
         gt = yolo_to_coco(args.data, args.split or "val", names=names)

@@ -1,4 +1,6 @@
-"""``modyolo train``: yolov5's train.py flags (and their aliases)."""
+"""The ``modyolo train`` flags (yolov5's train.py flags and their aliases) and the
+:class:`TrainConfig` they build; ``modyolo tune`` takes the same flags.
+"""
 
 from __future__ import annotations
 
@@ -73,20 +75,3 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values["freeze"] = parse_freeze(args.freeze) if args.freeze else []
     values["loss"] = args.loss or ""
     return TrainConfig.from_dict(values)
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.evolve:
-        from modyolo.tools import tune
-
-        return tune.run_from_train_args(args)
-    config = config_from_args(args)
-    if args.recipe:
-        from modyolo.engine.recipe import run_recipe
-
-        run_recipe(args.recipe, config)
-        return 0
-    from modyolo.engine.trainer import Trainer
-
-    Trainer(config).fit()
-    return 0

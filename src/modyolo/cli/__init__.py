@@ -19,18 +19,18 @@ import sys
 
 # verb -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("modyolo.engine.cli_train", "train a detector from a model YAML or weights"),
-    "val": ("modyolo.eval.cli_val", "validate weights on a dataset: P, R, mAP50, mAP50-95"),
-    "detect": ("modyolo.eval.cli_detect", "run detection on images, folders or videos"),
-    "export": ("modyolo.deploy.cli_export", "export weights to ONNX / TorchScript"),
-    "reparam": ("modyolo.deploy.cli_reparam", "re-parameterise a trained YOLOv7 into yolov7's deploy layout"),
+    "train": ("modyolo.cli.train", "train a detector from a model YAML or weights"),
+    "val": ("modyolo.cli.val", "validate weights on a dataset: P, R, mAP50, mAP50-95"),
+    "detect": ("modyolo.cli.detect", "run detection on images, folders or videos"),
+    "export": ("modyolo.cli.export", "export weights to ONNX / TorchScript"),
+    "reparam": ("modyolo.cli.reparam", "re-parameterise a trained YOLOv7 into yolov7's deploy layout"),
     "profile": ("modyolo.tools.profile", "build a model YAML and print layers, params, GFLOPs"),
     "compare": ("modyolo.tools.compare", "train, validate and time several variants; write a report"),
-    "tune": ("modyolo.tools.tune", "hyperparameter search with Optuna"),
+    "tune": ("modyolo.cli.tune", "hyperparameter search with Optuna"),
     "benchmark": ("modyolo.tools.benchmark", "time, size and mAP of every inference format of one model"),
     "demo": ("modyolo.tools.demo", "compare three backbones on the embedded shapes dataset"),
-    "convert": ("modyolo.data.cli_convert", "convert datasets: VOC XML / COCO JSON <-> YOLO txt"),
-    "data": ("modyolo.data.cli_data", "inspect a dataset: verify labels, show augmented samples"),
+    "convert": ("modyolo.cli.convert", "convert datasets: VOC XML / COCO JSON <-> YOLO txt"),
+    "data": ("modyolo.cli.data", "inspect a dataset: verify labels, show augmented samples"),
 }
 
 
@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     for flag in LOG_FLAGS:  # read by _log_level; verbs only see their own options
         vars(args).pop(f"log_{flag[2:]}", None)
     _configure_threads()
-    from modyolo.cli_checks import check_args
-    from modyolo.cli_errors import user_message
+    from modyolo.cli.checks import check_args
+    from modyolo.cli.errors import user_message
     from modyolo.logs import cli_logging
 
     try:

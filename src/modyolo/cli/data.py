@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .dataset_yaml import load_data_config
+    from modyolo.data.dataset_yaml import load_data_config
 
     cfg = load_data_config(args.data)
     splits = [args.split] if args.split else (["train", "val", "test"] if args.action == "verify" else ["train"])
@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _verify(split: str, sources, nc: int, use_cache: bool, strict: bool) -> int:
     """Print one split's report; 1 when something is wrong (see the module docstring), else 0."""
-    from .formats.yolo import list_image_files
-    from .verify import scan
+    from modyolo.data.formats.yolo import list_image_files
+    from modyolo.data.verify import scan
 
     try:
         files = list_image_files(sources)
@@ -99,7 +99,7 @@ def load_hyp(path: str | None) -> dict:
 
 
 def _show(args: argparse.Namespace, sources, names: list[str]) -> int:
-    from .dataset import DetectionDataset
+    from modyolo.data.dataset import DetectionDataset
 
     ds = DetectionDataset(sources, img_size=args.img, augment=not args.no_augment, hyp=load_hyp(args.hyp),
                           seed=args.seed, names=names)

@@ -17,7 +17,6 @@ settings a rerun must match to resume.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import traceback
@@ -28,14 +27,33 @@ from typing import Any, Sequence
 import numpy as np
 
 from modyolo.tools.compare_jobs import check_ray, cpu_cores, job_dir, run_jobs
-from modyolo.tools.compare_protocol import cfg_hash, check_state, data_fingerprint, protocol_items, run_flags, \
-    run_settings
+from modyolo.tools.compare_protocol import (
+    cfg_hash,
+    check_state,
+    data_fingerprint,
+    protocol_items,
+    run_flags,
+    run_settings,
+)
 from modyolo.tools.compare_stats import CompareStats, Records, compare_stats
-from modyolo.tools.compare_table import VariantResult, display_rows, format_terminal, per_class_rows, write_csv, \
-    write_markdown
+from modyolo.tools.compare_table import (
+    VariantResult,
+    display_rows,
+    format_terminal,
+    per_class_rows,
+    write_csv,
+    write_markdown,
+)
 from modyolo.tools.latency import LatencyProtocol
-from modyolo.tools.variants import Variant, build_variant, finish_variant, prepare_variants, read_history, \
-    time_variants, validate_weights
+from modyolo.tools.variants import (
+    Variant,
+    build_variant,
+    finish_variant,
+    prepare_variants,
+    read_history,
+    time_variants,
+    validate_weights,
+)
 
 
 @dataclass
@@ -47,50 +65,6 @@ class CompareResult:
     table: str = ""
     stats: CompareStats | None = None
     jobs: dict = field(default_factory=dict)  # (variant, seed) -> job.json document
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cfg", nargs="*", default=[], help="model YAMLs to train and compare (paths or shipped names)")
-    p.add_argument("--runs", nargs="*", default=[],
-                   help="finished training runs (folders with weights/best.pt) or checkpoints to reuse instead of training")
-    p.add_argument("--data", default="shapes", help="data YAML, or 'shapes' for the embedded demo dataset")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--img", "--imgsz", dest="imgsz", type=int, default=640, help="train, val and latency image size")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--hyp", default="", help="hyp YAML or shipped name (default: as modyolo train)")
-    p.add_argument("--seed", type=int, default=0, help="the seed when --seeds is not given")
-    p.add_argument("--seeds", nargs="+", type=int, default=None,
-                   help="train every variant with several seeds: a count (--seeds 3 = seeds 0 1 2) or a list "
-                        "of two or more (--seeds 0 5 7); the table shows mean ± std, 95%% intervals and paired tests")
-    p.add_argument("--jobs", type=int, default=1, help="(variant, seed) jobs at once on this machine, each in its "
-                   "own process with cores/N threads (1 = one after another in this process)")
-    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run the jobs as Ray tasks: --ray alone starts a local instance, --ray HOST:PORT joins a "
-                        "cluster (`ray start --head` there); needs the 'ray' extra")
-    p.add_argument("--job-threads", type=int, default=0, help="torch threads (Ray: CPUs) per job; 0 = cores // --jobs")
-    p.add_argument("--gpus-per-job", type=float, default=None,
-                   help="GPUs a Ray task asks for (default: 1 when --device is a GPU, else 0)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for intervals and tests")
-    p.add_argument("--fresh", action="store_true",
-                   help="start a new folder (exp2, ...) instead of resuming the one named by --project/--name")
-    p.add_argument("--optimizer", default="auto", choices=["auto", "SGD", "Adam", "AdamW"],
-                   help="as modyolo train: auto fits the recipe to the run length (see README)")
-    p.add_argument("--cos-lr", action="store_true")
-    p.add_argument("--bf16", action="store_true", help="CPU bf16 autocast while training")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--max-batches", type=int, default=0, help="batches per epoch (0 = all; for smoke runs)")
-    p.add_argument("--latency-runs", type=int, default=30, help="timed runs per variant (median reported)")
-    p.add_argument("--latency-warmup", type=int, default=10)
-    p.add_argument("--latency-layout", default="auto", choices=["auto", "nchw", "channels_last"])
-    p.add_argument("--threads", type=int, default=0, help="threads for timing (0 = torch's current setting)")
-    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime export and timing")
-    p.add_argument("--samples", type=int, default=4, help="val images shown predicted by every variant")
-    p.add_argument("--project", default="runs/compare")
-    p.add_argument("--name", default="exp")
-    p.add_argument("--exist-ok", action="store_true", help="kept for old scripts: the folder is reused unless --fresh")
-    p.add_argument("--no-report", action="store_true", help="skip report.html and the figures")
-    p.add_argument("--quiet", action="store_true", help="no training progress bars")
 
 
 def parse_seeds(values: Sequence[int] | None, default: int = 0) -> list[int]:
@@ -119,23 +93,6 @@ def check_jobs(jobs: int, use_ray: bool) -> None:
     if not use_ray and jobs > cores:
         raise ValueError(f"--jobs {jobs} is more than the {cores} CPU cores here; use --jobs {cores} or fewer "
                          "(or --ray ADDRESS to spread the jobs over more machines)")
-
-
-def run(args: argparse.Namespace) -> int:
-    if not args.cfg and not args.runs:
-        raise ValueError("compare needs variants: --cfg a.yaml b.yaml ... and/or --runs runs/train/exp ...")
-    seeds = parse_seeds(args.seeds, args.seed)
-    check_jobs(args.jobs, args.ray is not None)
-    train = dict(epochs=args.epochs, imgsz=args.imgsz, batch_size=args.batch_size, hyp=args.hyp, seed=seeds[0],
-                 optimizer=args.optimizer, cos_lr=args.cos_lr, bf16=args.bf16, workers=args.workers,
-                 device=args.device, max_batches=args.max_batches)
-    protocol = LatencyProtocol(imgsz=args.imgsz, threads=args.threads, warmup=args.latency_warmup,
-                               runs=args.latency_runs, layout=args.latency_layout)
-    result = compare(args.cfg, args.runs, data=args.data, train=train, protocol=protocol, project=args.project,
-                     name=args.name, onnx=not args.no_onnx, samples=args.samples, report=not args.no_report,
-                     verbose=not args.quiet, seeds=seeds, jobs=args.jobs, ray=args.ray, job_threads=args.job_threads,
-                     gpus_per_job=args.gpus_per_job, n_boot=args.bootstrap, resume=not args.fresh)
-    return 0 if any(r.status == "ok" for r in result.results) else 1
 
 
 def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] = (), *, data: str | Path = "shapes",
@@ -398,4 +355,4 @@ def write_json(out: CompareResult, train: dict[str, Any], data_source: Path, pat
     return path
 
 
-__all__ = ["compare", "CompareResult", "Variant", "add_arguments", "run", "parse_seeds", "check_jobs"]
+__all__ = ["compare", "CompareResult", "Variant", "parse_seeds", "check_jobs"]

@@ -3,21 +3,11 @@ each layer so the expensive block of a new backbone is easy to spot."""
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 from torch import nn
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cfg", required=True, help="model YAML (a path or a shipped name like yolov5s.yaml)")
-    parser.add_argument("--img", "--imgsz", type=int, default=640, help="image size for GFLOPs and timing")
-    parser.add_argument("--nc", type=int, default=None, help="override the number of classes")
-    parser.add_argument("--per-layer", action="store_true", help="time each layer (batch 1, eval mode)")
-    parser.add_argument("--runs", type=int, default=20, help="timed runs per layer with --per-layer")
-    parser.add_argument("--fuse", action="store_true", help="fold BN into convs before timing")
 
 
 def per_layer_profile(model: nn.Module, img_size: int, runs: int = 20, warmup: int = 3) -> list[dict]:
@@ -56,16 +46,3 @@ def format_per_layer(rows: list[dict]) -> str:
                      f"{r['ms']:>9.2f}{r['ms'] / total:>7.1%}")
     lines.append(f"total {total:.1f} ms (sum of per-layer medians; batch 1, {torch.get_num_threads()} threads)")
     return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    from modyolo.nn.model import DetectionModel
-
-    model = DetectionModel(args.cfg, nc=args.nc)
-    model.info(args.img, verbose=True)
-    if args.per_layer:
-        if args.fuse:
-            model.fuse()
-        print()
-        print(format_per_layer(per_layer_profile(model, args.img, args.runs)))
-    return 0

@@ -59,7 +59,7 @@ def latency(weights: Path, data: Path, a: argparse.Namespace) -> dict:
     import cv2
     import torch
 
-    from modyolo.eval.predictor import load_model, predict_image
+    from modyolo.inference.predictor import load_model, predict_image
 
     device = torch.device(f"cuda:{a.device}" if a.device.isdigit() else a.device)
     model, _, meta = load_model(weights, device=device)

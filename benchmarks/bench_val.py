@@ -149,7 +149,7 @@ def main() -> int:
     from modyolo.data.dataset_yaml import load_data_config
     from modyolo.data.loader import create_dataloader
     from modyolo.engine.checkpoint import inference_state_dict, load_checkpoint
-    from modyolo.eval.predictor import load_model
+    from modyolo.inference.predictor import load_model
 
     tmp = tempfile.TemporaryDirectory()
     weights = Path(args.weights) if args.weights else train_weights(args.epochs, args.imgsz, Path(tmp.name))

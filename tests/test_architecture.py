@@ -180,7 +180,6 @@ KNOWN_CYCLES: set[str] = {
 }
 KNOWN_UPWARD: set[str] = {
     "modyolo.engine.setup -> modyolo.eval.validator  (engine must not import eval)",
-    "modyolo.eval.predictor -> modyolo.deploy.backends  (eval must not import deploy)",
 }
 
 

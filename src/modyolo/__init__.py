@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": ("modyolo.api", "load"),
     "Detector": ("modyolo.api", "Detector"),
-    "Result": ("modyolo.eval.results", "Result"),
+    "Result": ("modyolo.inference.results", "Result"),
     "train": ("modyolo.engine.trainer", "train"),
     "DetectionModel": ("modyolo.nn.model", "DetectionModel"),
 }

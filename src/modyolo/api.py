@@ -1,7 +1,7 @@
 """The Python API: ``model = modyolo.load("best.pt"); results = model.predict("images/")``.
 
-A thin layer over ``eval.predictor`` (loading, letterbox, NMS), ``eval.sources`` (what a source
-may be), ``eval.results`` (what comes back) and ``eval.val_run`` (validation), so the API and
+A thin layer over ``inference.predictor`` (loading, letterbox, NMS), ``inference.sources`` (what a source
+may be), ``inference.results`` (what comes back) and ``inference.val_run`` (validation), so the API and
 the CLI verbs compute the same thing.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from modyolo.eval.results import Result
+from modyolo.inference.results import Result
 
 LOGGER = logging.getLogger("modyolo")
 
@@ -40,8 +40,8 @@ class Detector:
         pixels. Unreadable inputs are logged, listed in ``self.skipped`` and left out.
         ``keep_images=False`` drops the pixels from the results (long videos), disabling ``plot``.
         """
-        from modyolo.eval.predictor import check_imgsz, predict_image
-        from modyolo.eval.sources import iter_source
+        from modyolo.inference.predictor import check_imgsz, predict_image
+        from modyolo.inference.sources import iter_source
 
         dynamic = bool(self.meta.get("dynamic", True))
         size = check_imgsz(imgsz, self.meta["stride"]) if dynamic else tuple(self.meta["imgsz"])
@@ -70,7 +70,7 @@ class Detector:
         Other keywords are ``modyolo val``'s flags with underscores (``save_json=True``,
         ``task="test"``, ``plots=False``, ``project=...``).
         """
-        from modyolo.eval.val_run import validate_model
+        from modyolo.inference.val_run import validate_model
 
         kwargs.setdefault("device", self.device)
         kwargs.setdefault("cfg", self._cfg)
@@ -102,7 +102,7 @@ def load(weights: str | Path, device: str | torch.device = "cpu", fuse: bool = T
          cfg: str | Path | dict | None = None) -> Detector:
     """Load a checkpoint, a model YAML (fresh weights), a bare state_dict (with ``cfg``) or an
     exported ``.onnx`` / ``.torchscript`` file as a ``Detector``."""
-    from modyolo.eval.predictor import load_model, select_device
+    from modyolo.inference.predictor import load_model, select_device
 
     dev = select_device(device)
     model, names, meta = load_model(weights, device=dev, fuse=fuse, cfg=cfg)

@@ -26,7 +26,7 @@ def pseudo_labelled(tmp_path_factory):
 
     from modyolo.data.synthetic import CLASSES, make_shapes_dataset
     from modyolo.deploy.backends import load_backend
-    from modyolo.eval.predictor import predict_image
+    from modyolo.inference.predictor import predict_image
 
     root = tmp_path_factory.mktemp("int8")
     shapes = make_shapes_dataset(root / "shapes", n_train=8, n_val=8, img_size=(64, 96)).parent

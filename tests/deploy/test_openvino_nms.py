@@ -114,7 +114,7 @@ def test_detect_through_nms_graph_equals_pt(checkpoint, tmp_path):
     import numpy as np
 
     from modyolo.deploy.export import export
-    from modyolo.eval.predictor import predict_image
+    from modyolo.inference.predictor import predict_image
 
     onnx = export(checkpoint, include=("onnx",), imgsz=IMG, nms=True, out_dir=tmp_path)["onnx"]
     img = (np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8)

@@ -12,8 +12,8 @@ import torch
 import modyolo
 from modyolo.api import Detector
 from modyolo.data.augment import PAD_VALUE
-from modyolo.eval.predictor import letterbox_image
-from modyolo.eval.results import Result
+from modyolo.inference.predictor import letterbox_image
+from modyolo.inference.results import Result
 
 FILL = 200  # the original image's constant colour; the letterbox pad is PAD_VALUE (114)
 
@@ -127,7 +127,7 @@ def test_load_yaml_gives_fresh_model():
 
 
 def test_tta_maps_flipped_and_scaled_boxes_back():
-    from modyolo.eval.predictor import letterbox_image, tta_forward, to_tensor
+    from modyolo.inference.predictor import letterbox_image, tta_forward, to_tensor
 
     img = np.full((97, 203, 3), FILL, np.uint8)
     padded, lb = letterbox_image(img, 128, auto=True)

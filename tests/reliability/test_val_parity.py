@@ -20,8 +20,8 @@ def onnx_path(env: Env):
 
 
 def _stats(weights, env: Env, rect, batch_size=4):
-    from modyolo.eval.val_run import validate_model
-    from modyolo.eval.predictor import load_model_for_cli
+    from modyolo.inference.val_run import validate_model
+    from modyolo.inference.predictor import load_model_for_cli
 
     model, names, meta = load_model_for_cli(str(weights), device="cpu")
     out = validate_model(model, names, meta, data=env.data, imgsz=64, batch_size=batch_size, workers=0, plots=False,

@@ -76,7 +76,7 @@ def test_params_and_gflops_match_the_model(compared, tiny_cfg_file):
 def test_metrics_match_an_independent_validation(compared, tiny_shapes):
     from modyolo.data.dataset_yaml import load_data_config
     from modyolo.data.loader import create_dataloader
-    from modyolo.eval.predictor import load_model
+    from modyolo.inference.predictor import load_model
     from modyolo.eval.validator import validate
 
     r = compared.results[0]

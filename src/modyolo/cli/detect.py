@@ -86,9 +86,9 @@ def _video_fps(path: str) -> float:
 def run(args: argparse.Namespace) -> int:
     import cv2
 
-    from modyolo.eval.predictor import check_imgsz, load_model_for_cli, predict_image, select_device
-    from modyolo.eval.results import Result
-    from modyolo.eval.sources import iter_source, list_sources
+    from modyolo.inference.predictor import check_imgsz, load_model_for_cli, predict_image, select_device
+    from modyolo.inference.results import Result
+    from modyolo.inference.sources import iter_source, list_sources
     from modyolo.logs import attach_run_log
     from modyolo.paths import increment_path
 

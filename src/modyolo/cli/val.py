@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from modyolo.eval.val_run import validate_model
+from modyolo.inference.val_run import validate_model
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modyolo.eval.predictor import load_model_for_cli
+    from modyolo.inference.predictor import load_model_for_cli
 
     model, names, meta = load_model_for_cli(args.weights, device=args.device, cfg=args.cfg)
     kwargs = {k: getattr(args, k) for k in (

@@ -147,7 +147,7 @@ def finish_variant(r: VariantResult, weights: str | Path, data_cfg: Any, imgsz: 
     describe: fill params/GFLOPs from the loaded model (reused runs have no YAML built here).
     Never raises; a failure is recorded in the row (load) or its ONNX cell (export).
     """
-    from modyolo.eval.predictor import load_model
+    from modyolo.inference.predictor import load_model
 
     out = VariantOutcome(r)
     try:
@@ -215,7 +215,7 @@ def validate_weights(weights: str | Path, data_cfg: Any, imgsz: int, batch: int,
     Returns ``(model, ValResult, Records)``: the unfused eval model, the validation result and its
     per-image records with the image paths (what compare's bootstrap resamples).
     """
-    from modyolo.eval.predictor import load_model
+    from modyolo.inference.predictor import load_model
     from modyolo.eval.validator import validate
     from modyolo.tools.compare_stats import Records
 
@@ -257,7 +257,7 @@ def _sample_set(data_cfg: Any, n: int) -> SampleSet:
 def _predict_samples(model: torch.nn.Module, samples: SampleSet, imgsz: int) -> list[np.ndarray]:
     import cv2
 
-    from modyolo.eval.predictor import predict_image
+    from modyolo.inference.predictor import predict_image
 
     fused = copy.deepcopy(model).fuse()
     out = []

@@ -67,7 +67,7 @@ def validate_model(model: Any, names: list[str], meta: dict, *, data: str | os.P
     """
     from modyolo.data.dataset_yaml import load_data_config
     from modyolo.data.loader import create_dataloader
-    from modyolo.eval.predictor import TTAModel, check_imgsz, select_device
+    from modyolo.inference.predictor import TTAModel, check_imgsz, select_device
     from modyolo.eval.validator import validate
     from modyolo.logs import attach_run_log
     from modyolo.paths import increment_path
@@ -175,7 +175,7 @@ class _Collector:
                 self.gt["categories"] = [{"id": 0, "name": names[0]}]
 
     def __call__(self, path: str, det: torch.Tensor, shape: tuple) -> None:
-        from modyolo.eval.results import Result
+        from modyolo.inference.results import Result
 
         if self.save_txt:
             r = Result.from_detections(det, path, None, shape, self.names)
@@ -200,7 +200,7 @@ def _diagnose(model: Any, meta: dict, result: ValResult, dataset: Any, loader: A
               conf_thres: float, iou_thres: float, max_det: int, single_cls: bool, dev: torch.device, cfg: Any):
     """Reload the weights unfused (BN statistics intact) and run the zero-metric checks."""
     from modyolo.eval.diagnose import diagnose
-    from modyolo.eval.predictor import load_model
+    from modyolo.inference.predictor import load_model
     from modyolo.eval.validator import validate
 
     unfused, ckpt, evaluate, sample = None, None, None, None

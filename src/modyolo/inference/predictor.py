@@ -24,7 +24,7 @@ import torch
 
 from modyolo.eval.nms import non_max_suppression
 
-LOGGER = logging.getLogger("modyolo.eval.predictor")
+LOGGER = logging.getLogger("modyolo.inference.predictor")
 BACKEND_SUFFIXES = (".onnx", ".torchscript", ".ts", ".xml")  # .xml: OpenVINO IR (+ .bin)
 YAML_SUFFIXES = (".yaml", ".yml")
 

@@ -33,12 +33,13 @@ import torch
 from torch import nn
 
 from modyolo.engine.ema import unwrap
+from modyolo.structures import FITNESS_WEIGHTS as FITNESS_WEIGHTS  # re-exported
+from modyolo.structures import fitness as fitness  # re-exported: best.pt is chosen by it
 
 LOGGER = logging.getLogger(__name__)
 
 FORMAT = "modyolo.checkpoint"
 VERSION = 1
-FITNESS_WEIGHTS = {"mAP50": 0.1, "mAP50-95": 0.9}
 
 
 class CheckpointError(ValueError):
@@ -298,19 +299,6 @@ def strip_checkpoint(src: str | Path, dst: str | Path | None = None, half: bool 
 
 
 # --------------------------------------------------------------------------- best / stop
-
-
-def fitness(metrics: Mapping[str, float] | Sequence[float]) -> float:
-    """``0.1 * mAP50 + 0.9 * mAP50-95``: the figure ``best.pt`` is chosen by.
-
-    metrics: ``{"mAP50": .., "mAP50-95": ..}`` or yolov5's ``(P, R, mAP50, mAP50-95, ...)``.
-    """
-    if isinstance(metrics, Mapping):
-        try:
-            return sum(w * float(metrics[k]) for k, w in FITNESS_WEIGHTS.items())
-        except KeyError as e:
-            raise KeyError(f"fitness needs metrics {list(FITNESS_WEIGHTS)}, got {list(metrics)}") from e
-    return 0.1 * float(metrics[2]) + 0.9 * float(metrics[3])
 
 
 class EarlyStopping:

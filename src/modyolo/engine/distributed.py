@@ -35,19 +35,6 @@ def dist_info_from_env() -> DistInfo:
     return DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
 
 
-def select_device(spec: str = "", info: DistInfo = DistInfo()) -> torch.device:
-    """'' -> CUDA if available else CPU; 'cpu'; '0' / 'cuda:1'. Under DDP, cuda:LOCAL_RANK."""
-    spec = str(spec).strip().lower()
-    if spec == "cpu" or (not spec and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ValueError(f"device {spec!r} asked for CUDA but torch.cuda.is_available() is False; use --device cpu")
-    if info.enabled:
-        return torch.device("cuda", info.local_rank)
-    index = spec.removeprefix("cuda:").split(",")[0] if spec else "0"
-    return torch.device("cuda", int(index))
-
-
 def init_process_group(info: DistInfo, device: torch.device) -> None:
     if not info.enabled or dist.is_initialized():
         return

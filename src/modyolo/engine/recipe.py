@@ -20,10 +20,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from modyolo.yaml_io import read_yaml
-
 from modyolo.engine.config import TrainConfig
 from modyolo.engine.freeze import parse_freeze
+from modyolo.yaml_io import read_yaml
 
 LOGGER = logging.getLogger("modyolo.train")
 

@@ -20,10 +20,11 @@ from torch import nn
 
 from modyolo.data.dataset_yaml import DataConfig, load_data_config
 from modyolo.data.loader import create_dataloader
+from modyolo.device import select_device
 from modyolo.engine.autoanchor import check_anchors, label_wh
 from modyolo.engine.checkpoint import CheckpointError, load_checkpoint, resume_training
 from modyolo.engine.config import TrainConfig
-from modyolo.engine.distributed import DistInfo, dist_info_from_env, init_process_group, select_device
+from modyolo.engine.distributed import DistInfo, dist_info_from_env, init_process_group
 from modyolo.engine.freeze import FreezeStage, parse_freeze_schedule
 from modyolo.engine.hyp import Hyp, load_hyp, save_hyp
 from modyolo.engine.loss import DetectionLoss, scale_loss_gains
@@ -34,6 +35,7 @@ from modyolo.logs import attach_run_log
 from modyolo.nn.heads import loss_kind, uses_anchors
 from modyolo.nn.model import DetectionModel
 from modyolo.paths import increment_path
+from modyolo.structures import LOSS_PARTS
 
 if TYPE_CHECKING:
     from modyolo.engine.trainer import Trainer
@@ -64,7 +66,7 @@ def prepare_run(cfg: TrainConfig) -> RunContext:
         cfg.__dict__.update({**saved.to_dict(), "resume": cfg.resume, "epochs": epochs, "exist_ok": True,
                              "verbose": cfg.verbose, "workers": cfg.workers})
     dist = dist_info_from_env()
-    device = select_device(cfg.device, dist)
+    device = select_device(cfg.device, dist.local_rank if dist.enabled else None)
     init_process_group(dist, device)
     seed_everything(cfg.seed + max(dist.rank, 0), cfg.deterministic)
     hyp = load_hyp(resume_ckpt["hyp"] if resume_ckpt else cfg.hyp)
@@ -277,7 +279,7 @@ def validate(trainer: "Trainer", plots: bool = False) -> dict[str, float]:
                             progress=trainer.cfg.verbose)
     metrics = dict(result.metrics)
     if result.loss is not None:
-        names = getattr(trainer.loss_fn, "names", ("box_loss", "obj_loss", "cls_loss"))
+        names = getattr(trainer.loss_fn, "names", LOSS_PARTS)
         for name, value in zip((f"val_{n}" for n in names), result.loss.tolist()):
             metrics[name] = value
     return metrics

@@ -32,9 +32,10 @@ from modyolo.engine.precision import resolve_precision
 from modyolo.engine.recipe_auto import resolve_recipe
 from modyolo.engine.sam import bn_stats_frozen
 from modyolo.nn.hooks import TrainState, broadcast_train_state
+from modyolo.structures import LOSS_PARTS
 
 LOGGER = logging.getLogger("modyolo.train")
-LOSS_NAMES = ("box_loss", "obj_loss", "cls_loss")
+LOSS_NAMES = LOSS_PARTS  # the anchor-based loss's parts, in its order
 
 
 class NonFiniteLoss(RuntimeError):

@@ -25,6 +25,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from modyolo.structures import fitness as fitness  # re-exported: compute() adds it
+
 from .boxes import box_iou
 
 IOU_THRESHOLDS = torch.linspace(0.5, 0.95, 10)
@@ -209,17 +211,6 @@ def ap_per_class(
     fp_at = (tp_at / (p + eps) - tp_at).round()
     return APResult(classes.astype(int), nt, tp_at, fp_at, p, r, f1, ap, float(px[best]),
                     px, p_curve, r_curve, f1_curve, pr_curve)
-
-
-def fitness(metrics: Mapping[str, float] | np.ndarray) -> float:
-    """yolov5's model-selection score: ``0.1 * mAP50 + 0.9 * mAP50-95``.
-
-    Accepts the ``compute()`` dict or a ``[P, R, mAP50, mAP50-95]`` row (yolov5's layout).
-    """
-    if isinstance(metrics, Mapping):
-        return 0.1 * float(metrics["mAP50"]) + 0.9 * float(metrics["mAP50-95"])
-    row = np.asarray(metrics, dtype=np.float64)
-    return float(0.1 * row[..., 2] + 0.9 * row[..., 3])
 
 
 class ConfusionMatrix:

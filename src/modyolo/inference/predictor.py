@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from modyolo.device import select_device as select_device  # re-exported for the verbs and the API
 from modyolo.eval.nms import non_max_suppression
 
 LOGGER = logging.getLogger("modyolo.inference.predictor")
@@ -30,20 +31,6 @@ YAML_SUFFIXES = (".yaml", ".yml")
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def select_device(device: str | torch.device = "cpu") -> torch.device:
-    """``'cpu'``, ``'0'``, ``'cuda:1'``, ``''`` (cuda:0 when available) -> ``torch.device``."""
-    if isinstance(device, torch.device):
-        return device
-    text = str(device).strip().lower()
-    if text == "":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if text.isdigit():
-        text = f"cuda:{text}"
-    if text.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here; pass --device cpu")
-    return torch.device(text)
 
 
 def _build(model_yaml: Any, where: str) -> torch.nn.Module:

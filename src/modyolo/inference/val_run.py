@@ -67,8 +67,8 @@ def validate_model(model: Any, names: list[str], meta: dict, *, data: str | os.P
     """
     from modyolo.data.dataset_yaml import load_data_config
     from modyolo.data.loader import create_dataloader
-    from modyolo.inference.predictor import TTAModel, check_imgsz, select_device
     from modyolo.eval.validator import validate
+    from modyolo.inference.predictor import TTAModel, check_imgsz, select_device
     from modyolo.logs import attach_run_log
     from modyolo.paths import increment_path
 
@@ -200,8 +200,8 @@ def _diagnose(model: Any, meta: dict, result: ValResult, dataset: Any, loader: A
               conf_thres: float, iou_thres: float, max_det: int, single_cls: bool, dev: torch.device, cfg: Any):
     """Reload the weights unfused (BN statistics intact) and run the zero-metric checks."""
     from modyolo.eval.diagnose import diagnose
-    from modyolo.inference.predictor import load_model
     from modyolo.eval.validator import validate
+    from modyolo.inference.predictor import load_model
 
     unfused, ckpt, evaluate, sample = None, None, None, None
     fmt, path = meta.get("format"), meta.get("path")

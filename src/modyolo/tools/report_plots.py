@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from modyolo.structures import LOSS_PARTS
 from modyolo.tools.compare_table import VariantResult, class_names
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
@@ -133,8 +134,7 @@ TRAIN_PANELS = (("mAP50-95", "val mAP50-95"), ("mAP50", "val mAP50"), ("train_lo
 
 def _series(history: dict[str, list[float]], key: str) -> list[float] | None:
     if key in ("train_loss", "val_loss"):
-        parts = ("box_loss", "obj_loss", "cls_loss") if key == "train_loss" else \
-            ("val_box_loss", "val_obj_loss", "val_cls_loss")
+        parts = LOSS_PARTS if key == "train_loss" else tuple(f"val_{p}" for p in LOSS_PARTS)
         if not all(p in history for p in parts):
             return None
         return [float(sum(v)) for v in zip(*(history[p] for p in parts))]

@@ -233,7 +233,7 @@ def measure_formats(models: dict[str, nn.Module], protocol: LatencyProtocol, out
     (``modyolo benchmark --data``). Formats whose package is missing are skipped (logged).
     """
     from modyolo.engine.checkpoint import save_checkpoint
-    from modyolo.tools.benchmark import available_formats, build_runners
+    from modyolo.tools.formats import available_formats, build_runners
 
     chosen = available_formats(list(formats), int8=False)
     x = torch.rand(protocol.batch, 3, protocol.imgsz, protocol.imgsz, generator=torch.Generator().manual_seed(0))

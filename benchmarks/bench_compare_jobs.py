@@ -65,25 +65,59 @@ def main() -> None:
     threads = args.job_threads or max(1, cores // args.jobs)
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         tmp = Path(tmp)
-        data = make_shapes_dataset(tmp / "data", n_train=args.n_train, n_val=args.n_val, seed=0,
-                                   img_size=(args.img, args.img + 32))
+        data = make_shapes_dataset(
+            tmp / "data", n_train=args.n_train, n_val=args.n_val, seed=0, img_size=(args.img, args.img + 32)
+        )
         cfgs = _cfgs(tmp, args.width_scale)
-        train = dict(epochs=args.epochs, imgsz=args.img, batch_size=8, workers=0, noplots=True,
-                     max_batches=args.max_batches, optimizer="SGD")
+        train = dict(
+            epochs=args.epochs,
+            imgsz=args.img,
+            batch_size=8,
+            workers=0,
+            noplots=True,
+            max_batches=args.max_batches,
+            optimizer="SGD",
+        )
         protocol = LatencyProtocol(imgsz=args.img, warmup=2, runs=5, threads=1)
-        out = {"variants": [Path(c).stem for c in cfgs], "seeds": [0, 1], "epochs": args.epochs, "img": args.img,
-               "n_train": args.n_train, "cores": cores, "runs": {}}
+        out = {
+            "variants": [Path(c).stem for c in cfgs],
+            "seeds": [0, 1],
+            "epochs": args.epochs,
+            "img": args.img,
+            "n_train": args.n_train,
+            "cores": cores,
+            "runs": {},
+        }
         maps = {}
-        for label, jobs, jt in (("sequential", 1, args.seq_threads or threads), (f"jobs{args.jobs}", args.jobs,
-                                                                                  threads)):
+        for label, jobs, jt in (
+            ("sequential", 1, args.seq_threads or threads),
+            (f"jobs{args.jobs}", args.jobs, threads),
+        ):
             t0 = time.perf_counter()
-            res = compare(cfgs, data=str(data), train=train, protocol=protocol, project=tmp / "runs", name=label,
-                          onnx=False, samples=0, report=False, verbose=False, seeds=[0, 1], jobs=jobs,
-                          job_threads=jt, n_boot=50)
+            res = compare(
+                cfgs,
+                data=str(data),
+                train=train,
+                protocol=protocol,
+                project=tmp / "runs",
+                name=label,
+                onnx=False,
+                samples=0,
+                report=False,
+                verbose=False,
+                seeds=[0, 1],
+                jobs=jobs,
+                job_threads=jt,
+                n_boot=50,
+            )
             wall = time.perf_counter() - t0
             maps[label] = {f"{k[0]}/{k[1]}": d.get("metrics", {}).get("mAP50-95") for k, d in res.jobs.items()}
-            out["runs"][label] = {"jobs": jobs, "threads_per_job": jt, "wall_seconds": round(wall, 1),
-                                  "failed_jobs": sum(d.get("status") != "ok" for d in res.jobs.values())}
+            out["runs"][label] = {
+                "jobs": jobs,
+                "threads_per_job": jt,
+                "wall_seconds": round(wall, 1),
+                "failed_jobs": sum(d.get("status") != "ok" for d in res.jobs.values()),
+            }
         seq, par = (out["runs"][k]["wall_seconds"] for k in out["runs"])
         out["speedup"] = round(seq / par, 2) if par else None
         a, b = maps.values()

@@ -47,8 +47,12 @@ import bench_train  # noqa: E402  (the sibling benchmark, importable once HERE i
 
 RUNS = ("yolov5n-default", "swap-default", "yolov5n-yolov5-recipe", "ultralytics-yolo11n")
 METRIC_KEYS = bench_train.METRIC_KEYS
-ULTRALYTICS_KEYS = {"precision": "metrics/precision(B)", "recall": "metrics/recall(B)",
-                    "mAP50": "metrics/mAP50(B)", "mAP50-95": "metrics/mAP50-95(B)"}
+ULTRALYTICS_KEYS = {
+    "precision": "metrics/precision(B)",
+    "recall": "metrics/recall(B)",
+    "mAP50": "metrics/mAP50(B)",
+    "mAP50-95": "metrics/mAP50-95(B)",
+}
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -77,10 +81,21 @@ def _swap_cfg(spec: str) -> Any:
 
 def modyolo_options(name: str, args: argparse.Namespace, data_yaml: Path, project: Path) -> dict[str, Any]:
     """TrainConfig values: the run's model, the shared sizes, and nothing else unless the run says so."""
-    options = {"data": str(data_yaml), "cfg": _swap_cfg(args.swap) if name == "swap-default" else "yolov5n.yaml",
-               "epochs": args.epochs, "batch_size": args.batch, "imgsz": args.img, "seed": args.seed,
-               "workers": args.workers, "device": args.device, "project": str(project), "name": name,
-               "exist_ok": True, "noplots": True, "verbose": False}
+    options = {
+        "data": str(data_yaml),
+        "cfg": _swap_cfg(args.swap) if name == "swap-default" else "yolov5n.yaml",
+        "epochs": args.epochs,
+        "batch_size": args.batch,
+        "imgsz": args.img,
+        "seed": args.seed,
+        "workers": args.workers,
+        "device": args.device,
+        "project": str(project),
+        "name": name,
+        "exist_ok": True,
+        "noplots": True,
+        "verbose": False,
+    }
     if name == "yolov5n-yolov5-recipe":
         options.update(optimizer="SGD", hyp="scratch-low")
     return options
@@ -101,9 +116,15 @@ def run_modyolo_child(options: dict[str, Any], threads: int) -> dict[str, Any]:
     row["wall_seconds"] = time.perf_counter() - t0
     row["threads"] = torch.get_num_threads()
     row["device"] = str(trainer.device)
-    row["recipe"] = {"optimizer": trainer.cfg.optimizer, "lr0": trainer.run.hyp.lr0, "nbs": trainer.cfg.nbs,
-                     "warmup_epochs": trainer.run.hyp.warmup_epochs, "close_mosaic": trainer.cfg.close_mosaic,
-                     "precision": trainer.precision.name, "channels_last": trainer.cfg.channels_last}
+    row["recipe"] = {
+        "optimizer": trainer.cfg.optimizer,
+        "lr0": trainer.run.hyp.lr0,
+        "nbs": trainer.cfg.nbs,
+        "warmup_epochs": trainer.run.hyp.warmup_epochs,
+        "close_mosaic": trainer.cfg.close_mosaic,
+        "precision": trainer.precision.name,
+        "channels_last": trainer.cfg.channels_last,
+    }
     row["params"] = int(sum(p.numel() for p in trainer.model.parameters()))
     return row
 
@@ -137,8 +158,13 @@ def run_ultralytics_child(options: dict[str, Any], threads: int, config_dir: Pat
         state["t"] = time.perf_counter()
 
     def epoch_end(tr: Any) -> None:
-        epochs.append({"epoch": tr.epoch, "train_seconds": time.perf_counter() - state["t"],
-                       "images": len(tr.train_loader.dataset)})
+        epochs.append(
+            {
+                "epoch": tr.epoch,
+                "train_seconds": time.perf_counter() - state["t"],
+                "images": len(tr.train_loader.dataset),
+            }
+        )
 
     def fit_epoch_end(tr: Any) -> None:
         metrics = {k: float((tr.metrics or {}).get(v, 0.0)) for k, v in ULTRALYTICS_KEYS.items()}
@@ -152,26 +178,47 @@ def run_ultralytics_child(options: dict[str, Any], threads: int, config_dir: Pat
     model.add_callback("on_train_epoch_end", epoch_end)
     model.add_callback("on_fit_epoch_end", fit_epoch_end)
     t0 = time.perf_counter()
-    model.train(data=options["data"], epochs=options["epochs"], imgsz=options["imgsz"], batch=options["batch_size"],
-                seed=options["seed"], workers=options["workers"], project=options["project"], name=options["name"],
-                exist_ok=True, plots=False, verbose=False,
-                **({"device": options["device"]} if options["device"] else {}))
+    model.train(
+        data=options["data"],
+        epochs=options["epochs"],
+        imgsz=options["imgsz"],
+        batch=options["batch_size"],
+        seed=options["seed"],
+        workers=options["workers"],
+        project=options["project"],
+        name=options["name"],
+        exist_ok=True,
+        plots=False,
+        verbose=False,
+        **({"device": options["device"]} if options["device"] else {}),
+    )
     wall = time.perf_counter() - t0
     tr = model.trainer
     group = tr.optimizer.param_groups[0]
-    recipe = {"optimizer": type(tr.optimizer).__name__, "lr0": float(group.get("initial_lr", group["lr"])),
-              "nbs": int(tr.args.nbs), "close_mosaic": int(tr.args.close_mosaic),
-              "precision": "fp16" if bool(tr.amp) else "fp32", "channels_last": False}
+    recipe = {
+        "optimizer": type(tr.optimizer).__name__,
+        "lr0": float(group.get("initial_lr", group["lr"])),
+        "nbs": int(tr.args.nbs),
+        "close_mosaic": int(tr.args.close_mosaic),
+        "precision": "fp16" if bool(tr.amp) else "fp32",
+        "channels_last": False,
+    }
     steady = epochs[1:] if len(epochs) > 1 else epochs
     seconds = sum(e["train_seconds"] for e in steady)
     last = epochs[-1] if epochs else {}
-    return {"train_images_per_s": sum(e["images"] for e in steady) / seconds if seconds else 0.0,
-            "train_seconds": sum(e["train_seconds"] for e in epochs), "wall_seconds": wall,
-            "metrics": {k: float(last.get(k, 0.0)) for k in METRIC_KEYS}, "final_eval": state["final_eval"],
-            "epochs": epochs, "recipe": recipe, "threads": torch.get_num_threads(),
-            "ultralytics_version": ultralytics.__version__,
-            "params": int(sum(p.numel() for p in model.model.parameters())),
-            "device": str(next(model.model.parameters()).device)}
+    return {
+        "train_images_per_s": sum(e["images"] for e in steady) / seconds if seconds else 0.0,
+        "train_seconds": sum(e["train_seconds"] for e in epochs),
+        "wall_seconds": wall,
+        "metrics": {k: float(last.get(k, 0.0)) for k in METRIC_KEYS},
+        "final_eval": state["final_eval"],
+        "epochs": epochs,
+        "recipe": recipe,
+        "threads": torch.get_num_threads(),
+        "ultralytics_version": ultralytics.__version__,
+        "params": int(sum(p.numel() for p in model.model.parameters())),
+        "device": str(next(model.model.parameters()).device),
+    }
 
 
 def _read_results_csv(self: Any) -> dict[str, list[float]]:
@@ -188,35 +235,59 @@ def run_one(name: str, args: argparse.Namespace, data_yaml: Path, workdir: Path,
     out, log = workdir / f"{name}.json", workdir / f"{name}.log"
     out.unlink(missing_ok=True)
     options = modyolo_options(name, args, data_yaml, workdir / "runs")
-    cmd = [*prefix, sys.executable, str(Path(__file__).resolve()), "--child", name, "--child-options",
-           json.dumps(options), "--child-out", str(out), "--threads", str(args.threads),
-           "--workdir", str(workdir)]
+    cmd = [
+        *prefix,
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        name,
+        "--child-options",
+        json.dumps(options),
+        "--child-out",
+        str(out),
+        "--threads",
+        str(args.threads),
+        "--workdir",
+        str(workdir),
+    ]
     print(f"[bench_default_recipe] {name}: running, log {log}", file=sys.stderr, flush=True)
     row = bench_train._launch(cmd, out, log, args.threads)
     if "error" not in row:
         m = row["metrics"]
-        print(f"[bench_default_recipe] {name}: {row['train_images_per_s']:.1f} img/s, "
-              f"wall {row['wall_seconds']:.0f} s, "
-              f"mAP50 {m['mAP50']:.3f}, mAP50-95 {m['mAP50-95']:.3f}", file=sys.stderr, flush=True)
+        print(
+            f"[bench_default_recipe] {name}: {row['train_images_per_s']:.1f} img/s, "
+            f"wall {row['wall_seconds']:.0f} s, "
+            f"mAP50 {m['mAP50']:.3f}, mAP50-95 {m['mAP50-95']:.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
     return row
 
 
 def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
-    lines = [f"{s['n_train']} train / {s['n_val']} val shapes images, {s['img']} px, batch {s['batch']}, "
-             f"{s['epochs']} epochs, seed {s['seed']}, {s['workers']} workers, {s['threads']} threads", "",
-             "| run | recipe | P | R | mAP50 | mAP50-95 | train img/s | wall (s) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"{s['n_train']} train / {s['n_val']} val shapes images, {s['img']} px, batch {s['batch']}, "
+        f"{s['epochs']} epochs, seed {s['seed']}, {s['workers']} workers, {s['threads']} threads",
+        "",
+        "| run | recipe | P | R | mAP50 | mAP50-95 | train img/s | wall (s) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, row in report["runs"].items():
         if "error" in row:
             lines.append(f"| {name} | failed: {row['error'].splitlines()[0]} | | | | | | |")
             continue
         r = row.get("recipe")
-        recipe = (f"{r['optimizer']} lr0 {r['lr0']:.2g}, nbs {r['nbs']}, close-mosaic {r['close_mosaic']}, "
-                  f"{r['precision']}" if r else "")
+        recipe = (
+            f"{r['optimizer']} lr0 {r['lr0']:.2g}, nbs {r['nbs']}, close-mosaic {r['close_mosaic']}, {r['precision']}"
+            if r
+            else ""
+        )
         m = row["metrics"]
-        lines.append(f"| {name} | {recipe} | {m['precision']:.3f} | {m['recall']:.3f} | {m['mAP50']:.3f} | "
-                     f"{m['mAP50-95']:.3f} | {row['train_images_per_s']:.1f} | {row['wall_seconds']:.0f} |")
+        lines.append(
+            f"| {name} | {recipe} | {m['precision']:.3f} | {m['recall']:.3f} | {m['mAP50']:.3f} | "
+            f"{m['mAP50-95']:.3f} | {row['train_images_per_s']:.1f} | {row['wall_seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -231,8 +302,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads in every run")
     p.add_argument("--device", default="", help="'' = CUDA if available, else cpu (every run)")
-    p.add_argument("--swap", default="yolov5-mobilenetv2.yaml@0.5",
-                   help="the backbone swap: a model YAML, optionally @width_multiple")
+    p.add_argument(
+        "--swap",
+        default="yolov5-mobilenetv2.yaml@0.5",
+        help="the backbone swap: a model YAML, optionally @width_multiple",
+    )
     p.add_argument("--which", default=",".join(RUNS), help=f"comma separated from {','.join(RUNS)}")
     p.add_argument("--workdir", type=Path, default=None, help="data, runs and logs (default: a new temp dir, kept)")
     p.add_argument("--output", type=Path, default=None, help="also write the JSON report here")
@@ -266,11 +340,24 @@ def main(argv: list[str] | None = None) -> int:
     data_yaml = make_data(args, workdir)
     prefix = bench_train._network_off_prefix(not args.network)
     report: dict[str, Any] = {
-        "settings": {"n_train": args.n_train, "n_val": args.n_val, "img": args.img, "batch": args.batch,
-                     "epochs": args.epochs, "seed": args.seed, "workers": args.workers, "threads": args.threads,
-                     "device": args.device or "auto", "swap": args.swap, "network_off": bool(prefix),
-                     "workdir": str(workdir), "cpu_count": os.cpu_count()},
-        "load_average_before": list(os.getloadavg()), "runs": {}}
+        "settings": {
+            "n_train": args.n_train,
+            "n_val": args.n_val,
+            "img": args.img,
+            "batch": args.batch,
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "workers": args.workers,
+            "threads": args.threads,
+            "device": args.device or "auto",
+            "swap": args.swap,
+            "network_off": bool(prefix),
+            "workdir": str(workdir),
+            "cpu_count": os.cpu_count(),
+        },
+        "load_average_before": list(os.getloadavg()),
+        "runs": {},
+    }
     for name in args.runs:
         report["runs"][name] = run_one(name, args, data_yaml, workdir, prefix)
     report["load_average_after"] = list(os.getloadavg())

@@ -37,14 +37,30 @@ def main() -> None:
     n_train = len(list_image_files(data.train))
     train = {**cfg["train"], "hyp": build_hyp(cfg)}
     epochs = int(train["epochs"])
-    out = {"config": cfg["_path"], "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-           "train_images": n_train, "epochs": epochs, "variants": {}}
+    out = {
+        "config": cfg["_path"],
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "train_images": n_train,
+        "epochs": epochs,
+        "variants": {},
+    }
     total = 0.0
     models, names = build_variants(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in zip(names, models):
-            settings = {**train, "data": str(data.source), "cfg": model, "epochs": 2, "max_batches": args.batches,
-                        "project": tmp, "name": name, "verbose": False, "noplots": True, "noval": True}
+            settings = {
+                **train,
+                "data": str(data.source),
+                "cfg": model,
+                "epochs": 2,
+                "max_batches": args.batches,
+                "project": tmp,
+                "name": name,
+                "verbose": False,
+                "noplots": True,
+                "noval": True,
+            }
             trainer = Trainer(TrainConfig.from_dict(settings))
             result = trainer.fit()  # noval still validates the final epoch: time it separately below
             t0 = time.perf_counter()
@@ -54,8 +70,11 @@ def main() -> None:
             val_s = time.perf_counter() - t0
             per_epoch = n_train / max(result.train_images_per_s, 1e-9) + val_s
             total += epochs * per_epoch
-            out["variants"][name] = {"train_img_per_s": round(result.train_images_per_s, 2),
-                                     "val_seconds": round(val_s, 2), "projected_minutes": round(epochs * per_epoch / 60, 2)}
+            out["variants"][name] = {
+                "train_img_per_s": round(result.train_images_per_s, 2),
+                "val_seconds": round(val_s, 2),
+                "projected_minutes": round(epochs * per_epoch / 60, 2),
+            }
     out["projected_training_minutes"] = round(total / 60, 2)
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out, indent=2))

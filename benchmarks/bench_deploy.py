@@ -28,11 +28,24 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inference import yolov5_reference  # noqa: E402 — the peer, built the same way as there
+from bench_inference import yolov5_reference
 
-PEAK_GFLOPS = {"fp32": 215.0, "bf16": 415.0, "int8": 830.0}  # fp32: bench_inference.py's conv peak; bf16: issue 18; int8: 2x bf16 (assumed)
-ARITHMETIC = {"torch": "fp32", "torch_cl": "fp32", "torch_bf16": "bf16", "torchscript": "fp32", "onnx": "fp32",
-              "openvino": "fp32", "openvino_bf16": "bf16", "openvino_int8": "int8", "yolov5_eager": "fp32"}
+PEAK_GFLOPS = {
+    "fp32": 215.0,
+    "bf16": 415.0,
+    "int8": 830.0,
+}  # fp32: bench_inference.py's conv peak; bf16: issue 18; int8: 2x bf16 (assumed)
+ARITHMETIC = {
+    "torch": "fp32",
+    "torch_cl": "fp32",
+    "torch_bf16": "bf16",
+    "torchscript": "fp32",
+    "onnx": "fp32",
+    "openvino": "fp32",
+    "openvino_bf16": "bf16",
+    "openvino_int8": "int8",
+    "yolov5_eager": "fp32",
+}
 
 
 def _checkpoint(name: str, weights: str | None, out: Path):
@@ -45,8 +58,9 @@ def _checkpoint(name: str, weights: str | None, out: Path):
         return Path(weights), load_model(weights)
     torch.manual_seed(0)
     model = DetectionModel(name).eval()
-    path = save_checkpoint(out / f"{Path(name).stem}.pt", model=model, epoch=0, names=list(model.names),
-                           model_yaml=model.yaml)
+    path = save_checkpoint(
+        out / f"{Path(name).stem}.pt", model=model, epoch=0, names=list(model.names), model_yaml=model.yaml
+    )
     return path, model
 
 
@@ -56,8 +70,9 @@ def bench(name: str, size: int, weights: str | None, data: str | None, calib: st
     from modyolo.tools.benchmark import available_formats, build_runners, map50_95, size_mb
     from modyolo.tools.latency import LatencyProtocol, measure_runners
 
-    protocol = LatencyProtocol(imgsz=size, batch=1, threads=args.threads, warmup=args.warmup, runs=args.runs,
-                               layout="nchw")
+    protocol = LatencyProtocol(
+        imgsz=size, batch=1, threads=args.threads, warmup=args.warmup, runs=args.runs, layout="nchw"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
         ckpt, model = _checkpoint(name, weights, Path(tmp))
         formats = available_formats(args.formats, int8=True)
@@ -67,9 +82,11 @@ def bench(name: str, size: int, weights: str | None, data: str | None, calib: st
         x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
         timed = {f: (lambda r=r: r(x)) for f, (r, _) in runners.items()}
         if ref is not None:
+
             def peer():
                 with torch.inference_mode():
                     return ref(x)
+
             timed["yolov5_eager"] = peer
         lat = measure_runners(timed, protocol)
         gflop = count_flops(model, size) / 1e9
@@ -79,16 +96,25 @@ def bench(name: str, size: int, weights: str | None, data: str | None, calib: st
             path = runners[f][1] if f in runners else None
             ms = latency.median_ms
             peak = PEAK_GFLOPS[ARITHMETIC[f]]
-            rows.append({
-                "model": Path(name).stem, "imgsz": size, "format": f, "median_ms": round(ms, 2),
-                "p10_ms": round(latency.p10_ms, 2), "p90_ms": round(latency.p90_ms, 2),
-                "speedup_vs_yolov5_eager": round(base / ms, 2) if base else None,
-                "gflop": round(gflop, 3), "gflops_per_s": round(gflop / (ms / 1e3), 1),
-                "arithmetic": ARITHMETIC[f], "fraction_of_peak": round(gflop / (ms / 1e3) / peak, 3),
-                "size_mb": round(size_mb(path), 2) if path else None,
-                "map50_95": round(map50_95(runners[f][0], data, size, 0), 4) if (weights and data and f in runners)
-                else None,
-            })
+            rows.append(
+                {
+                    "model": Path(name).stem,
+                    "imgsz": size,
+                    "format": f,
+                    "median_ms": round(ms, 2),
+                    "p10_ms": round(latency.p10_ms, 2),
+                    "p90_ms": round(latency.p90_ms, 2),
+                    "speedup_vs_yolov5_eager": round(base / ms, 2) if base else None,
+                    "gflop": round(gflop, 3),
+                    "gflops_per_s": round(gflop / (ms / 1e3), 1),
+                    "arithmetic": ARITHMETIC[f],
+                    "fraction_of_peak": round(gflop / (ms / 1e3) / peak, 3),
+                    "size_mb": round(size_mb(path), 2) if path else None,
+                    "map50_95": round(map50_95(runners[f][0], data, size, 0), 4)
+                    if (weights and data and f in runners)
+                    else None,
+                }
+            )
     return rows
 
 
@@ -118,13 +144,28 @@ def main() -> None:
         key = f"{r['model']}@{r['imgsz']}"
         if r["format"] != "yolov5_eager" and (key not in best or r["median_ms"] < best[key]["median_ms"]):
             best[key] = r
-    print(json.dumps({
-        "benchmark": "deploy formats, batch 1, interleaved with yolov5 7.0.14 eager", "threads": args.threads,
-        "runs": args.runs, "warmup": args.warmup, "peak_gflops": PEAK_GFLOPS, "torch": torch.__version__,
-        "best": {k: {"format": v["format"], "median_ms": v["median_ms"],
-                     "speedup_vs_yolov5_eager": v["speedup_vs_yolov5_eager"]} for k, v in best.items()},
-        "rows": rows,
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "benchmark": "deploy formats, batch 1, interleaved with yolov5 7.0.14 eager",
+                "threads": args.threads,
+                "runs": args.runs,
+                "warmup": args.warmup,
+                "peak_gflops": PEAK_GFLOPS,
+                "torch": torch.__version__,
+                "best": {
+                    k: {
+                        "format": v["format"],
+                        "median_ms": v["median_ms"],
+                        "speedup_vs_yolov5_eager": v["speedup_vs_yolov5_eager"],
+                    }
+                    for k, v in best.items()
+                },
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

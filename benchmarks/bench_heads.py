@@ -31,15 +31,45 @@ import sys
 import time
 from pathlib import Path
 
-MODYOLO = {"yolov5n": "yolov5n.yaml", "yolov5nu": "yolov5nu.yaml", "yolov8n": "yolov8n.yaml",
-           "yolo11n": "yolo11n.yaml", "yolo11n-e2e": "yolo11n-e2e.yaml"}
+MODYOLO = {
+    "yolov5n": "yolov5n.yaml",
+    "yolov5nu": "yolov5nu.yaml",
+    "yolov8n": "yolov8n.yaml",
+    "yolo11n": "yolo11n.yaml",
+    "yolo11n-e2e": "yolo11n-e2e.yaml",
+}
 IMG_S = re.compile(r"\(([\d.]+) train img/s, steady state\)")
 
 
 def modyolo_run(name: str, cfg: str, data: Path, work: Path, a: argparse.Namespace) -> dict:
-    cmd = [sys.executable, "-m", "modyolo", "train", "--data", str(data), "--cfg", cfg, "--epochs", str(a.epochs),
-           "--img", str(a.img), "--batch", str(a.batch), "--device", a.device, "--workers", str(a.workers),
-           "--seed", "0", "--noplots", "--project", str(work / "runs"), "--name", name, "--exist-ok"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "modyolo",
+        "train",
+        "--data",
+        str(data),
+        "--cfg",
+        cfg,
+        "--epochs",
+        str(a.epochs),
+        "--img",
+        str(a.img),
+        "--batch",
+        str(a.batch),
+        "--device",
+        a.device,
+        "--workers",
+        str(a.workers),
+        "--seed",
+        "0",
+        "--noplots",
+        "--project",
+        str(work / "runs"),
+        "--name",
+        name,
+        "--exist-ok",
+    ]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -48,9 +78,16 @@ def modyolo_run(name: str, cfg: str, data: Path, work: Path, a: argparse.Namespa
     rows = list(csv.DictReader((work / "runs" / name / "results.csv").open()))
     last = rows[-1]
     m = IMG_S.search(p.stdout + p.stderr)
-    out = {"run": name, "cfg": cfg, "P": float(last["precision"]), "R": float(last["recall"]),
-           "mAP50": float(last["mAP50"]), "mAP50-95": float(last["mAP50-95"]),
-           "train_img_s": float(m.group(1)) if m else None, "wall_s": round(wall, 1)}
+    out = {
+        "run": name,
+        "cfg": cfg,
+        "P": float(last["precision"]),
+        "R": float(last["recall"]),
+        "mAP50": float(last["mAP50"]),
+        "mAP50-95": float(last["mAP50-95"]),
+        "train_img_s": float(m.group(1)) if m else None,
+        "wall_s": round(wall, 1),
+    }
     out.update(latency(work / "runs" / name / "weights" / "best.pt", data, a))
     return out
 
@@ -74,8 +111,12 @@ def latency(weights: Path, data: Path, a: argparse.Namespace) -> dict:
             times.append(t["inference"] + t["nms"])
             post.append(t["nms"])
     head = getattr(model, "head", None)
-    return {"latency_ms": round(statistics.median(times), 2), "post_ms": round(statistics.median(post), 2),
-            "nms": bool(getattr(head, "needs_nms", True)), "params": sum(p.numel() for p in model.parameters())}
+    return {
+        "latency_ms": round(statistics.median(times), 2),
+        "post_ms": round(statistics.median(post), 2),
+        "nms": bool(getattr(head, "needs_nms", True)),
+        "params": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def ultralytics_run(data: Path, work: Path, a: argparse.Namespace) -> dict:
@@ -84,9 +125,9 @@ import json, sys
 from ultralytics import YOLO
 m = YOLO("yolo11n.yaml")
 r = m.train(data={str(data)!r}, epochs={a.epochs}, imgsz={a.img}, batch={a.batch}, device={a.device!r},
-            workers={a.workers}, seed=0, plots=False, project={str(work / 'ultra')!r}, name="yolo11n", exist_ok=True,
+            workers={a.workers}, seed=0, plots=False, project={str(work / "ultra")!r}, name="yolo11n", exist_ok=True,
             verbose=False)
-v = YOLO({str(work / 'ultra' / 'yolo11n' / 'weights' / 'best.pt')!r}).val(data={str(data)!r}, imgsz={a.img}, batch=1,
+v = YOLO({str(work / "ultra" / "yolo11n" / "weights" / "best.pt")!r}).val(data={str(data)!r}, imgsz={a.img}, batch=1,
         device={a.device!r}, plots=False, verbose=False, conf=0.25, iou=0.45)
 print("SPEED", json.dumps(v.speed))
 """
@@ -101,13 +142,19 @@ print("SPEED", json.dumps(v.speed))
     last = rows[-1]
     t = [float(r["time"]) for r in rows]
     speed = json.loads(p.stdout.split("SPEED", 1)[1].strip().splitlines()[0]) if "SPEED" in p.stdout else {}
-    return {"run": "ultralytics-yolo11n", "cfg": "yolo11n.yaml (ultralytics)",
-            "P": float(last["metrics/precision(B)"]), "R": float(last["metrics/recall(B)"]),
-            "mAP50": float(last["metrics/mAP50(B)"]), "mAP50-95": float(last["metrics/mAP50-95(B)"]),
-            "train_img_s": round(a.n_train * (len(t) - 1) / max(t[-1] - t[0], 1e-9), 1) if len(t) > 1 else None,
-            "wall_s": round(wall, 1), "nms": True,
-            "latency_ms": round(speed.get("inference", 0) + speed.get("postprocess", 0), 2) if speed else None,
-            "post_ms": round(speed.get("postprocess", 0), 2) if speed else None}
+    return {
+        "run": "ultralytics-yolo11n",
+        "cfg": "yolo11n.yaml (ultralytics)",
+        "P": float(last["metrics/precision(B)"]),
+        "R": float(last["metrics/recall(B)"]),
+        "mAP50": float(last["metrics/mAP50(B)"]),
+        "mAP50-95": float(last["metrics/mAP50-95(B)"]),
+        "train_img_s": round(a.n_train * (len(t) - 1) / max(t[-1] - t[0], 1e-9), 1) if len(t) > 1 else None,
+        "wall_s": round(wall, 1),
+        "nms": True,
+        "latency_ms": round(speed.get("inference", 0) + speed.get("postprocess", 0), 2) if speed else None,
+        "post_ms": round(speed.get("postprocess", 0), 2) if speed else None,
+    }
 
 
 def main() -> None:
@@ -142,8 +189,10 @@ def main() -> None:
         if "error" in r:
             print(f"| {r['run']} | error | | | | | | |")
             continue
-        print(f"| {r['run']} | {r['P']:.3f} | {r['R']:.3f} | {r['mAP50']:.3f} | {r['mAP50-95']:.3f} | "
-              f"{r['train_img_s']} | {r['latency_ms']} ({r['post_ms']}) | {'yes' if r['nms'] else 'no'} |")
+        print(
+            f"| {r['run']} | {r['P']:.3f} | {r['R']:.3f} | {r['mAP50']:.3f} | {r['mAP50-95']:.3f} | "
+            f"{r['train_img_s']} | {r['latency_ms']} ({r['post_ms']}) | {'yes' if r['nms'] else 'no'} |"
+        )
 
 
 if __name__ == "__main__":

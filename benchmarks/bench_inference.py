@@ -22,8 +22,8 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -51,7 +51,7 @@ def yolov5_reference(cfg_path: str, state: dict) -> torch.nn.Module | None:
             from yolov5.models.yolo import Model
 
             ref = Model(cfg_path)
-    except Exception:  # noqa: BLE001 — the peer is optional; its absence is reported as a missing row
+    except Exception:
         return None
     ref.load_state_dict(state, strict=True)
     with contextlib.redirect_stdout(open(os.devnull, "w")):
@@ -100,12 +100,18 @@ def bench_model(name: str, sizes: list[int], threads: int, warmup: int, runs: in
         base = timed.get("yolov5 eager fp32 NCHW (reference)")
         for label, ms in timed.items():
             gflops = gflop / (ms / 1e3)
-            rows.append({
-                "model": Path(name).stem, "imgsz": size, "path": label, "ms": round(ms, 2),
-                "gflop": round(gflop, 3), "gflops_per_s": round(gflops, 1),
-                "fraction_of_fp32_peak": round(gflops / FP32_PEAK_GFLOPS, 3),
-                "speedup_vs_yolov5_eager": round(base / ms, 2) if base else None,
-            })
+            rows.append(
+                {
+                    "model": Path(name).stem,
+                    "imgsz": size,
+                    "path": label,
+                    "ms": round(ms, 2),
+                    "gflop": round(gflop, 3),
+                    "gflops_per_s": round(gflops, 1),
+                    "fraction_of_fp32_peak": round(gflops / FP32_PEAK_GFLOPS, 3),
+                    "speedup_vs_yolov5_eager": round(base / ms, 2) if base else None,
+                }
+            )
     return rows
 
 
@@ -121,12 +127,21 @@ def main() -> None:
     rows = []
     for name in args.models:
         rows += bench_model(name, args.sizes, args.threads, args.warmup, args.runs)
-    print(json.dumps({
-        "benchmark": "inference batch 1", "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
-        "fp32_peak_gflops": FP32_PEAK_GFLOPS, "torch": torch.__version__,
-        "note": "median latency; the CPU may be shared with other work, so expect ~10% noise",
-        "rows": rows,
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "benchmark": "inference batch 1",
+                "threads": args.threads,
+                "runs": args.runs,
+                "warmup": args.warmup,
+                "fp32_peak_gflops": FP32_PEAK_GFLOPS,
+                "torch": torch.__version__,
+                "note": "median latency; the CPU may be shared with other work, so expect ~10% noise",
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

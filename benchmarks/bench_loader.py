@@ -35,8 +35,19 @@ def _time(loader, epochs: int) -> tuple[float, int]:
 
 
 def bench_modyolo(train, size: int, cache: str | None, args) -> dict:
-    loader, ds = create_dataloader(train, size, args.batch, 32, hyp=DEFAULT_AUG, augment=True, cache=cache,
-                                   workers=args.workers, shuffle=True, seed=0, progress=False)
+    loader, ds = create_dataloader(
+        train,
+        size,
+        args.batch,
+        32,
+        hyp=DEFAULT_AUG,
+        augment=True,
+        cache=cache,
+        workers=args.workers,
+        shuffle=True,
+        seed=0,
+        progress=False,
+    )
     ips, n = _time(loader, args.epochs)
     mem = ds.cache.nbytes if ds.cache is not None else 0
     del loader
@@ -46,11 +57,24 @@ def bench_modyolo(train, size: int, cache: str | None, args) -> dict:
 def bench_yolov5(train, size: int, cache: str | None, args) -> dict:
     from yolov5.utils.dataloaders import LoadImagesAndLabels
 
-    ds = LoadImagesAndLabels([str(p) for p in train], size, args.batch, augment=True, hyp=dict(DEFAULT_AUG),
-                             cache_images=cache or False, stride=32)
-    loader = DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=args.workers,
-                        collate_fn=LoadImagesAndLabels.collate_fn, persistent_workers=True,
-                        generator=torch.Generator().manual_seed(0))
+    ds = LoadImagesAndLabels(
+        [str(p) for p in train],
+        size,
+        args.batch,
+        augment=True,
+        hyp=dict(DEFAULT_AUG),
+        cache_images=cache or False,
+        stride=32,
+    )
+    loader = DataLoader(
+        ds,
+        batch_size=args.batch,
+        shuffle=True,
+        num_workers=args.workers,
+        collate_fn=LoadImagesAndLabels.collate_fn,
+        persistent_workers=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     ips, n = _time(loader, args.epochs)
     return {"images_per_s": round(ips, 1), "images": n}
 
@@ -66,8 +90,15 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     cfg = load_data_config(args.data)
-    out: dict = {"data": str(cfg.source), "batch": args.batch, "workers": args.workers, "mosaic": 1.0,
-                 "torch_threads": torch.get_num_threads(), "modyolo": {}, "yolov5": {}}
+    out: dict = {
+        "data": str(cfg.source),
+        "batch": args.batch,
+        "workers": args.workers,
+        "mosaic": 1.0,
+        "torch_threads": torch.get_num_threads(),
+        "modyolo": {},
+        "yolov5": {},
+    }
     for size in args.sizes:
         for cache in args.caches:
             c = None if cache == "none" else cache
@@ -80,17 +111,21 @@ def main() -> int:
     else:
         for size in args.sizes:
             for cache in ("none", "ram"):
-                out["yolov5"][f"{size}/{cache}"] = bench_yolov5(cfg.train, size, None if cache == "none" else cache, args)
+                out["yolov5"][f"{size}/{cache}"] = bench_yolov5(
+                    cfg.train, size, None if cache == "none" else cache, args
+                )
                 print(f"yolov5 {size} {cache}: {out['yolov5'][f'{size}/{cache}']}", file=sys.stderr)
     for size in args.sizes:
         m = out["modyolo"]
         if f"{size}/ram" in m and f"{size}/encoded" in m:
             out.setdefault("encoded_vs_ram", {})[str(size)] = {
                 "memory_ratio": round(m[f"{size}/encoded"]["cache_bytes"] / max(m[f"{size}/ram"]["cache_bytes"], 1), 3),
-                "speed_ratio": round(m[f"{size}/encoded"]["images_per_s"] / m[f"{size}/ram"]["images_per_s"], 3)}
+                "speed_ratio": round(m[f"{size}/encoded"]["images_per_s"] / m[f"{size}/ram"]["images_per_s"], 3),
+            }
         if isinstance(out["yolov5"], dict) and f"{size}/none" in out["yolov5"] and f"{size}/none" in m:
             out.setdefault("speedup_vs_yolov5", {})[str(size)] = round(
-                m[f"{size}/none"]["images_per_s"] / out["yolov5"][f"{size}/none"]["images_per_s"], 2)
+                m[f"{size}/none"]["images_per_s"] / out["yolov5"][f"{size}/none"]["images_per_s"], 2
+            )
     print(json.dumps(out, indent=2))
     return 0
 

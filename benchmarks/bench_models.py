@@ -52,8 +52,11 @@ def time_forward(model: torch.nn.Module, size: int, runs: int, warmup: int) -> d
             if i >= warmup:
                 times.append((time.perf_counter() - t0) * 1e3)
     times.sort()
-    return {"median_ms": round(statistics.median(times), 2), "min_ms": round(times[0], 2),
-            "p90_ms": round(times[min(len(times) - 1, int(0.9 * len(times)))], 2)}
+    return {
+        "median_ms": round(statistics.median(times), 2),
+        "min_ms": round(times[0], 2),
+        "p90_ms": round(times[min(len(times) - 1, int(0.9 * len(times)))], 2),
+    }
 
 
 def bench(cfg: str, args: argparse.Namespace) -> dict:
@@ -71,15 +74,16 @@ def bench(cfg: str, args: argparse.Namespace) -> dict:
 
 def markdown(results: list[dict], args: argparse.Namespace) -> str:
     sizes = args.sizes
-    head = (f"| config | params (M) | GFLOPs@{args.flops_size} | "
-            + " | ".join(f"CPU ms @{s}" for s in sizes) + " |")
+    head = f"| config | params (M) | GFLOPs@{args.flops_size} | " + " | ".join(f"CPU ms @{s}" for s in sizes) + " |"
     lines = [head, "|" + "---|" * (3 + len(sizes))]
     for r in results:
         cells = [r["config"].removesuffix(".yaml"), f"{r['params'] / 1e6:.2f}", f"{r[f'gflops@{args.flops_size}']:.1f}"]
         cells += [f"{r[f'latency@{s}']['median_ms']:.1f}" for s in sizes]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append(f"\nbatch 1, fused, fp32 eager, {args.threads} threads, median of {args.runs} runs, "
-                 f"{platform.processor() or platform.machine()}, torch {torch.__version__}")
+    lines.append(
+        f"\nbatch 1, fused, fp32 eager, {args.threads} threads, median of {args.runs} runs, "
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}"
+    )
     return "\n".join(lines)
 
 

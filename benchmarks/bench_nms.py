@@ -35,19 +35,30 @@ def make_prediction(seed: int, rows: int = 25200, nc: int = 80, size: int = 640,
     labels = torch.randint(0, nc, (objects,), generator=g)
     pos = torch.rand(rows, generator=g) < 0.1
     owner = torch.randint(0, objects, (rows,), generator=g)
-    xy = torch.where(pos[:, None], centres[owner] + torch.randn(rows, 2, generator=g) * sizes[owner] * 0.1,
-                     torch.rand(rows, 2, generator=g) * size)
-    wh = torch.where(pos[:, None], sizes[owner] * torch.exp(torch.randn(rows, 2, generator=g) * 0.15),
-                     8 + torch.rand(rows, 2, generator=g) * 120)
-    obj = torch.where(pos, torch.sigmoid(torch.randn(rows, generator=g) * 1.5 + 1),
-                      torch.sigmoid(torch.randn(rows, generator=g) * 2 - 4))[:, None]
+    xy = torch.where(
+        pos[:, None],
+        centres[owner] + torch.randn(rows, 2, generator=g) * sizes[owner] * 0.1,
+        torch.rand(rows, 2, generator=g) * size,
+    )
+    wh = torch.where(
+        pos[:, None],
+        sizes[owner] * torch.exp(torch.randn(rows, 2, generator=g) * 0.15),
+        8 + torch.rand(rows, 2, generator=g) * 120,
+    )
+    obj = torch.where(
+        pos,
+        torch.sigmoid(torch.randn(rows, generator=g) * 1.5 + 1),
+        torch.sigmoid(torch.randn(rows, generator=g) * 2 - 4),
+    )[:, None]
     cls = torch.sigmoid(torch.randn(rows, nc, generator=g) * 1.5 - 8.8)
     ip = pos.nonzero()[:, 0]
     cls[ip, labels[owner[ip]]] = torch.sigmoid(torch.randn(ip.shape[0], generator=g) + 1.5)
     return torch.cat((xy, wh, obj, cls), 1)[None]
 
 
-def time_method(preds: list[torch.Tensor], method: str, repeats: int, **kw) -> tuple[list[float], list[list[torch.Tensor]]]:
+def time_method(
+    preds: list[torch.Tensor], method: str, repeats: int, **kw
+) -> tuple[list[float], list[list[torch.Tensor]]]:
     times, outs = [], []
     for p in preds:  # warm-up, and the outputs for the equality check
         outs.append(non_max_suppression(p, method=method, **kw))
@@ -84,8 +95,15 @@ def main() -> None:
     obj_ok = [(p[0, :, 4] > 0.001) for p in preds]
     candidates = [int(((p[0, m, 5:] * p[0, m, 4:5]) > 0.001).sum()) for p, m in zip(preds, obj_ok)]
     report = {
-        "settings": {**kw, "rows": preds[0].shape[1], "nc": preds[0].shape[2] - 5, "images": args.images,
-                     "repeats": args.repeats, "threads": args.threads, "torch": torch.__version__},
+        "settings": {
+            **kw,
+            "rows": preds[0].shape[1],
+            "nc": preds[0].shape[2] - 5,
+            "images": args.images,
+            "repeats": args.repeats,
+            "threads": args.threads,
+            "torch": torch.__version__,
+        },
         "candidates_per_image": candidates,
         "methods": {},
     }

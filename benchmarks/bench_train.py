@@ -80,23 +80,45 @@ def prepare_data(data: str, n_train: int, n_val: int, workdir: Path) -> Path:
         path.write_text("".join(f"{p}\n" for p in _split_files(sources[0], n)))
         lists[split] = str(path)
     out = workdir / "data.yaml"
-    out.write_text(yaml.safe_dump({"path": str(workdir), **lists, "nc": cfg.nc,
-                                   "names": dict(enumerate(cfg.names))}, sort_keys=False))
+    out.write_text(
+        yaml.safe_dump(
+            {"path": str(workdir), **lists, "nc": cfg.nc, "names": dict(enumerate(cfg.names))}, sort_keys=False
+        )
+    )
     return out
 
 
 # -- one modyolo run (child process) ---------------------------------------------------------------
 def modyolo_options(name: str, args: argparse.Namespace, data_yaml: Path, project: Path) -> dict[str, Any]:
     """TrainConfig values for run ``name`` (see the module docstring)."""
-    common = {"data": str(data_yaml), "cfg": "yolov5n.yaml", "weights": "", "epochs": args.epochs,
-              "batch_size": args.batch, "imgsz": args.img, "seed": args.seed, "workers": args.workers,
-              "device": args.device, "project": str(project), "name": name, "exist_ok": True, "noplots": True,
-              "verbose": False}
+    common = {
+        "data": str(data_yaml),
+        "cfg": "yolov5n.yaml",
+        "weights": "",
+        "epochs": args.epochs,
+        "batch_size": args.batch,
+        "imgsz": args.img,
+        "seed": args.seed,
+        "workers": args.workers,
+        "device": args.device,
+        "project": str(project),
+        "name": name,
+        "exist_ok": True,
+        "noplots": True,
+        "verbose": False,
+    }
     if name == "default":  # what `modyolo train` does with no recipe flags
         return common
     channels_last, bf16 = NUMERICS.get(name, NUMERICS[args.base])
-    return {**common, "hyp": "scratch-low", "optimizer": args.optimizer, "channels_last": channels_last,
-            "precision": "bf16" if bf16 else "fp32", "sam": name == "sam", "loss": "vfl" if name == "vfl" else ""}
+    return {
+        **common,
+        "hyp": "scratch-low",
+        "optimizer": args.optimizer,
+        "channels_last": channels_last,
+        "precision": "bf16" if bf16 else "fp32",
+        "sam": name == "sam",
+        "loss": "vfl" if name == "vfl" else "",
+    }
 
 
 def _summarise(results: list[Any]) -> dict[str, Any]:
@@ -106,13 +128,19 @@ def _summarise(results: list[Any]) -> dict[str, Any]:
     steady = [(r.train_images_per_s, max(r.epochs_completed - 1, 1)) for r in results]
     weight = sum(w for _, w in steady)
     rate = sum(v * w for v, w in steady) / weight if weight else 0.0
-    return {"train_images_per_s": rate, "train_seconds": sum(r.train_seconds for r in results),
-            "metrics": {k: float(results[-1].metrics.get(k, 0.0)) for k in METRIC_KEYS},
-            "epochs": [{"epoch": i, "epoch_seconds": row["epoch_seconds"], **{k: row[k] for k in METRIC_KEYS}}
-                       for i, row in enumerate(history)],
-            "stages": [{"train_images_per_s": r.train_images_per_s, "epochs": r.epochs_completed} for r in results]
-            if len(results) > 1 else None,
-            "save_dir": str(results[-1].save_dir)}
+    return {
+        "train_images_per_s": rate,
+        "train_seconds": sum(r.train_seconds for r in results),
+        "metrics": {k: float(results[-1].metrics.get(k, 0.0)) for k in METRIC_KEYS},
+        "epochs": [
+            {"epoch": i, "epoch_seconds": row["epoch_seconds"], **{k: row[k] for k in METRIC_KEYS}}
+            for i, row in enumerate(history)
+        ],
+        "stages": [{"train_images_per_s": r.train_images_per_s, "epochs": r.epochs_completed} for r in results]
+        if len(results) > 1
+        else None,
+        "save_dir": str(results[-1].save_dir),
+    }
 
 
 def run_modyolo_child(options: dict[str, Any], freeze_recipe: bool, threads: int) -> dict[str, Any]:
@@ -129,9 +157,16 @@ def run_modyolo_child(options: dict[str, Any], freeze_recipe: bool, threads: int
         first = max(config.epochs // 3, 1)
         recipe = Path(config.project) / "freeze-recipe.yaml"
         recipe.parent.mkdir(parents=True, exist_ok=True)
-        recipe.write_text(yaml.safe_dump({"stages": [
-            {"name": "backbone-frozen", "epochs": first, "freeze": "0-9"},
-            {"name": "all-layers", "epochs": max(config.epochs - first, 1), "freeze": ""}]}))
+        recipe.write_text(
+            yaml.safe_dump(
+                {
+                    "stages": [
+                        {"name": "backbone-frozen", "epochs": first, "freeze": "0-9"},
+                        {"name": "all-layers", "epochs": max(config.epochs - first, 1), "freeze": ""},
+                    ]
+                }
+            )
+        )
         results = run_recipe(recipe, config)
     else:
         from modyolo.engine.trainer import Trainer
@@ -181,24 +216,74 @@ def run_one(name: str, args: argparse.Namespace, data_yaml: Path, workdir: Path,
         if spec is None or not spec.origin:
             return {"error": "yolov5 is not installed; pip install --no-deps yolov5==7.0.14 (see tests/peers.txt)"}
         hyp = Path(spec.origin).parent / "data" / "hyps" / "hyp.scratch-low.yaml"
-        yolo_args = ["--data", str(data_yaml), "--cfg", "yolov5n.yaml", "--weights", "", "--img", str(args.img),
-                     "--batch-size", str(args.batch), "--epochs", str(args.epochs), "--seed", str(args.seed),
-                     "--workers", str(args.workers), "--optimizer", args.optimizer, "--project", str(project),
-                     "--name", "yolov5", "--exist-ok", "--noplots", "--hyp", str(hyp), "--device", args.device]
-        cmd = [*prefix, sys.executable, str(HERE / "yolov5_runner.py"), "--out", str(out),
-               "--threads", str(args.threads), "--scratch", str(workdir / "yolov5-scratch"), "--", *yolo_args]
+        yolo_args = [
+            "--data",
+            str(data_yaml),
+            "--cfg",
+            "yolov5n.yaml",
+            "--weights",
+            "",
+            "--img",
+            str(args.img),
+            "--batch-size",
+            str(args.batch),
+            "--epochs",
+            str(args.epochs),
+            "--seed",
+            str(args.seed),
+            "--workers",
+            str(args.workers),
+            "--optimizer",
+            args.optimizer,
+            "--project",
+            str(project),
+            "--name",
+            "yolov5",
+            "--exist-ok",
+            "--noplots",
+            "--hyp",
+            str(hyp),
+            "--device",
+            args.device,
+        ]
+        cmd = [
+            *prefix,
+            sys.executable,
+            str(HERE / "yolov5_runner.py"),
+            "--out",
+            str(out),
+            "--threads",
+            str(args.threads),
+            "--scratch",
+            str(workdir / "yolov5-scratch"),
+            "--",
+            *yolo_args,
+        ]
     else:
         options = modyolo_options(name, args, data_yaml, project)
-        cmd = [*prefix, sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(options),
-               "--child-out", str(out), "--threads", str(args.threads)]
+        cmd = [
+            *prefix,
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            json.dumps(options),
+            "--child-out",
+            str(out),
+            "--threads",
+            str(args.threads),
+        ]
         if name == "freeze":
             cmd.append("--child-freeze-recipe")
     print(f"[bench_train] {name}: running, log {log}", file=sys.stderr, flush=True)
     row = _launch(cmd, out, log, args.threads)
     if "error" not in row:
         m = row["metrics"]
-        print(f"[bench_train] {name}: {row['train_images_per_s']:.1f} img/s, wall {row['wall_seconds']:.0f} s, "
-              f"mAP50 {m['mAP50']:.3f}, mAP50-95 {m['mAP50-95']:.3f}", file=sys.stderr, flush=True)
+        print(
+            f"[bench_train] {name}: {row['train_images_per_s']:.1f} img/s, wall {row['wall_seconds']:.0f} s, "
+            f"mAP50 {m['mAP50']:.3f}, mAP50-95 {m['mAP50-95']:.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
     return row
 
 
@@ -212,14 +297,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads in every run")
     p.add_argument("--device", default="", help="'' = CUDA if available, else cpu (both frameworks)")
-    p.add_argument("--optimizer", choices=["SGD", "Adam", "AdamW"], default="SGD",
-                   help="both frameworks (not the 'default' run)")
-    p.add_argument("--base", choices=sorted(NUMERICS), default="modyolo",
-                   help="numerics (memory format, bf16) for the sam / vfl / freeze runs")
+    p.add_argument(
+        "--optimizer", choices=["SGD", "Adam", "AdamW"], default="SGD", help="both frameworks (not the 'default' run)"
+    )
+    p.add_argument(
+        "--base",
+        choices=sorted(NUMERICS),
+        default="modyolo",
+        help="numerics (memory format, bf16) for the sam / vfl / freeze runs",
+    )
     p.add_argument("--data", default="shapes", help="data YAML with one image folder per split")
     p.add_argument("--n-train", type=int, default=0, help="first N train images (0 = all)")
     p.add_argument("--n-val", type=int, default=0, help="first N val images (0 = all)")
-    p.add_argument("--workdir", type=Path, default=None, help="runs, logs and file lists (default: a new temp dir, kept)")
+    p.add_argument(
+        "--workdir", type=Path, default=None, help="runs, logs and file lists (default: a new temp dir, kept)"
+    )
     p.add_argument("--output", type=Path, default=None, help="also write the JSON report here")
     p.add_argument("--network", action="store_true", help="do not wrap runs in `unshare -n`")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -246,24 +338,40 @@ def main(argv: list[str] | None = None) -> int:
     data_yaml = prepare_data(args.data, args.n_train, args.n_val, workdir)
     prefix = _network_off_prefix(not args.network)
     report: dict[str, Any] = {
-        "settings": {"epochs": args.epochs, "img": args.img, "batch": args.batch, "seed": args.seed,
-                     "workers": args.workers, "threads": args.threads, "optimizer": args.optimizer,
-                     "base": args.base, "n_train": len(data_yaml.parent.joinpath("train.txt").read_text().split()),
-                     "n_val": len(data_yaml.parent.joinpath("val.txt").read_text().split()),
-                     "network_off": bool(prefix), "workdir": str(workdir), "cpu_count": os.cpu_count()},
-        "load_average_before": list(os.getloadavg()), "runs": {}}
+        "settings": {
+            "epochs": args.epochs,
+            "img": args.img,
+            "batch": args.batch,
+            "seed": args.seed,
+            "workers": args.workers,
+            "threads": args.threads,
+            "optimizer": args.optimizer,
+            "base": args.base,
+            "n_train": len(data_yaml.parent.joinpath("train.txt").read_text().split()),
+            "n_val": len(data_yaml.parent.joinpath("val.txt").read_text().split()),
+            "network_off": bool(prefix),
+            "workdir": str(workdir),
+            "cpu_count": os.cpu_count(),
+        },
+        "load_average_before": list(os.getloadavg()),
+        "runs": {},
+    }
     for name in args.runs:
         report["runs"][name] = run_one(name, args, data_yaml, workdir, prefix)
     report["load_average_after"] = list(os.getloadavg())
     ref = report["runs"].get("yolov5", {})
     if ref.get("train_images_per_s"):
         report["vs_yolov5"] = {
-            name: {"speedup": row["train_images_per_s"] / ref["train_images_per_s"],
-                   "mAP50-95_delta": row["metrics"]["mAP50-95"] - ref["metrics"]["mAP50-95"],
-                   # issue 12's goals: >= 2x yolov5's train images/s (default flags), no worse mAP50-95
-                   "speed_goal_met": row["train_images_per_s"] >= 2.0 * ref["train_images_per_s"],
-                   "accuracy_goal_met": row["metrics"]["mAP50-95"] >= ref["metrics"]["mAP50-95"]}
-            for name, row in report["runs"].items() if name != "yolov5" and "metrics" in row}
+            name: {
+                "speedup": row["train_images_per_s"] / ref["train_images_per_s"],
+                "mAP50-95_delta": row["metrics"]["mAP50-95"] - ref["metrics"]["mAP50-95"],
+                # issue 12's goals: >= 2x yolov5's train images/s (default flags), no worse mAP50-95
+                "speed_goal_met": row["train_images_per_s"] >= 2.0 * ref["train_images_per_s"],
+                "accuracy_goal_met": row["metrics"]["mAP50-95"] >= ref["metrics"]["mAP50-95"],
+            }
+            for name, row in report["runs"].items()
+            if name != "yolov5" and "metrics" in row
+        }
     text = json.dumps(report, indent=1)
     print(text)
     if args.output:

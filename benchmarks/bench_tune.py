@@ -32,10 +32,23 @@ from modyolo.tools.tune_report import classify
 
 
 def one_search(sampler: str, seed: int, args: argparse.Namespace, model_cfg: dict, root: Path) -> dict:
-    config = TrainConfig(data=args.data, cfg=model_cfg, epochs=args.epochs, imgsz=args.img, batch_size=args.batch,
-                         workers=args.workers, project=str(root), name=f"{sampler}_seed{seed}", seed=seed,
-                         verbose=False, noplots=True, fraction=args.fraction, max_batches=args.max_batches,
-                         nbs=args.nbs, optimizer=args.optimizer)
+    config = TrainConfig(
+        data=args.data,
+        cfg=model_cfg,
+        epochs=args.epochs,
+        imgsz=args.img,
+        batch_size=args.batch,
+        workers=args.workers,
+        project=str(root),
+        name=f"{sampler}_seed{seed}",
+        seed=seed,
+        verbose=False,
+        noplots=True,
+        fraction=args.fraction,
+        max_batches=args.max_batches,
+        nbs=args.nbs,
+        optimizer=args.optimizer,
+    )
     t0 = time.time()
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
         result = tune(config, TuneOptions(trials=args.trials, sampler=sampler, pruner="none"))
@@ -46,9 +59,17 @@ def one_search(sampler: str, seed: int, args: argparse.Namespace, model_cfg: dic
     for v in values:
         best = max(best, v or 0.0)
         best_so_far.append(round(best, 5))
-    return {"sampler": sampler, "seed": seed, "best_fitness": result.best_fitness, "best_trial": result.best_trial,
-            "counts": result.counts, "fitness_per_trial": [None if v is None else round(v, 5) for v in values],
-            "best_so_far": best_so_far, "seconds": round(seconds, 1), "run_dir": str(result.run_dir)}
+    return {
+        "sampler": sampler,
+        "seed": seed,
+        "best_fitness": result.best_fitness,
+        "best_trial": result.best_trial,
+        "counts": result.counts,
+        "fitness_per_trial": [None if v is None else round(v, 5) for v in values],
+        "best_so_far": best_so_far,
+        "seconds": round(seconds, 1),
+        "run_dir": str(result.run_dir),
+    }
 
 
 def optuna_trials(result) -> list:
@@ -90,13 +111,36 @@ def main() -> None:
     for s in args.samplers:
         best = [r["best_fitness"] or 0.0 for r in runs if r["sampler"] == s]
         summary[s] = {"mean_best_fitness": round(sum(best) / len(best), 5), "per_seed": best}
-    print(json.dumps({
-        "benchmark": "tune: best fitness found, TPE vs yolov5-style mutation, same budget",
-        "setup": {k: getattr(args, k) for k in ("data", "cfg", "width", "trials", "epochs", "img", "batch",
-                                                 "fraction", "max_batches", "seeds")},
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
-        "summary": summary, "runs": runs}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "tune: best fitness found, TPE vs yolov5-style mutation, same budget",
+                "setup": {
+                    k: getattr(args, k)
+                    for k in (
+                        "data",
+                        "cfg",
+                        "width",
+                        "trials",
+                        "epochs",
+                        "img",
+                        "batch",
+                        "fraction",
+                        "max_batches",
+                        "seeds",
+                    )
+                },
+                "machine": {
+                    "cpu": platform.processor() or platform.machine(),
+                    "threads": torch.get_num_threads(),
+                    "torch": torch.__version__,
+                },
+                "summary": summary,
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

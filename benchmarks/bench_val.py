@@ -36,8 +36,19 @@ import torch
 def train_weights(epochs: int, imgsz: int, project: Path) -> Path:
     from modyolo.engine.trainer import train
 
-    r = train(data="shapes", cfg="yolov5n.yaml", epochs=epochs, imgsz=imgsz, batch_size=16, workers=2,
-              optimizer="AdamW", lr_scale=0.1, noplots=True, verbose=False, project=str(project))
+    r = train(
+        data="shapes",
+        cfg="yolov5n.yaml",
+        epochs=epochs,
+        imgsz=imgsz,
+        batch_size=16,
+        workers=2,
+        optimizer="AdamW",
+        lr_scale=0.1,
+        noplots=True,
+        verbose=False,
+        project=str(project),
+    )
     return r.best if r.best and r.best.is_file() else r.last
 
 
@@ -47,8 +58,11 @@ def modyolo_val(model, names, loader, device) -> dict:
     t = time.perf_counter()
     r = validate(model, loader, names=names, conf_thres=0.001, iou_thres=0.6, progress=False, device=device)
     m = r.metrics
-    return {"seconds": time.perf_counter() - t, "ms_per_image": r.speed,
-            **{k: round(float(m[k]), 5) for k in ("precision", "recall", "mAP50", "mAP50-95")}}
+    return {
+        "seconds": time.perf_counter() - t,
+        "ms_per_image": r.speed,
+        **{k: round(float(m[k]), 5) for k in ("precision", "recall", "mAP50", "mAP50-95")},
+    }
 
 
 def collect_outputs(model, loader) -> list[tuple]:
@@ -85,11 +99,10 @@ def ours_postprocess(batches: list[tuple], nc: int) -> tuple[dict, float]:
 
 
 def yolov5_postprocess(batches: list[tuple], nc: int) -> tuple[dict, float]:
+    import yolov5.utils.general as general
     from yolov5.utils.general import non_max_suppression, scale_boxes, xywh2xyxy
     from yolov5.utils.metrics import ap_per_class
     from yolov5.val import process_batch
-
-    import yolov5.utils.general as general
 
     # yolov5's NMS gives up on a batch after 0.5 + 0.05 * batch seconds of wall time, which on a
     # busy CPU silently drops whole batches of detections; freeze its clock so mAPs are comparable
@@ -155,10 +168,27 @@ def main() -> int:
     weights = Path(args.weights) if args.weights else train_weights(args.epochs, args.imgsz, Path(tmp.name))
     data = load_data_config("shapes")
     model, names, meta = load_model(weights)
-    loader, dataset = create_dataloader(data.val, args.imgsz, args.batch_size, meta["stride"], rect=True, pad=0.5,
-                                        workers=0, names=data.names, nc=data.nc, persistent=False, progress=False)
-    report = {"weights": str(weights), "images": len(dataset), "imgsz": args.imgsz, "batch_size": args.batch_size,
-              "threads": torch.get_num_threads(), "modyolo_validate": modyolo_val(model, names, loader, torch.device("cpu"))}
+    loader, dataset = create_dataloader(
+        data.val,
+        args.imgsz,
+        args.batch_size,
+        meta["stride"],
+        rect=True,
+        pad=0.5,
+        workers=0,
+        names=data.names,
+        nc=data.nc,
+        persistent=False,
+        progress=False,
+    )
+    report = {
+        "weights": str(weights),
+        "images": len(dataset),
+        "imgsz": args.imgsz,
+        "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(),
+        "modyolo_validate": modyolo_val(model, names, loader, torch.device("cpu")),
+    }
     batches = collect_outputs(model, loader)
     n = len(dataset)
     reps = []
@@ -183,8 +213,9 @@ def main() -> int:
             reps.append(t_y5)
         report["yolov5_nms_metrics_ms_per_image"] = round(1e3 * min(reps) / n, 3)
         report["yolov5_map"] = {k: round(float(m_y5[k]), 5) for k in ("precision", "recall", "mAP50", "mAP50-95")}
-        report["map_abs_diff"] = {k: round(abs(report["modyolo_map"][k] - report["yolov5_map"][k]), 5)
-                                  for k in ("mAP50", "mAP50-95")}
+        report["map_abs_diff"] = {
+            k: round(abs(report["modyolo_map"][k] - report["yolov5_map"][k]), 5) for k in ("mAP50", "mAP50-95")
+        }
     json.dump(report, sys.stdout, indent=2)
     print()
     tmp.cleanup()

@@ -46,8 +46,10 @@ def targets(tmp: Path) -> dict:
         "data_yaml": (fuzz.yaml_text, lambda t: fuzz.call_allowed(fuzz.data_yaml_text, t)),
         "label_rows": (fuzz.label_rows, lambda r: fuzz.call_allowed(fuzz.label_rows_parse, r)),
         "label_file": (st.binary(max_size=400), lambda b: fuzz.label_file_bytes(b, image) and None),
-        "checkpoint": (st.one_of(st.binary(max_size=400), fuzz.mutated_bytes(ckpt)),
-                       lambda b: fuzz.call_allowed(fuzz.checkpoint_bytes, b)),
+        "checkpoint": (
+            st.one_of(st.binary(max_size=400), fuzz.mutated_bytes(ckpt)),
+            lambda b: fuzz.call_allowed(fuzz.checkpoint_bytes, b),
+        ),
     }
 
 
@@ -55,8 +57,7 @@ def run_target(name: str, strategy, fn, examples: int, seconds: float) -> dict:
     stats = {"target": name, "examples": 0, "allowed_errors": 0}
     t0 = time.perf_counter()
 
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(strategy)
     def prop(x):
         if time.perf_counter() - t0 > seconds:

@@ -64,17 +64,33 @@ def main() -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             model.fuse()
         fused = model(x)[0]
-    arrays = {f"sd/{k}": (v.half() if v.is_floating_point() and "anchor" not in k else v).numpy()
-              for k, v in state.items()}
-    arrays.update(x=x.numpy(), pred=pred.numpy(), pred_fused=fused.numpy(),
-                  meta=np.array(json.dumps({"nc": NC, "width_multiple": WIDTH, "size": SIZE,
-                                            "source": "yolov7 cfg/training/yolov7-tiny.yaml"})))
+    arrays = {
+        f"sd/{k}": (v.half() if v.is_floating_point() and "anchor" not in k else v).numpy() for k, v in state.items()
+    }
+    arrays.update(
+        x=x.numpy(),
+        pred=pred.numpy(),
+        pred_fused=fused.numpy(),
+        meta=np.array(
+            json.dumps(
+                {"nc": NC, "width_multiple": WIDTH, "size": SIZE, "source": "yolov7 cfg/training/yolov7-tiny.yaml"}
+            )
+        ),
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)
-    print(json.dumps({"file": args.out, "bytes": Path(args.out).stat().st_size,
-                      "parameters": sum(p.numel() for p in state.values() if p.is_floating_point()),
-                      "pred": list(pred.shape), "max_abs_pred": float(pred.abs().max()),
-                      "fused_vs_unfused": float((fused - pred).abs().max())}))
+    print(
+        json.dumps(
+            {
+                "file": args.out,
+                "bytes": Path(args.out).stat().st_size,
+                "parameters": sum(p.numel() for p in state.values() if p.is_floating_point()),
+                "pred": list(pred.shape),
+                "max_abs_pred": float(pred.abs().max()),
+                "fused_vs_unfused": float((fused - pred).abs().max()),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -52,32 +52,77 @@ def main() -> None:
         for cfg, hyp in VARIANTS:
             name = cfg.split(".")[0]
             t0 = time.perf_counter()
-            settings = dict(data=args.data, cfg=cfg, epochs=args.epochs, imgsz=args.img, batch_size=args.batch,
-                            hyp=hyp, seed=args.seed, device=args.device, workers=args.workers, noplots=True,
-                            project=project, name=name, verbose=False)
+            settings = dict(
+                data=args.data,
+                cfg=cfg,
+                epochs=args.epochs,
+                imgsz=args.img,
+                batch_size=args.batch,
+                hyp=hyp,
+                seed=args.seed,
+                device=args.device,
+                workers=args.workers,
+                noplots=True,
+                project=project,
+                name=name,
+                verbose=False,
+            )
             trained = Trainer(TrainConfig.from_dict(settings)).fit()  # steady-state img/s from the trainer
-            result = compare(runs=[trained.best or trained.last], data=args.data, train={"imgsz": args.img},
-                             protocol=protocol, project=project, name=f"{name}-compare", samples=0, report=False,
-                             verbose=False)
+            result = compare(
+                runs=[trained.best or trained.last],
+                data=args.data,
+                train={"imgsz": args.img},
+                protocol=protocol,
+                project=project,
+                name=f"{name}-compare",
+                samples=0,
+                report=False,
+                verbose=False,
+            )
             (r,) = result.results
             if r.status != "ok":
                 raise SystemExit(f"{cfg}: {r.error}")
             paths = {k: v.median_ms for k, v in (("torch", r.latency_torch), ("onnx", r.latency_onnx)) if v}
             best = min(paths, key=paths.get)
-            rows.append({"model": name, "hyp": hyp, "P": r.precision, "R": r.recall,
-                         "mAP50": r.map50, "mAP50-95": r.map50_95, "params": r.params, "gflops": r.gflops,
-                         "train_img_s": trained.train_images_per_s, "latency_ms": paths[best], "latency_path": best,
-                         "wall_s": time.perf_counter() - t0})
-    meta = {"data": args.data, "train_images": n_train, "epochs": args.epochs, "img": args.img, "batch": args.batch,
-            "seed": args.seed, "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
-            "torch": torch.__version__, "cpus": os.cpu_count()}
+            rows.append(
+                {
+                    "model": name,
+                    "hyp": hyp,
+                    "P": r.precision,
+                    "R": r.recall,
+                    "mAP50": r.map50,
+                    "mAP50-95": r.map50_95,
+                    "params": r.params,
+                    "gflops": r.gflops,
+                    "train_img_s": trained.train_images_per_s,
+                    "latency_ms": paths[best],
+                    "latency_path": best,
+                    "wall_s": time.perf_counter() - t0,
+                }
+            )
+    meta = {
+        "data": args.data,
+        "train_images": n_train,
+        "epochs": args.epochs,
+        "img": args.img,
+        "batch": args.batch,
+        "seed": args.seed,
+        "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+    }
     print(json.dumps({"meta": meta, "rows": rows}))
-    print("\n| model (hyp) | P | R | mAP50 | mAP50-95 | params (M) | GFLOPs@%d | train img/s | latency ms (path) |" % args.img)
+    print(
+        "\n| model (hyp) | P | R | mAP50 | mAP50-95 | params (M) | GFLOPs@%d | train img/s | latency ms (path) |"
+        % args.img
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} ({r['hyp']}) | {r['P']:.3f} | {r['R']:.3f} | {r['mAP50']:.3f} | {r['mAP50-95']:.3f} | "
-              f"{r['params'] / 1e6:.2f} | {r['gflops']:.1f} | {r['train_img_s']:.0f} | "
-              f"{r['latency_ms']:.2f} ({r['latency_path']}) |")
+        print(
+            f"| {r['model']} ({r['hyp']}) | {r['P']:.3f} | {r['R']:.3f} | {r['mAP50']:.3f} | {r['mAP50-95']:.3f} | "
+            f"{r['params'] / 1e6:.2f} | {r['gflops']:.1f} | {r['train_img_s']:.0f} | "
+            f"{r['latency_ms']:.2f} ({r['latency_path']}) |"
+        )
 
 
 if __name__ == "__main__":

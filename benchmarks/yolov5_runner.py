@@ -56,10 +56,10 @@ class Roboflow:
     def __init__(self, *args, **kwargs):
         raise RuntimeError("roboflow is stubbed out by yolov5_runner.py: this benchmark runs offline")
 '''
-ROBOFLOW_VERSION_STUB = '''class Version:
+ROBOFLOW_VERSION_STUB = """class Version:
     def __init__(self, *args, **kwargs):
         raise RuntimeError("roboflow is stubbed out by yolov5_runner.py: this benchmark runs offline")
-'''
+"""
 
 
 def prepare_environment(scratch: Path) -> None:
@@ -83,8 +83,10 @@ def prepare_environment(scratch: Path) -> None:
 
         source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
         if not source.is_file():
-            raise FileNotFoundError(f"{source} not found: yolov5 needs some TTF as Arial.ttf in YOLOV5_CONFIG_DIR "
-                                    "or it downloads one; point --font at any local .ttf file")
+            raise FileNotFoundError(
+                f"{source} not found: yolov5 needs some TTF as Arial.ttf in YOLOV5_CONFIG_DIR "
+                "or it downloads one; point --font at any local .ttf file"
+            )
         shutil.copyfile(source, font)
     os.environ["YOLOV5_CONFIG_DIR"] = str(config_dir)
     os.environ["ULTRALYTICS_SKIP_REQUIREMENTS_CHECKS"] = "1"
@@ -103,7 +105,9 @@ def prepare_environment(scratch: Path) -> None:
         except ImportError:  # no huggingface_hub at all: yolov5 only needs it for hub weights
             errors = None
         alias = types.ModuleType("huggingface_hub.utils._errors")
-        alias.RepositoryNotFoundError = getattr(errors, "RepositoryNotFoundError", type("RepositoryNotFoundError", (Exception,), {}))
+        alias.RepositoryNotFoundError = getattr(
+            errors, "RepositoryNotFoundError", type("RepositoryNotFoundError", (Exception,), {})
+        )
         sys.modules["huggingface_hub.utils._errors"] = alias
 
 
@@ -130,8 +134,17 @@ class EpochTimer:
         if self.epochs and self.epochs[-1]["epoch"] == epoch:
             return  # yolov5 re-runs this after training for COCO only; keep the in-loop row
         p, r, m50, m = (float(v) for v in vals[3:7])
-        self.epochs.append({"epoch": int(epoch), "train_seconds": self._train_seconds, "images": self._images,
-                            "precision": p, "recall": r, "mAP50": m50, "mAP50-95": m})
+        self.epochs.append(
+            {
+                "epoch": int(epoch),
+                "train_seconds": self._train_seconds,
+                "images": self._images,
+                "precision": p,
+                "recall": r,
+                "mAP50": m50,
+                "mAP50-95": m,
+            }
+        )
 
 
 def steady_rate(epochs: list[dict[str, float]]) -> float:
@@ -144,7 +157,6 @@ def steady_rate(epochs: list[dict[str, float]]) -> float:
 def run_yolov5(train_args: list[str], threads: int, scratch: Path) -> dict[str, Any]:
     prepare_environment(scratch)
     import torch  # before yolov5, whose import-time OMP_NUM_THREADS then no longer matters
-
     from yolov5 import __version__ as yolov5_version
     from yolov5 import train as yolov5_train
     from yolov5.utils.callbacks import Callbacks
@@ -160,13 +172,21 @@ def run_yolov5(train_args: list[str], threads: int, scratch: Path) -> dict[str, 
     yolov5_train.main(opt, callbacks)
     wall = time.perf_counter() - t0
     if not timer.epochs:
-        raise RuntimeError(f"yolov5 finished without a single validated epoch (args: {' '.join(train_args)}); "
-                           f"see its log above and {opt.save_dir}")
+        raise RuntimeError(
+            f"yolov5 finished without a single validated epoch (args: {' '.join(train_args)}); "
+            f"see its log above and {opt.save_dir}"
+        )
     last = timer.epochs[-1]
-    return {"epochs": timer.epochs, "train_images_per_s": steady_rate(timer.epochs), "wall_seconds": wall,
-            "train_seconds": sum(e["train_seconds"] for e in timer.epochs),
-            "metrics": {k: last[k] for k in ("precision", "recall", "mAP50", "mAP50-95")},
-            "save_dir": str(opt.save_dir), "threads": torch.get_num_threads(), "yolov5_version": yolov5_version}
+    return {
+        "epochs": timer.epochs,
+        "train_images_per_s": steady_rate(timer.epochs),
+        "wall_seconds": wall,
+        "train_seconds": sum(e["train_seconds"] for e in timer.epochs),
+        "metrics": {k: last[k] for k in ("precision", "recall", "mAP50", "mAP50-95")},
+        "save_dir": str(opt.save_dir),
+        "threads": torch.get_num_threads(),
+        "yolov5_version": yolov5_version,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scratch", type=Path, default=None, help="folder for stubs and the font (default: a temp dir)")
     args = p.parse_args(argv[:split])
     with tempfile.TemporaryDirectory(prefix="yolov5-runner-") as tmp:
-        result = run_yolov5(argv[split + 1:], args.threads, args.scratch or Path(tmp))
+        result = run_yolov5(argv[split + 1 :], args.threads, args.scratch or Path(tmp))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     return 0

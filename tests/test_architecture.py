@@ -23,7 +23,14 @@ PACKAGE = "modyolo"
 
 # Room -> floor. Lower numbers are lower in the house; an import may go to the same floor or down.
 FLOORS: dict[str, int] = {
-    "yaml_io": 0, "paths": 0, "logs": 0, "registry": 0, "structures": 0, "weights_io": 0, "config": 0, "device": 0,
+    "yaml_io": 0,
+    "paths": 0,
+    "logs": 0,
+    "registry": 0,
+    "structures": 0,
+    "weights_io": 0,
+    "config": 0,
+    "device": 0,
     "cfg": 0,
     "nn": 1,
     "data": 2,
@@ -33,7 +40,8 @@ FLOORS: dict[str, int] = {
     "inference": 6,
     "tools": 7,
     "api": 8,
-    "cli": 9, "__main__": 9,
+    "cli": 9,
+    "__main__": 9,
     "__init__": 8,  # the package's lazy public API sits with api.py
 }
 
@@ -215,8 +223,10 @@ def test_upward_edge_finder_and_lazy_imports(tmp_path, monkeypatch):
     (pkg / "engine").mkdir()
     for init in (pkg / "__init__.py", pkg / "nn" / "__init__.py", pkg / "engine" / "__init__.py"):
         init.write_text("")
-    (pkg / "engine" / "loop.py").write_text("from typing import TYPE_CHECKING\nfrom ..nn import model\n"
-                                            "if TYPE_CHECKING:\n    from modyolo.engine.hooks import Hook\n")
+    (pkg / "engine" / "loop.py").write_text(
+        "from typing import TYPE_CHECKING\nfrom ..nn import model\n"
+        "if TYPE_CHECKING:\n    from modyolo.engine.hooks import Hook\n"
+    )
     (pkg / "engine" / "hooks.py").write_text("from modyolo.engine.loop import Loop\n")
     (pkg / "nn" / "model.py").write_text("def f():\n    from modyolo.engine.loop import x\n")
     monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path)

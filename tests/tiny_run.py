@@ -39,7 +39,17 @@ def train_checkpoint(shapes: Path, tmp_path_factory) -> Path:
     from modyolo.engine.trainer import train
 
     project = tmp_path_factory.mktemp("train")
-    result = train(data=str(shapes), cfg=tiny_cfg(), epochs=1, imgsz=64, batch_size=4, workers=0, max_batches=2,
-                   verbose=False, noplots=True, project=str(project))
+    result = train(
+        data=str(shapes),
+        cfg=tiny_cfg(),
+        epochs=1,
+        imgsz=64,
+        batch_size=4,
+        workers=0,
+        max_batches=2,
+        verbose=False,
+        noplots=True,
+        project=str(project),
+    )
     assert result.last is not None and result.last.is_file()
     return result.last

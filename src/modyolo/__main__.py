@@ -1,4 +1,5 @@
-from modyolo.cli import main
 import sys
+
+from modyolo.cli import main
 
 sys.exit(main())

@@ -8,8 +8,9 @@ the CLI verbs compute the same thing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,9 +31,18 @@ class Detector:
     def __repr__(self) -> str:
         return f"Detector({self.meta.get('path')!r}, nc={len(self.names)}, stride={self.meta.get('stride')})"
 
-    def predict(self, source: str | Path | np.ndarray | Sequence[str | Path] | Sequence[np.ndarray], conf: float = 0.25,
-                iou: float = 0.45, imgsz: int = 640, classes: Sequence[int] | None = None, max_det: int = 300,
-                agnostic: bool = False, augment: bool = False, keep_images: bool = True) -> list[Result]:
+    def predict(
+        self,
+        source: str | Path | np.ndarray | Sequence[str | Path] | Sequence[np.ndarray],
+        conf: float = 0.25,
+        iou: float = 0.45,
+        imgsz: int = 640,
+        classes: Sequence[int] | None = None,
+        max_det: int = 300,
+        agnostic: bool = False,
+        augment: bool = False,
+        keep_images: bool = True,
+    ) -> list[Result]:
         """Detect on ``source``: an image/video path, folder, glob, ``.txt`` list, a list of paths, or
         BGR ``uint8 [h, w, 3]`` arrays.
 
@@ -52,19 +62,39 @@ class Detector:
                 LOGGER.warning("%s: skipped, %s", frame.describe(), frame.error)
                 self.skipped.append((frame.path, frame.error))
                 continue
-            det, speed = predict_image(self.model, frame.image, imgsz=size, stride=self.meta["stride"],
-                                       device=self.device, conf=conf, iou=iou,
-                                       classes=list(classes) if classes is not None else None,
-                                       agnostic=agnostic, max_det=max_det, auto=dynamic, augment=augment)
+            det, speed = predict_image(
+                self.model,
+                frame.image,
+                imgsz=size,
+                stride=self.meta["stride"],
+                device=self.device,
+                conf=conf,
+                iou=iou,
+                classes=list(classes) if classes is not None else None,
+                agnostic=agnostic,
+                max_det=max_det,
+                auto=dynamic,
+                augment=augment,
+            )
             path = frame.path if frame.kind != "video" else f"{frame.path}#{frame.frame}"
-            results.append(Result.from_detections(det, path, frame.image if keep_images else None,
-                                                  frame.image.shape[:2], self.names, speed))
+            results.append(
+                Result.from_detections(
+                    det, path, frame.image if keep_images else None, frame.image.shape[:2], self.names, speed
+                )
+            )
         return results
 
     __call__ = predict
 
-    def val(self, data: str | Path = "shapes", imgsz: int = 640, batch_size: int = 32, conf: float = 0.001,
-            iou: float = 0.6, **kwargs: Any) -> dict[str, Any]:
+    def val(
+        self,
+        data: str | Path = "shapes",
+        imgsz: int = 640,
+        batch_size: int = 32,
+        conf: float = 0.001,
+        iou: float = 0.6,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         """Validate on ``data``'s val split; returns P, R, mAP50, mAP50-95, fitness, speed, save_dir.
 
         Other keywords are ``modyolo val``'s flags with underscores (``save_json=True``,
@@ -74,16 +104,29 @@ class Detector:
 
         kwargs.setdefault("device", self.device)
         kwargs.setdefault("cfg", self._cfg)
-        outcome = validate_model(self.model, self.names, self.meta, data=data, imgsz=imgsz, batch_size=batch_size,
-                                 conf_thres=conf, iou_thres=iou, **kwargs)
+        outcome = validate_model(
+            self.model,
+            self.names,
+            self.meta,
+            data=data,
+            imgsz=imgsz,
+            batch_size=batch_size,
+            conf_thres=conf,
+            iou_thres=iou,
+            **kwargs,
+        )
         return outcome.summary()
 
     def info(self, imgsz: int = 640, verbose: bool = True) -> dict[str, Any]:
         """Layers, parameters and GFLOPs at ``imgsz`` (printed when verbose)."""
         if hasattr(self.model, "info"):
             return self.model.info(imgsz, verbose=verbose)
-        summary = {"name": Path(str(self.meta.get("path"))).name, "format": self.meta.get("format"),
-                   "nc": len(self.names), "stride": self.meta.get("stride")}
+        summary = {
+            "name": Path(str(self.meta.get("path"))).name,
+            "format": self.meta.get("format"),
+            "nc": len(self.names),
+            "stride": self.meta.get("stride"),
+        }
         if verbose:
             print(summary)
         return summary
@@ -93,13 +136,15 @@ class Detector:
         try:
             from modyolo.deploy.export import export
         except ImportError as e:
-            raise NotImplementedError("export is not available in this modyolo installation "
-                                      "(modyolo.deploy.export is missing)") from e
+            raise NotImplementedError(
+                "export is not available in this modyolo installation (modyolo.deploy.export is missing)"
+            ) from e
         return export(self.meta["path"], *args, **kwargs)
 
 
-def load(weights: str | Path, device: str | torch.device = "cpu", fuse: bool = True,
-         cfg: str | Path | dict | None = None) -> Detector:
+def load(
+    weights: str | Path, device: str | torch.device = "cpu", fuse: bool = True, cfg: str | Path | dict | None = None
+) -> Detector:
     """Load a checkpoint, a model YAML (fresh weights), a bare state_dict (with ``cfg``) or an
     exported ``.onnx`` / ``.torchscript`` file as a ``Detector``."""
     from modyolo.inference.predictor import load_model, select_device

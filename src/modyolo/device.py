@@ -21,8 +21,7 @@ def select_device(spec: str | torch.device = "", local_rank: int | None = None) 
     if not cuda:
         return torch.device(text)
     if not torch.cuda.is_available():
-        raise ValueError(f"device {spec!r} asks for CUDA but torch.cuda.is_available() is False here; "
-                         "use --device cpu")
+        raise ValueError(f"device {spec!r} asks for CUDA but torch.cuda.is_available() is False here; use --device cpu")
     if local_rank is not None:
         return torch.device("cuda", local_rank)
     index = text.removeprefix("cuda").removeprefix(":").split(",")[0] or "0"

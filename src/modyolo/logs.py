@@ -21,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 ROOT = "modyolo"
 LOG_FILE = "log.txt"
@@ -59,7 +59,7 @@ class _TerminalHandler(logging.Handler):
                 tqdm.write(text, file=sys.stderr)
             except ImportError:  # tqdm is a dependency; this only guards a broken install
                 sys.stderr.write(text + "\n")
-        except Exception:
+        except Exception:  # noqa: BLE001 - a Handler reports through handleError, never raises
             self.handleError(record)
 
 

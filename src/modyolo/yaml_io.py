@@ -40,8 +40,9 @@ def _max_expanded() -> int:
     try:
         return max(int(raw), 1) if raw else MAX_EXPANDED
     except ValueError:
-        raise ValueError(f"MODYOLO_YAML_MAX_EXPANDED={raw!r} is not an integer; unset it or give e.g. "
-                         "5000000") from None
+        raise ValueError(
+            f"MODYOLO_YAML_MAX_EXPANDED={raw!r} is not an integer; unset it or give e.g. 5000000"
+        ) from None
 
 
 class _BudgetLoader(yaml.SafeLoader):
@@ -54,8 +55,10 @@ class _BudgetLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):  # PyYAML's signature
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise YamlLimitError(f"{self.source}: YAML nested deeper than {MAX_DEPTH} levels; a model, data or hyp "
-                                 "file needs a handful. Flatten the file.")
+            raise YamlLimitError(
+                f"{self.source}: YAML nested deeper than {MAX_DEPTH} levels; a model, data or hyp "
+                "file needs a handful. Flatten the file."
+            )
         try:
             node = super().compose_node(parent, index)
         finally:
@@ -87,8 +90,10 @@ def loads_yaml(text: str, source: str = "<string>") -> Any:
     Raises ValueError (:class:`YamlLimitError` for an over-budget document) naming ``source``.
     """
     if len(text) > MAX_BYTES:
-        raise YamlLimitError(f"{source}: {len(text)} characters is over the {MAX_BYTES}-character limit for a YAML "
-                             "file; is this really a model/data/hyp YAML?")
+        raise YamlLimitError(
+            f"{source}: {len(text)} characters is over the {MAX_BYTES}-character limit for a YAML "
+            "file; is this really a model/data/hyp YAML?"
+        )
     try:
         loader = _BudgetLoader(text, source)  # the reader checks characters already here
     except yaml.YAMLError as e:
@@ -103,7 +108,8 @@ def loads_yaml(text: str, source: str = "<string>") -> Any:
             raise YamlLimitError(
                 f"{source}: YAML expands to {size:,} nodes through its aliases (*name), over the limit of "
                 f"{limit:,} (an alias bomb?). Remove the anchors/aliases, or raise MODYOLO_YAML_MAX_EXPANDED "
-                "if the file is genuine.")
+                "if the file is genuine."
+            )
         return loader.construct_document(node)
     except yaml.YAMLError as e:
         raise ValueError(f"{source}: not valid YAML ({e})") from e
@@ -121,8 +127,10 @@ def read_yaml(path: str | Path) -> Any:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     if size > MAX_BYTES:
-        raise YamlLimitError(f"{path}: {size} bytes is over the {MAX_BYTES}-byte limit for a YAML file; "
-                             "is this really a model/data/hyp YAML?")
+        raise YamlLimitError(
+            f"{path}: {size} bytes is over the {MAX_BYTES}-byte limit for a YAML file; "
+            "is this really a model/data/hyp YAML?"
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: a BOM written by Windows editors is not content
     except UnicodeDecodeError as e:

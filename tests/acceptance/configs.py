@@ -47,8 +47,10 @@ def matrix_params() -> list:
         cfg = scaled_dict(name)
         letter = guess_scale(name) if "scales" in cfg else None  # the name picks the row of a scales table
         groups.setdefault(json.dumps([cfg, letter], sort_keys=True, default=str), []).append(name)
-    return [pytest.param(tuple(names), id="+".join(names), marks=[pytest.mark.slow] if is_heavy(names[0]) else [])
-            for names in groups.values()]
+    return [
+        pytest.param(tuple(names), id="+".join(names), marks=[pytest.mark.slow] if is_heavy(names[0]) else [])
+        for names in groups.values()
+    ]
 
 
 def scaled_dict(name: str) -> dict:

@@ -61,8 +61,7 @@ class Cli:
             script = Path(sys.executable).with_name("modyolo")
             cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "modyolo"]
             env = {**os.environ, "MODYOLO_THREADS": "1", "OMP_NUM_THREADS": "1"}  # CI: 2 workers on 2 cores
-            proc = subprocess.run(cmd + list(argv), cwd=self.cwd, env=env, capture_output=True, text=True,
-                                  timeout=600)
+            proc = subprocess.run(cmd + list(argv), cwd=self.cwd, env=env, capture_output=True, text=True, timeout=600)
             return proc.returncode, proc.stdout + proc.stderr
         self.capfd.readouterr()
         try:
@@ -76,9 +75,14 @@ class Cli:
 def _params(state_dict: dict) -> int:
     """Learnable parameters in a saved state_dict (BatchNorm statistics and counters left out)."""
     skip = ("running_mean", "running_var", "num_batches_tracked")
-    return sum(v.numel() for k, v in state_dict.items()
-               if torch.is_tensor(v) and v.is_floating_point() and not k.endswith(skip) and not k.endswith(
-                   (".anchors", ".stride", "anchor_grid")))
+    return sum(
+        v.numel()
+        for k, v in state_dict.items()
+        if torch.is_tensor(v)
+        and v.is_floating_point()
+        and not k.endswith(skip)
+        and not k.endswith((".anchors", ".stride", "anchor_grid"))
+    )
 
 
 # Inputs an ONNX graph with detections out (NMS appended, or an NMS-free head) takes besides the
@@ -92,8 +96,10 @@ def _check_onnx(path: Path) -> list[tuple[int, ...]]:
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     image, *extra = session.get_inputs()
-    shape = [d if isinstance(d, int) and d > 0 else (1 if i == 0 else int(IMG) if i > 1 else 3)
-             for i, d in enumerate(image.shape)]
+    shape = [
+        d if isinstance(d, int) and d > 0 else (1 if i == 0 else int(IMG) if i > 1 else 3)
+        for i, d in enumerate(image.shape)
+    ]
     feed = {image.name: np.random.default_rng(0).random(shape, dtype=np.float32)}
     for inp in extra:
         assert inp.name in THRESHOLD_INPUTS, f"{path}: unexpected input {inp.name!r} {inp.shape}"
@@ -150,6 +156,16 @@ def test_default_train_val_export(names, acceptance_data, tmp_path, monkeypatch,
     assert onnx_files, f"modyolo export ({name}) wrote no .onnx under {run}:\n{out[-2000:]}"
     shapes = _check_onnx(onnx_files[0])
 
-    _summarise("+".join(names), params=params, train_img_s=float(speed.group(1)) if speed else None,
-               P=p, R=r, mAP50=map50, mAP50_95=map50_95, onnx_outputs=shapes, train_s=round(t_train, 1),
-               total_s=round(time.perf_counter() - t0, 1), process=cli.as_process)
+    _summarise(
+        "+".join(names),
+        params=params,
+        train_img_s=float(speed.group(1)) if speed else None,
+        P=p,
+        R=r,
+        mAP50=map50,
+        mAP50_95=map50_95,
+        onnx_outputs=shapes,
+        train_s=round(t_train, 1),
+        total_s=round(time.perf_counter() - t0, 1),
+        process=cli.as_process,
+    )

@@ -36,10 +36,17 @@ def faulty_dir(tmp_path) -> Path:
     im, lb = tmp_path / "images" / "train", tmp_path / "labels" / "train"
     good = "0 0.5 0.5 0.2 0.3\n1 0.25 0.25 0.1 0.1\n"
     cases = {
-        "good1": good, "good2": "2 0.4 0.6 0.3 0.3\n", "background_empty": "", "background_missing": None,
-        "bad_columns": "0 0.5 0.5 0.2\n", "bad_text": "0 0.5 abc 0.2 0.2\n", "bad_class": "3 0.5 0.5 0.2 0.2\n",
-        "bad_coords": "0 1.5 0.5 0.2 0.2\n", "fix_overshoot": "0 0.95 0.5 0.2 0.2\n",
-        "fix_duplicate": good + "0 0.5 0.5 0.2 0.3\n", "fix_zero_area": good + "1 0.5 0.5 0.0 0.2\n",
+        "good1": good,
+        "good2": "2 0.4 0.6 0.3 0.3\n",
+        "background_empty": "",
+        "background_missing": None,
+        "bad_columns": "0 0.5 0.5 0.2\n",
+        "bad_text": "0 0.5 abc 0.2 0.2\n",
+        "bad_class": "3 0.5 0.5 0.2 0.2\n",
+        "bad_coords": "0 1.5 0.5 0.2 0.2\n",
+        "fix_overshoot": "0 0.95 0.5 0.2 0.2\n",
+        "fix_duplicate": good + "0 0.5 0.5 0.2 0.3\n",
+        "fix_zero_area": good + "1 0.5 0.5 0.0 0.2\n",
     }
     for k, (stem, text) in enumerate(cases.items()):
         _img(im / f"{stem}.jpg", seed=k)

@@ -40,9 +40,9 @@ def test_mosaic_boxes_cover_the_objects(seed):
     covered = np.zeros_like(white)
     for _, x1, y1, x2, y2 in lab:
         assert 0 <= x1 < x2 <= 128 and 0 <= y1 < y2 <= 128
-        patch = white[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))]
+        patch = white[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))]
         assert patch.mean() > 0.3  # the box is mostly object
-        covered[max(int(y1) - 1, 0):int(np.ceil(y2)) + 1, max(int(x1) - 1, 0):int(np.ceil(x2)) + 1] = True
+        covered[max(int(y1) - 1, 0) : int(np.ceil(y2)) + 1, max(int(x1) - 1, 0) : int(np.ceil(x2)) + 1] = True
     # objects without a box may only be slivers cut to < 10% of their (scaled) area (box_candidates)
     import cv2
 

@@ -13,8 +13,20 @@ HYP = {"mosaic": 1.0, "mixup": 0.5, "copy_paste": 0.3, "degrees": 5.0, "flipud":
 
 
 def _batches(train, cache, workers=0, n=3, size=96, **kw):
-    loader, ds = create_dataloader(train, size, 4, 32, hyp=HYP, augment=True, cache=cache, workers=workers,
-                                   shuffle=True, seed=7, progress=False, **kw)
+    loader, ds = create_dataloader(
+        train,
+        size,
+        4,
+        32,
+        hyp=HYP,
+        augment=True,
+        cache=cache,
+        workers=workers,
+        shuffle=True,
+        seed=7,
+        progress=False,
+        **kw,
+    )
     out = [b for _, b in zip(range(n), loader)]
     return out, ds
 

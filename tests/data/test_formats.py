@@ -19,12 +19,13 @@ def _coco(tmp_path: Path) -> tuple[Path, Path, dict]:
     for k, (w, h) in enumerate([(100, 80), (64, 128)], start=10):
         cv2.imwrite(str(imgs / f"im{k}.jpg"), np.full((h, w, 3), 90, np.uint8))
         images.append({"id": k, "file_name": f"im{k}.jpg", "width": w, "height": h})
-    anns += [{"id": 1, "image_id": 10, "category_id": 3, "bbox": [10.0, 5.0, 30.0, 20.0], "iscrowd": 0},
-             {"id": 2, "image_id": 10, "category_id": 7, "bbox": [50.0, 40.0, 40.0, 30.0], "iscrowd": 0},
-             {"id": 3, "image_id": 11, "category_id": 7, "bbox": [0.0, 0.0, 64.0, 128.0], "iscrowd": 0},
-             {"id": 4, "image_id": 11, "category_id": 3, "bbox": [1.0, 1.0, 5.0, 5.0], "iscrowd": 1}]
-    gt = {"images": images, "annotations": anns,
-          "categories": [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}]}
+    anns += [
+        {"id": 1, "image_id": 10, "category_id": 3, "bbox": [10.0, 5.0, 30.0, 20.0], "iscrowd": 0},
+        {"id": 2, "image_id": 10, "category_id": 7, "bbox": [50.0, 40.0, 40.0, 30.0], "iscrowd": 0},
+        {"id": 3, "image_id": 11, "category_id": 7, "bbox": [0.0, 0.0, 64.0, 128.0], "iscrowd": 0},
+        {"id": 4, "image_id": 11, "category_id": 3, "bbox": [1.0, 1.0, 5.0, 5.0], "iscrowd": 1},
+    ]
+    gt = {"images": images, "annotations": anns, "categories": [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}]}
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(gt))
     return path, imgs, gt
@@ -40,10 +41,15 @@ def test_coco_yolo_coco_round_trip(tmp_path):
     assert [c["name"] for c in back["categories"]] == names
     by_file = {im["file_name"]: im["id"] for im in back["images"]}
     orig_names = {c["id"]: c["name"] for c in gt["categories"]}
-    want = sorted((f"images/val/im{a['image_id']}.jpg", orig_names[a["category_id"]], *a["bbox"])
-                  for a in gt["annotations"] if not a["iscrowd"])
-    got = sorted((next(f for f, i in by_file.items() if i == a["image_id"]), names[a["category_id"]], *a["bbox"])
-                 for a in back["annotations"])
+    want = sorted(
+        (f"images/val/im{a['image_id']}.jpg", orig_names[a["category_id"]], *a["bbox"])
+        for a in gt["annotations"]
+        if not a["iscrowd"]
+    )
+    got = sorted(
+        (next(f for f, i in by_file.items() if i == a["image_id"]), names[a["category_id"]], *a["bbox"])
+        for a in back["annotations"]
+    )
     assert [g[:2] for g in got] == [w[:2] for w in want]
     assert np.allclose([g[2:] for g in got], [w[2:] for w in want], atol=1e-3)
 
@@ -68,12 +74,15 @@ def _voc(tmp_path: Path) -> Path:
     objs = {"a": [("cat", (11, 21, 50, 60), 0), ("dog", (1, 1, 100, 80), 1)], "b": [("dog", (5, 5, 20, 30), 0)]}
     for stem, rows in objs.items():
         cv2.imwrite(str(voc / "JPEGImages" / f"{stem}.jpg"), np.zeros((80, 100, 3), np.uint8))
-        body = "".join(f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>{b[0]}</xmin>"
-                       f"<ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
-                       for n, b, d in rows)
+        body = "".join(
+            f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>{b[0]}</xmin>"
+            f"<ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+            for n, b, d in rows
+        )
         (voc / "Annotations" / f"{stem}.xml").write_text(
             f"<annotation><filename>{stem}.jpg</filename><size><width>100</width><height>80</height>"
-            f"<depth>3</depth></size>{body}</annotation>")
+            f"<depth>3</depth></size>{body}</annotation>"
+        )
     (voc / "ImageSets" / "Main" / "train.txt").write_text("a\n")
     (voc / "ImageSets" / "Main" / "val.txt").write_text("b\n")
     return voc
@@ -110,10 +119,38 @@ def test_convert_cli(tmp_path):
     assert main(["convert", "coco2yolo", "--json", str(path), "--images", str(imgs), "--out", str(tmp_path / "o")]) == 0
     # no val split yet: data.yaml lists train only (no silent 'val: images/train'); converting val completes it
     assert "val" not in (tmp_path / "o" / "data.yaml").read_text()
-    assert main(["convert", "coco2yolo", "--json", str(path), "--images", str(imgs), "--out", str(tmp_path / "o"),
-                 "--split", "val"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "coco2yolo",
+                "--json",
+                str(path),
+                "--images",
+                str(imgs),
+                "--out",
+                str(tmp_path / "o"),
+                "--split",
+                "val",
+            ]
+        )
+        == 0
+    )
     assert "val: images/val" in (tmp_path / "o" / "data.yaml").read_text()
-    assert main(["convert", "yolo2coco", "--data", str(tmp_path / "o" / "data.yaml"), "--split", "train",
-                 "--out", str(tmp_path / "gt2.json")]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "yolo2coco",
+                "--data",
+                str(tmp_path / "o" / "data.yaml"),
+                "--split",
+                "train",
+                "--out",
+                str(tmp_path / "gt2.json"),
+            ]
+        )
+        == 0
+    )
     assert len(json.loads((tmp_path / "gt2.json").read_text())["annotations"]) == 3
     assert main(["convert", "voc2yolo", "--out", str(tmp_path / "v")]) == 1  # missing --src: a clear error

@@ -37,9 +37,32 @@ def test_train_cli_uses_seed_for_the_subset(shapes_yaml, tmp_path):
     def subset(seed: int) -> list[str]:
         p = argparse.ArgumentParser()
         add_arguments(p)
-        args = p.parse_args(["--data", str(shapes_yaml), "--cfg", "yolov5n.yaml", "--img", "64", "--epochs", "1",
-                             "--batch-size", "4", "--workers", "0", "--fraction", "0.5", "--seed", str(seed),
-                             "--project", str(tmp_path), "--name", f"s{seed}", "--noplots", "--noautoanchor"])
+        args = p.parse_args(
+            [
+                "--data",
+                str(shapes_yaml),
+                "--cfg",
+                "yolov5n.yaml",
+                "--img",
+                "64",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--workers",
+                "0",
+                "--fraction",
+                "0.5",
+                "--seed",
+                str(seed),
+                "--project",
+                str(tmp_path),
+                "--name",
+                f"s{seed}",
+                "--noplots",
+                "--noautoanchor",
+            ]
+        )
         return Trainer(config_from_args(args)).dataset.im_files
 
     assert subset(1) == _train(shapes_yaml, fraction=0.5, seed=1)

@@ -16,18 +16,36 @@ def test_planted_faults_are_reported_per_file_and_skipped(faulty_dir, caplog):
     with caplog.at_level(logging.INFO, logger="modyolo.data"):
         rep = scan(list_image_files(faulty_dir), nc=3, progress=False)
     kept = {r.im_file.rsplit("/", 1)[1].split(".")[0] for r in rep.records}
-    assert kept == {"good1", "good2", "background_empty", "background_missing", "fix_overshoot",
-                    "fix_duplicate", "fix_zero_area"}
+    assert kept == {
+        "good1",
+        "good2",
+        "background_empty",
+        "background_missing",
+        "fix_overshoot",
+        "fix_duplicate",
+        "fix_zero_area",
+    }
     assert (rep.n_found, rep.n_corrupt, rep.n_backgrounds, rep.n_missing_labels, rep.n_fixed) == (13, 6, 2, 1, 3)
     assert "13 images, 2 backgrounds (1 without label file), 6 corrupt, 3 labels fixed" in caplog.text
     msgs = "\n".join(rep.messages)
-    for stem, why in [("bad_columns", "4 columns"), ("bad_text", "non-numeric"), ("bad_class", "outside [0, 3)"),
-                      ("bad_coords", "outside [0, 1]"), ("truncated", "truncated"), ("zero", "unreadable image"),
-                      ("fix_overshoot", "clipped"), ("fix_duplicate", "duplicate"), ("fix_zero_area", "zero-area")]:
+    for stem, why in [
+        ("bad_columns", "4 columns"),
+        ("bad_text", "non-numeric"),
+        ("bad_class", "outside [0, 3)"),
+        ("bad_coords", "outside [0, 1]"),
+        ("truncated", "truncated"),
+        ("zero", "unreadable image"),
+        ("fix_overshoot", "clipped"),
+        ("fix_duplicate", "duplicate"),
+        ("fix_zero_area", "zero-area"),
+    ]:
         assert any(stem in m and why in m for m in rep.messages), (stem, why, msgs)
     by = {r.im_file.rsplit("/", 1)[1].split(".")[0]: r.labels for r in rep.records}
     assert len(by["fix_duplicate"]) == 2 and len(by["fix_zero_area"]) == 2
-    x1, x2 = by["fix_overshoot"][0, 1] - by["fix_overshoot"][0, 3] / 2, by["fix_overshoot"][0, 1] + by["fix_overshoot"][0, 3] / 2
+    x1, x2 = (
+        by["fix_overshoot"][0, 1] - by["fix_overshoot"][0, 3] / 2,
+        by["fix_overshoot"][0, 1] + by["fix_overshoot"][0, 3] / 2,
+    )
     assert x2 == pytest.approx(1.0) and x1 == pytest.approx(0.85, abs=1e-5)
 
 

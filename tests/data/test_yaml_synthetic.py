@@ -30,7 +30,7 @@ def test_shapes_is_deterministic_and_varied(tmp_path):
     allb = np.concatenate(labels)
     assert set(allb[:, 0].astype(int)) == set(range(5))
     assert ((allb[:, 1:] >= 0) & (allb[:, 1:] <= 1)).all()
-    assert 0.05 < allb[:, 3:].max(1).min() and allb[:, 3:].max() <= 0.85  # objects are large, inside
+    assert allb[:, 3:].max(1).min() > 0.05 and allb[:, 3:].max() <= 0.85  # objects are large, inside
 
 
 def test_background_images_exist():

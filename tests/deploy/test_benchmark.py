@@ -27,9 +27,31 @@ def test_benchmark_cli_table_and_json(setup, tmp_path, capsys):
     pytest.importorskip("openvino")
     ckpt, data = setup
     out_json = tmp_path / "bench.json"
-    rc = main(["benchmark", "--weights", str(ckpt), "--data", str(data), "--img", str(IMG), "--runs", "3",
-               "--warmup", "1", "--formats", "torch", "torch_cl", "torchscript", "onnx", "openvino",
-               "--json", str(out_json), "--out-dir", str(tmp_path / "files")])
+    rc = main(
+        [
+            "benchmark",
+            "--weights",
+            str(ckpt),
+            "--data",
+            str(data),
+            "--img",
+            str(IMG),
+            "--runs",
+            "3",
+            "--warmup",
+            "1",
+            "--formats",
+            "torch",
+            "torch_cl",
+            "torchscript",
+            "onnx",
+            "openvino",
+            "--json",
+            str(out_json),
+            "--out-dir",
+            str(tmp_path / "files"),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "latency protocol" in text and "fastest within 1 mAP50-95 points" in text
@@ -58,8 +80,9 @@ def test_measure_formats_picks_the_fastest_per_variant(tmp_path):
     from modyolo.tools.latency import LatencyProtocol, measure_formats
 
     models = {"n": tiny_model("yolov5n.yaml"), "s": tiny_model("yolov5s.yaml")}
-    result = measure_formats(models, LatencyProtocol(imgsz=IMG, runs=2, warmup=1), tmp_path,
-                             formats=("torch", "torch_cl", "onnx"))
+    result = measure_formats(
+        models, LatencyProtocol(imgsz=IMG, runs=2, warmup=1), tmp_path, formats=("torch", "torch_cl", "onnx")
+    )
     for name, lat in result.items():
         assert set(lat.all_layouts) == {"torch", "torch_cl", "onnx"}
         assert lat.layout in lat.all_layouts and lat.median_ms == min(lat.all_layouts.values())

@@ -20,8 +20,22 @@ def checkpoint(tmp_path_factory):
 
 
 def test_cli_writes_both_formats(checkpoint, tmp_path, capsys):
-    rc = main(["export", "--weights", str(checkpoint), "--include", "onnx", "torchscript", "--img", str(IMG),
-               "--batch-size", "2", "--out-dir", str(tmp_path)])
+    rc = main(
+        [
+            "export",
+            "--weights",
+            str(checkpoint),
+            "--include",
+            "onnx",
+            "torchscript",
+            "--img",
+            str(IMG),
+            "--batch-size",
+            "2",
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     for suffix in (".onnx", ".torchscript"):
@@ -52,8 +66,7 @@ def test_validation_through_onnx_equals_the_pt(checkpoint, tmp_path):
     data = make_shapes_dataset(tmp_path / "shapes", n_train=0, n_val=6, img_size=(64, 96)).parent
     pt = load_backend(checkpoint)
     names = [f"c{i}" for i in range(3)]
-    loader, _ = create_dataloader(data / "images" / "val", IMG, 4, 32, workers=0, progress=False, nc=3,
-                                  names=names)
+    loader, _ = create_dataloader(data / "images" / "val", IMG, 4, 32, workers=0, progress=False, nc=3, names=names)
     onnx_path = export(checkpoint, include=("onnx",), imgsz=IMG, out_dir=tmp_path)["onnx"]
     results = [validate(b, loader, names=names, progress=False) for b in (pt, load_backend(onnx_path))]
     (a, b) = (r.metrics for r in results)

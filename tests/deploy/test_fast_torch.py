@@ -55,7 +55,21 @@ def test_detect_cli_logs_the_choice_and_fp32_flag(tmp_path, caplog):
     cv2.imwrite(str(tmp_path / "im.jpg"), (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8))
     for flag, want in (("bf16", "inference precision: bf16, channels_last"), ("fp32", "inference precision: fp32")):
         with caplog.at_level(logging.INFO, logger="modyolo"):
-            rc = main(["detect", "--weights", str(ckpt), "--source", str(tmp_path / "im.jpg"), "--img", "64",
-                       "--precision", flag, "--project", str(tmp_path / "runs"), "--nosave"])
+            rc = main(
+                [
+                    "detect",
+                    "--weights",
+                    str(ckpt),
+                    "--source",
+                    str(tmp_path / "im.jpg"),
+                    "--img",
+                    "64",
+                    "--precision",
+                    flag,
+                    "--project",
+                    str(tmp_path / "runs"),
+                    "--nosave",
+                ]
+            )
         assert rc == 0 and want in caplog.text
         caplog.clear()

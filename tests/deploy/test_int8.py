@@ -37,16 +37,21 @@ def pseudo_labelled(tmp_path_factory):
         for img_path in sorted((shapes / "images" / split).glob("*.jpg")):
             img = cv2.imread(str(img_path))
             h0, w0 = img.shape[:2]
-            det, _ = predict_image(backend, img, imgsz=IMG, stride=32, device=backend.device, conf=0.001, iou=0.3,
-                                   auto=False, max_det=3)
-            rows = [f"{int(c)} {(x1 + x2) / 2 / w0:.6f} {(y1 + y2) / 2 / h0:.6f} {(x2 - x1) / w0:.6f} {(y2 - y1) / h0:.6f}"
-                    for x1, y1, x2, y2, _, c in det.tolist() if x2 - x1 > 2 and y2 - y1 > 2]
+            det, _ = predict_image(
+                backend, img, imgsz=IMG, stride=32, device=backend.device, conf=0.001, iou=0.3, auto=False, max_det=3
+            )
+            rows = [
+                f"{int(c)} {(x1 + x2) / 2 / w0:.6f} {(y1 + y2) / 2 / h0:.6f} {(x2 - x1) / w0:.6f} {(y2 - y1) / h0:.6f}"
+                for x1, y1, x2, y2, _, c in det.tolist()
+                if x2 - x1 > 2 and y2 - y1 > 2
+            ]
             (shapes / "labels" / split / f"{img_path.stem}.txt").write_text("\n".join(rows) + "\n")
     for cache in (shapes / "labels").glob("*.modyolo"):
         cache.unlink()
     data = root / "data.yaml"
-    data.write_text(f"path: {shapes}\ntrain: images/train\nval: images/val\nnc: {len(CLASSES)}\n"
-                    f"names: {list(CLASSES)}\n")
+    data.write_text(
+        f"path: {shapes}\ntrain: images/train\nval: images/val\nnc: {len(CLASSES)}\nnames: {list(CLASSES)}\n"
+    )
     return ckpt, data
 
 
@@ -62,8 +67,24 @@ def test_int8_export_validates_by_map(pseudo_labelled, tmp_path, capsys):
     from modyolo.deploy.backends import load_backend
 
     ckpt, data = pseudo_labelled
-    rc = main(["export", "--weights", str(ckpt), "--int8", "--data", str(data), "--img", str(IMG), "--workers", "0",
-               "--int8-max-drop", "15", "--out-dir", str(tmp_path)])
+    rc = main(
+        [
+            "export",
+            "--weights",
+            str(ckpt),
+            "--int8",
+            "--data",
+            str(data),
+            "--img",
+            str(IMG),
+            "--workers",
+            "0",
+            "--int8-max-drop",
+            "15",
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr()
     assert rc == 0, out.err
     fp32, int8 = _maps(out.out)

@@ -32,8 +32,24 @@ def shapes(tmp_path_factory):
 
 
 def _val_cli(weights, data, tmp_path, capsys) -> float:
-    rc = main(["val", "--weights", str(weights), "--data", str(data), "--img", str(IMG), "--batch-size", "4",
-               "--workers", "0", "--project", str(tmp_path), "--no-plots"])
+    rc = main(
+        [
+            "val",
+            "--weights",
+            str(weights),
+            "--data",
+            str(data),
+            "--img",
+            str(IMG),
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--project",
+            str(tmp_path),
+            "--no-plots",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.strip().startswith("all"))
@@ -41,8 +57,9 @@ def _val_cli(weights, data, tmp_path, capsys) -> float:
 
 
 def test_openvino_matches_pytorch_and_keeps_metadata(checkpoint, tmp_path):
-    rc = main(["export", "--weights", str(checkpoint), "--include", "openvino", "--img", str(IMG),
-               "--out-dir", str(tmp_path)])
+    rc = main(
+        ["export", "--weights", str(checkpoint), "--include", "openvino", "--img", str(IMG), "--out-dir", str(tmp_path)]
+    )
     assert rc == 0
     xml = tmp_path / "best.xml"
     assert xml.is_file() and xml.with_suffix(".bin").is_file()
@@ -68,8 +85,7 @@ def test_nms_graph_equals_python_nms(checkpoint, tmp_path, fmt, suffix):
     from modyolo.deploy.nms_graph import compare_detections, split_detections
     from modyolo.eval.nms import non_max_suppression
 
-    path = export(checkpoint, include=(fmt,), imgsz=IMG, batch_size=2, nms=True, max_det=50,
-                  out_dir=tmp_path)[fmt]
+    path = export(checkpoint, include=(fmt,), imgsz=IMG, batch_size=2, nms=True, max_det=50, out_dir=tmp_path)[fmt]
     assert path.suffix == suffix
     backend, ref = load_backend(path), load_backend(checkpoint)
     assert backend.end2end and backend.max_det == 50
@@ -96,18 +112,26 @@ def test_val_round_trips_with_nms_inside_and_openvino(checkpoint, shapes, tmp_pa
     cfg = load_data_config(shapes)
     loader, _ = create_dataloader(cfg.val, IMG, 4, 32, workers=0, progress=False, nc=cfg.nc, names=cfg.names)
     names = list(cfg.names.values()) if isinstance(cfg.names, dict) else list(cfg.names)
-    results = {name: validate(load_backend(w), loader, names=names, progress=False)
-               for name, w in (("pt", checkpoint), ("ov", plain["openvino"]), ("onnx_nms", nms["onnx"]),
-                               ("ov_nms", nms["openvino"]))}
+    results = {
+        name: validate(load_backend(w), loader, names=names, progress=False)
+        for name, w in (
+            ("pt", checkpoint),
+            ("ov", plain["openvino"]),
+            ("onnx_nms", nms["onnx"]),
+            ("ov_nms", nms["openvino"]),
+        )
+    }
     ref = results["pt"]
     assert ref.stats["detections_after_nms"] > 0
     for name, r in results.items():
         assert r.stats["detections_after_nms"] == ref.stats["detections_after_nms"], name
         for key in ("precision", "recall", "mAP50", "mAP50-95"):
             assert float(torch.as_tensor(r.metrics[key]).mean()) == pytest.approx(
-                float(torch.as_tensor(ref.metrics[key]).mean()), abs=1e-3), (name, key)
+                float(torch.as_tensor(ref.metrics[key]).mean()), abs=1e-3
+            ), (name, key)
     assert _val_cli(nms["openvino"], shapes, tmp_path / "cli", capsys) == pytest.approx(
-        _val_cli(checkpoint, shapes, tmp_path / "cli", capsys), abs=1e-3)
+        _val_cli(checkpoint, shapes, tmp_path / "cli", capsys), abs=1e-3
+    )
 
 
 def test_detect_through_nms_graph_equals_pt(checkpoint, tmp_path):
@@ -129,8 +153,20 @@ def test_detect_through_nms_graph_equals_pt(checkpoint, tmp_path):
 
 
 def test_nms_refused_for_torchscript(checkpoint, tmp_path, capsys):
-    rc = main(["export", "--weights", str(checkpoint), "--include", "torchscript", "--nms", "--img", str(IMG),
-               "--out-dir", str(tmp_path)])
+    rc = main(
+        [
+            "export",
+            "--weights",
+            str(checkpoint),
+            "--include",
+            "torchscript",
+            "--nms",
+            "--img",
+            str(IMG),
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
     assert rc == 1 and "ONNX / OpenVINO graphs only" in capsys.readouterr().err
 
 
@@ -142,8 +178,23 @@ def test_val_augment_refused_for_nms_graph(checkpoint, shapes, tmp_path, capsys)
     from modyolo.deploy.export import export
 
     onnx = export(checkpoint, include=("onnx",), imgsz=IMG, nms=True, out_dir=tmp_path)["onnx"]
-    rc = main(["val", "--weights", str(onnx), "--data", str(shapes), "--img", str(IMG), "--augment",
-               "--workers", "0", "--project", str(tmp_path), "--no-plots"])
+    rc = main(
+        [
+            "val",
+            "--weights",
+            str(onnx),
+            "--data",
+            str(shapes),
+            "--img",
+            str(IMG),
+            "--augment",
+            "--workers",
+            "0",
+            "--project",
+            str(tmp_path),
+            "--no-plots",
+        ]
+    )
     assert rc == 1 and "NMS inside its graph" in capsys.readouterr().err
 
 
@@ -152,8 +203,9 @@ def test_dynamic_nms_graph_runs_other_batches_and_sizes(checkpoint, tmp_path):
     from modyolo.deploy.nms_graph import compare_detections, split_detections
     from modyolo.eval.nms import non_max_suppression
 
-    xml = export(checkpoint, include=("openvino",), imgsz=IMG, dynamic=True, nms=True, max_det=30,
-                 out_dir=tmp_path)["openvino"]
+    xml = export(checkpoint, include=("openvino",), imgsz=IMG, dynamic=True, nms=True, max_det=30, out_dir=tmp_path)[
+        "openvino"
+    ]
     backend = load_backend(xml)
     x = torch.rand(3, 3, IMG + 32, IMG, generator=torch.Generator().manual_seed(8))
     dets, num = backend(x, 0.002, 0.5, True)

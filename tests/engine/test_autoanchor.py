@@ -2,8 +2,8 @@ import logging
 
 import numpy as np
 import torch
-
 from engine_fakes import ANCHORS_PX, tiny_model
+
 from modyolo.engine.autoanchor import anchor_metrics, check_anchor_order, check_anchors, kmeans, label_wh
 from modyolo.engine.checkpoint import load_checkpoint, save_checkpoint
 

@@ -1,15 +1,22 @@
-import os
 import random
 
 import numpy as np
 import pytest
 import torch
+from engine_fakes import make_batch, tiny_model
 from torch import nn
 
-from engine_fakes import make_batch, tiny_model
 from modyolo.engine.checkpoint import (
-    CheckpointError, EarlyStopping, capture_rng_state, fitness, inference_state_dict, load_checkpoint,
-    restore_rng_state, resume_training, save_checkpoint, strip_checkpoint,
+    CheckpointError,
+    EarlyStopping,
+    capture_rng_state,
+    fitness,
+    inference_state_dict,
+    load_checkpoint,
+    restore_rng_state,
+    resume_training,
+    save_checkpoint,
+    strip_checkpoint,
 )
 from modyolo.engine.ema import ModelEMA
 from modyolo.engine.hyp import Hyp
@@ -64,8 +71,16 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     seed_all(0)
     model, opt, sched, ema, loss_fn, hyp = build(0)
     run_epochs(model, opt, sched, ema, loss_fn, 0, 1)
-    save_checkpoint(tmp_path / "last.pt", model=model, ema=ema, optimizer=opt, epoch=0, hyp=hyp,
-                    names=["a", "b", "c"], train_args={"save_dir": tmp_path, "imgsz": 64})
+    save_checkpoint(
+        tmp_path / "last.pt",
+        model=model,
+        ema=ema,
+        optimizer=opt,
+        epoch=0,
+        hyp=hyp,
+        names=["a", "b", "c"],
+        train_args={"save_dir": tmp_path, "imgsz": 64},
+    )
     seed_all(123)  # a new process: other RNG state, other initial weights
     model, opt, sched, ema, loss_fn, _ = build(1)
     start = resume_training(load_checkpoint(tmp_path / "last.pt"), model=model, optimizer=opt, ema=ema)
@@ -79,8 +94,16 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 def test_plain_data_atomic_write_and_strip(tmp_path):
     model = tiny_model()
     ema = ModelEMA(model)
-    path = save_checkpoint(tmp_path / "w" / "best.pt", model=model, ema=ema, epoch=4, best_fitness=0.5,
-                           hyp=Hyp(), metrics={"mAP50": np.float32(0.5)}, names={0: "a"})
+    path = save_checkpoint(
+        tmp_path / "w" / "best.pt",
+        model=model,
+        ema=ema,
+        epoch=4,
+        best_fitness=0.5,
+        hyp=Hyp(),
+        metrics={"mAP50": np.float32(0.5)},
+        names={0: "a"},
+    )
     assert [p.name for p in path.parent.iterdir()] == ["best.pt"]  # no temp file left
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["format"] == "modyolo.checkpoint" and ckpt["epoch"] == 4 and ckpt["hyp"]["lr0"] == 0.01

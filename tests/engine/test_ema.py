@@ -1,8 +1,8 @@
 import math
 
 import torch
-
 from engine_fakes import tiny_model
+
 from modyolo.engine.ema import ModelEMA
 
 

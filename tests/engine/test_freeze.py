@@ -2,10 +2,15 @@ import copy
 
 import pytest
 import torch
-
 from engine_fakes import make_batch, tiny_model
+
 from modyolo.engine.freeze import (
-    FreezeStage, freeze_layers, frozen_at, hold_frozen_bn, parse_freeze, parse_freeze_schedule,
+    FreezeStage,
+    freeze_layers,
+    frozen_at,
+    hold_frozen_bn,
+    parse_freeze,
+    parse_freeze_schedule,
 )
 from modyolo.engine.hyp import Hyp
 from modyolo.engine.loss import DetectionLoss, scale_loss_gains

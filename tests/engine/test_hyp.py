@@ -5,11 +5,36 @@ import yaml
 
 from modyolo.engine.hyp import HYPS_DIR, SHIPPED, Hyp, HypError, load_hyp, resolve_hyp_path, save_hyp
 
-YOLOV5_KEYS = (
-    "lr0 lrf momentum weight_decay warmup_epochs warmup_momentum warmup_bias_lr box cls cls_pw obj obj_pw "
-    "iou_t anchor_t fl_gamma hsv_h hsv_s hsv_v degrees translate scale shear perspective flipud fliplr "
-    "mosaic mixup copy_paste"
-).split()
+YOLOV5_KEYS = [
+    "lr0",
+    "lrf",
+    "momentum",
+    "weight_decay",
+    "warmup_epochs",
+    "warmup_momentum",
+    "warmup_bias_lr",
+    "box",
+    "cls",
+    "cls_pw",
+    "obj",
+    "obj_pw",
+    "iou_t",
+    "anchor_t",
+    "fl_gamma",
+    "hsv_h",
+    "hsv_s",
+    "hsv_v",
+    "degrees",
+    "translate",
+    "scale",
+    "shear",
+    "perspective",
+    "flipud",
+    "fliplr",
+    "mosaic",
+    "mixup",
+    "copy_paste",
+]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -50,8 +75,14 @@ def test_missing_keys_take_defaults_and_are_logged(tmp_path, caplog):
 
 @pytest.mark.parametrize(
     "text, key",
-    [("lr0: 0\n", "lr0"), ("fliplr: 1.5\n", "fliplr"), ("anchor_t: 0.5\n", "anchor_t"),
-     ("loss: focal\n", "loss"), ("mosaic: yes\n", "mosaic"), ("box: .nan\n", "box")],
+    [
+        ("lr0: 0\n", "lr0"),
+        ("fliplr: 1.5\n", "fliplr"),
+        ("anchor_t: 0.5\n", "anchor_t"),
+        ("loss: focal\n", "loss"),
+        ("mosaic: yes\n", "mosaic"),
+        ("box: .nan\n", "box"),
+    ],
 )
 def test_bad_values_are_rejected_with_key(tmp_path, text, key):
     path = tmp_path / "bad.yaml"

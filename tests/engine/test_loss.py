@@ -2,9 +2,9 @@ import math
 
 import pytest
 import torch
+from engine_fakes import make_batch, tiny_model
 from torch import nn
 
-from engine_fakes import make_batch, tiny_model
 from modyolo.engine.hyp import Hyp
 from modyolo.engine.loss import DetectionLoss, bbox_ciou, scale_loss_gains, varifocal_bce
 
@@ -70,9 +70,7 @@ def test_varifocal_weights():
     logits = torch.tensor([0.0, 2.0, -1.0, 3.0])
     q = torch.tensor([0.0, 0.8, 0.0, 0.3])
     got = varifocal_bce(logits, q, q > 0, torch.tensor([1.0]), alpha=0.5, gamma=2.0)
-    want = sum(
-        (qi if qi > 0 else 0.5 * sig(x) ** 2) * bce(x, qi) for x, qi in zip(logits.tolist(), q.tolist())
-    ) / 4
+    want = sum((qi if qi > 0 else 0.5 * sig(x) ** 2) * bce(x, qi) for x, qi in zip(logits.tolist(), q.tolist())) / 4
     assert got.item() == pytest.approx(want, rel=1e-6)
 
 

@@ -11,15 +11,29 @@ from modyolo.engine.assign_tal import TaskAlignedAssigner
 from modyolo.engine.loss_af import AnchorFreeLoss
 from modyolo.nn.model import DetectionModel
 
-TINY = {"nc": 3, "depth_multiple": 0.33, "width_multiple": 0.125,
-        "backbone": [[-1, 1, "Conv", [64, 3, 2]], [-1, 1, "Conv", [128, 3, 2]], [-1, 1, "C2f", [128, True]],
-                     [-1, 1, "Conv", [256, 3, 2]], [-1, 1, "C2f", [256, True]], [-1, 1, "Conv", [512, 3, 2]],
-                     [-1, 1, "C2f", [512, True]]],
-        "head": [[[2, 4, 6], 1, "Detect", ["nc"]]]}
-TARGETS = torch.tensor([[0, 0, 0.30, 0.40, 0.20, 0.30],
-                        [0, 2, 0.70, 0.60, 0.40, 0.50],
-                        [0, 1, 0.32, 0.42, 0.10, 0.08],
-                        [1, 1, 0.50, 0.50, 0.90, 0.80]])
+TINY = {
+    "nc": 3,
+    "depth_multiple": 0.33,
+    "width_multiple": 0.125,
+    "backbone": [
+        [-1, 1, "Conv", [64, 3, 2]],
+        [-1, 1, "Conv", [128, 3, 2]],
+        [-1, 1, "C2f", [128, True]],
+        [-1, 1, "Conv", [256, 3, 2]],
+        [-1, 1, "C2f", [256, True]],
+        [-1, 1, "Conv", [512, 3, 2]],
+        [-1, 1, "C2f", [512, True]],
+    ],
+    "head": [[[2, 4, 6], 1, "Detect", ["nc"]]],
+}
+TARGETS = torch.tensor(
+    [
+        [0, 0, 0.30, 0.40, 0.20, 0.30],
+        [0, 2, 0.70, 0.60, 0.40, 0.50],
+        [0, 1, 0.32, 0.42, 0.10, 0.08],
+        [1, 1, 0.50, 0.50, 0.90, 0.80],
+    ]
+)
 
 
 def test_no_targets_gives_a_finite_class_loss_only():
@@ -43,8 +57,9 @@ def test_assigner_gives_each_ground_truth_at_most_topk_positives_inside_it():
     scores = torch.rand(1, 64, 2, generator=g)
     boxes = torch.cat((points - 6, points + 6), -1)[None]
     gt = torch.tensor([[[8.0, 8.0, 40.0, 40.0], [0.0, 0.0, 0.0, 0.0]]])
-    out = TaskAlignedAssigner(2, topk=5, strides=[8.0])(scores, boxes, points, torch.tensor([[[1.0], [0.0]]]),
-                                                         gt, torch.tensor([[[1.0], [0.0]]]))
+    out = TaskAlignedAssigner(2, topk=5, strides=[8.0])(
+        scores, boxes, points, torch.tensor([[[1.0], [0.0]]]), gt, torch.tensor([[[1.0], [0.0]]])
+    )
     fg_points = points[out.fg[0]]
     assert 1 <= int(out.fg.sum()) <= 5
     assert ((fg_points > 8) & (fg_points < 40)).all()

@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-
 from engine_fakes import tiny_model
+
 from modyolo.engine.freeze import freeze_layers
 from modyolo.engine.hyp import Hyp
 from modyolo.engine.optim import build_optimizer, parameter_groups

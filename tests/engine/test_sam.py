@@ -2,9 +2,9 @@ import copy
 
 import pytest
 import torch
+from engine_fakes import make_batch, tiny_model
 from torch import nn
 
-from engine_fakes import make_batch, tiny_model
 from modyolo.engine.hyp import Hyp
 from modyolo.engine.loss import DetectionLoss, scale_loss_gains
 from modyolo.engine.sam import SAM, bn_stats_frozen

@@ -41,8 +41,11 @@ def make_eval_set(seed: int = 0, n_images: int = 80, nc: int = 6, crowds: bool =
         if kind != 6:  # kind 6: no labels at all
             for _ in range(int(torch.randint(1, 7, (1,), generator=g))):
                 tiny = float(torch.rand(1, generator=g)) < 0.2
-                lab.append([int(torch.randint(0, nc, (1,), generator=g))] + _box(g, w, h, 2, 8) if tiny else
-                           [int(torch.randint(0, nc, (1,), generator=g))] + _box(g, w, h, 10, 50))
+                lab.append(
+                    [int(torch.randint(0, nc, (1,), generator=g))] + _box(g, w, h, 2, 8)
+                    if tiny
+                    else [int(torch.randint(0, nc, (1,), generator=g))] + _box(g, w, h, 10, 50)
+                )
             if crowds and kind in (1, 4):  # a crowd: same class, heavily overlapping boxes
                 base = _box(g, w, h, 20, 40)
                 c = int(torch.randint(0, nc, (1,), generator=g))
@@ -58,9 +61,15 @@ def make_eval_set(seed: int = 0, n_images: int = 80, nc: int = 6, crowds: bool =
                 if float(torch.rand(1, generator=g)) < 0.15:  # right place, wrong class
                     det.append(_jitter(g, box, 0.05) + [float(torch.rand(1, generator=g)) * 0.6, (c + 1) % nc])
             for _ in range(int(torch.randint(0, 6, (1,), generator=g))):  # background false alarms
-                det.append(_box(g, w, h, 4, 40) + [float(torch.rand(1, generator=g)) * 0.5, int(torch.randint(0, nc, (1,), generator=g))])
+                det.append(
+                    _box(g, w, h, 4, 40)
+                    + [float(torch.rand(1, generator=g)) * 0.5, int(torch.randint(0, nc, (1,), generator=g))]
+                )
         while tail and len(det) < 100:
-            det.append(_box(g, w, h, 3, 40) + [0.001 + float(torch.rand(1, generator=g)) * 0.049, int(torch.randint(0, nc, (1,), generator=g))])
+            det.append(
+                _box(g, w, h, 3, 40)
+                + [0.001 + float(torch.rand(1, generator=g)) * 0.049, int(torch.randint(0, nc, (1,), generator=g))]
+            )
         lab_t = torch.tensor(lab, dtype=torch.float32).reshape(-1, 5)
         lab_t[:, [1, 3]] = lab_t[:, [1, 3]].clamp(0, w)
         lab_t[:, [2, 4]] = lab_t[:, [2, 4]].clamp(0, h)

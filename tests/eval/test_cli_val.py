@@ -16,8 +16,23 @@ COMMON = ["--img", "64", "--batch-size", "4", "--workers", "0", "--no-plots"]
 
 
 def test_val_prints_table_speed_and_writes_outputs(checkpoint, shapes, tmp_path, capsys):
-    rc, out, _ = run_cli(["val", "--weights", checkpoint, "--data", shapes, *COMMON, "--save-txt", "--save-conf",
-                          "--coco-eval", "--project", tmp_path, "--no-diagnose"], capsys)
+    rc, out, _ = run_cli(
+        [
+            "val",
+            "--weights",
+            checkpoint,
+            "--data",
+            shapes,
+            *COMMON,
+            "--save-txt",
+            "--save-conf",
+            "--coco-eval",
+            "--project",
+            tmp_path,
+            "--no-diagnose",
+        ],
+        capsys,
+    )
     assert rc == 0
     assert "Class     Images  Instances          P          R      mAP50   mAP50-95" in out
     assert "\n                   all          4" in out
@@ -35,8 +50,22 @@ def test_val_prints_table_speed_and_writes_outputs(checkpoint, shapes, tmp_path,
 
 def test_val_task_speed_and_increment(checkpoint, shapes, tmp_path, capsys):
     for _ in range(2):
-        rc, out, _ = run_cli(["val", "--weights", checkpoint, "--data", shapes, *COMMON, "--task", "speed",
-                              "--project", tmp_path, "--no-diagnose"], capsys)
+        rc, out, _ = run_cli(
+            [
+                "val",
+                "--weights",
+                checkpoint,
+                "--data",
+                shapes,
+                *COMMON,
+                "--task",
+                "speed",
+                "--project",
+                tmp_path,
+                "--no-diagnose",
+            ],
+            capsys,
+        )
         assert rc == 0 and "ms NMS per image" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "exp2"]
 
@@ -91,10 +120,15 @@ def test_diagnosis_names_class_ids_beyond_model_nc(checkpoint, shapes, tmp_path,
     (root / "labels" / "val").mkdir(parents=True)
     for f in (shapes.parent / "labels" / "val").glob("*.txt"):
         rows = [line.split() for line in f.read_text().splitlines()]
-        (root / "labels" / "val" / f.name).write_text("".join(" ".join([str(int(r[0]) + 5), *r[1:]]) + "\n" for r in rows))
+        (root / "labels" / "val" / f.name).write_text(
+            "".join(" ".join([str(int(r[0]) + 5), *r[1:]]) + "\n" for r in rows)
+        )
     data = root / "data.yaml"
-    data.write_text(yaml.safe_dump({"path": str(root), "train": "images/val", "val": "images/val",
-                                    "names": [f"c{i}" for i in range(10)]}))
+    data.write_text(
+        yaml.safe_dump(
+            {"path": str(root), "train": "images/val", "val": "images/val", "names": [f"c{i}" for i in range(10)]}
+        )
+    )
     rc, out, err = run_cli(["val", "--weights", checkpoint, "--data", data, *COMMON, "--project", tmp_path], capsys)
     assert rc == 0
     assert "WARNING: " in err and "has 5 classes but" in err  # warned up front (a log warning: stderr)
@@ -110,12 +144,28 @@ def test_yaml_weights_validate(shapes, tmp_path, capsys):
     cfg["nc"] = 5
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    rc, out, _ = run_cli(["val", "--weights", path, "--data", shapes, *COMMON, "--project", tmp_path,
-                          "--no-diagnose"], capsys)
+    rc, out, _ = run_cli(
+        ["val", "--weights", path, "--data", shapes, *COMMON, "--project", tmp_path, "--no-diagnose"], capsys
+    )
     assert rc == 0 and "all          4" in out
 
 
 def test_val_augment_and_single_cls_coco(checkpoint, shapes, tmp_path, capsys):
-    rc, out, _ = run_cli(["val", "--weights", checkpoint, "--data", shapes, *COMMON, "--augment", "--single-cls",
-                          "--coco-eval", "--project", tmp_path, "--no-diagnose"], capsys)
+    rc, out, _ = run_cli(
+        [
+            "val",
+            "--weights",
+            checkpoint,
+            "--data",
+            shapes,
+            *COMMON,
+            "--augment",
+            "--single-cls",
+            "--coco-eval",
+            "--project",
+            tmp_path,
+            "--no-diagnose",
+        ],
+        capsys,
+    )
     assert rc == 0 and "all          4" in out and out.count("Average Precision") == 6

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from modyolo.eval.coco import (
-    COCO80_TO_91, COCO_STAT_NAMES, build_coco_gt, coco_evaluate, detections_to_coco_json, format_coco_stats,
+    COCO80_TO_91,
+    COCO_STAT_NAMES,
+    build_coco_gt,
+    coco_evaluate,
+    detections_to_coco_json,
+    format_coco_stats,
 )
 from modyolo.eval.metrics import DetectionMetrics
 

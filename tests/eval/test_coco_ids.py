@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tiny_run import run_cli
-
 from modyolo.data.formats.coco import coco_image_id_list, yolo_to_coco
+from tiny_run import run_cli
 
 COCO_IDS = [139, 285, 632, 724]
 
@@ -36,9 +35,29 @@ def coco_named(shapes, tmp_path_factory) -> Path:
 
 
 def test_numeric_stems_become_coco_ids_in_json_and_ground_truth(checkpoint, coco_named, tmp_path, capsys):
-    rc, out, _ = run_cli(["val", "--weights", checkpoint, "--data", coco_named, "--img", "64", "--batch-size", "4",
-                          "--workers", "0", "--no-plots", "--no-diagnose", "--conf-thres", "0.0001", "--coco-eval",
-                          "--project", tmp_path], capsys)
+    rc, out, _ = run_cli(
+        [
+            "val",
+            "--weights",
+            checkpoint,
+            "--data",
+            coco_named,
+            "--img",
+            "64",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--no-plots",
+            "--no-diagnose",
+            "--conf-thres",
+            "0.0001",
+            "--coco-eval",
+            "--project",
+            tmp_path,
+        ],
+        capsys,
+    )
     assert rc == 0
     dets = json.loads((tmp_path / "exp" / f"{checkpoint.stem}_predictions.json").read_text())
     assert dets and {d["image_id"] for d in dets} <= set(COCO_IDS)
@@ -54,4 +73,3 @@ def test_id_rule_falls_back_to_1_to_n_only_when_it_must():
     assert coco_image_id_list(["a/cat.jpg", "a/dog.jpg"]) == ["cat", "dog"]
     assert coco_image_id_list(["a/1.jpg", "b/1.jpg"]) == [1, 2]  # the same stem twice
     assert coco_image_id_list(["a/7.jpg", "a/dog.jpg"]) == [1, 2]  # pycocotools cannot sort int with str
-

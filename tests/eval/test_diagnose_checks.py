@@ -6,8 +6,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from modyolo.eval.diagnose import (check_candidates, check_fused, check_label_classes, check_nonfinite,
-                                   check_raw_vs_ema, diagnose, needs_diagnosis)
+from modyolo.eval.diagnose import (
+    check_candidates,
+    check_fused,
+    check_label_classes,
+    check_nonfinite,
+    check_raw_vs_ema,
+    diagnose,
+    needs_diagnosis,
+)
 
 
 class ConvBN(nn.Module):
@@ -40,7 +47,11 @@ def test_nonfinite_names_module_and_parameter():
 
 
 def test_label_classes():
-    labels = [np.array([[0, .5, .5, .1, .1], [7, .5, .5, .1, .1]]), np.zeros((0, 5)), np.array([[6, .1, .1, .1, .1]])]
+    labels = [
+        np.array([[0, 0.5, 0.5, 0.1, 0.1], [7, 0.5, 0.5, 0.1, 0.1]]),
+        np.zeros((0, 5)),
+        np.array([[6, 0.1, 0.1, 0.1, 0.1]]),
+    ]
     c = check_label_classes(labels, nc=5, files=["a.jpg", "b.jpg", "c.jpg"])
     assert not c.ok and "2/3 labels" in c.detail and "[6, 7]" in c.detail and "a.jpg, c.jpg" in c.detail
     assert check_label_classes(labels, nc=8).ok
@@ -95,7 +106,12 @@ def test_fused_vs_unfused_detects_a_wrong_fuse():
 def test_diagnose_orders_causes():
     m = nn.Sequential(ConvBN())
     m[0].bn.running_var[0] = float("nan")
-    d = diagnose(m, stats={"candidates_before_nms": 0, "detections_after_nms": 0, "max_objectness": 0.0},
-                 labels=[np.array([[9, .5, .5, .2, .2]])], nc=2, conf_thres=0.001)
+    d = diagnose(
+        m,
+        stats={"candidates_before_nms": 0, "detections_after_nms": 0, "max_objectness": 0.0},
+        labels=[np.array([[9, 0.5, 0.5, 0.2, 0.2]])],
+        nc=2,
+        conf_thres=0.001,
+    )
     assert d.cause.startswith("NaN/inf in BatchNorm") and len(d.causes) == 3
     assert "Likely cause: NaN/inf" in d.report()

@@ -3,7 +3,14 @@ import pytest
 import torch
 
 from modyolo.eval.metrics import (
-    ConfusionMatrix, DetectionMetrics, ap_per_class, compute_ap, fitness, format_table, match_predictions, smooth,
+    ConfusionMatrix,
+    DetectionMetrics,
+    ap_per_class,
+    compute_ap,
+    fitness,
+    format_table,
+    match_predictions,
+    smooth,
 )
 
 T = torch.tensor
@@ -11,12 +18,14 @@ T = torch.tensor
 
 def test_match_predictions_thresholds_and_classes():
     labels = T([[0, 0, 0, 10, 10], [1, 20, 20, 30, 30]], dtype=torch.float32)
-    dets = T([
-        [0, 0, 10, 10, 0.9, 0],   # exact: TP at every threshold
-        [0, 0, 10, 8, 0.8, 0],    # duplicate of label 0 (IoU 0.8): label already taken -> FP
-        [20, 20, 30, 27, 0.7, 1],  # IoU 0.7 with label 1: TP up to 0.70
-        [20, 20, 30, 30, 0.6, 0],  # right place, wrong class: FP
-    ])
+    dets = T(
+        [
+            [0, 0, 10, 10, 0.9, 0],  # exact: TP at every threshold
+            [0, 0, 10, 8, 0.8, 0],  # duplicate of label 0 (IoU 0.8): label already taken -> FP
+            [20, 20, 30, 27, 0.7, 1],  # IoU 0.7 with label 1: TP up to 0.70
+            [20, 20, 30, 30, 0.6, 0],  # right place, wrong class: FP
+        ]
+    )
     c = match_predictions(dets, labels)
     assert c.shape == (4, 10)
     assert c[0].all() and not c[1].any() and not c[3].any()
@@ -72,7 +81,11 @@ def test_ap_per_class_picks_max_f1_and_ignores_unlabelled_classes():
 
 def test_detection_metrics_end_to_end():
     m = DetectionMetrics(3, names=["a", "b", "c"])
-    labels = [T([[0, 0, 0, 10, 10], [1, 20, 20, 40, 40]], dtype=torch.float32), torch.zeros(0, 5), T([[2, 5, 5, 9, 9.0]])]
+    labels = [
+        T([[0, 0, 0, 10, 10], [1, 20, 20, 40, 40]], dtype=torch.float32),
+        torch.zeros(0, 5),
+        T([[2, 5, 5, 9, 9.0]]),
+    ]
     dets = [T([[0, 0, 10, 10, 0.9, 0], [20, 20, 40, 40, 0.8, 1]]), T([[1, 1, 5, 5, 0.3, 0]]), torch.zeros(0, 6)]
     m.update(dets, labels)
     r = m.compute()
@@ -107,12 +120,14 @@ def test_empty_runs_give_zeros_and_say_why():
 def test_confusion_matrix_rules():
     cm = ConfusionMatrix(nc=2, conf=0.25, iou_thres=0.45)
     labels = T([[0, 0, 0, 10, 10], [1, 20, 20, 30, 30], [1, 50, 50, 60, 60]], dtype=torch.float32)
-    dets = T([
-        [0, 0, 10, 10, 0.9, 0],    # correct
-        [20, 20, 30, 30, 0.8, 0],  # class confusion: pred 0, true 1
-        [0, 0, 10, 9, 0.7, 0],     # duplicate: label 0 keeps its best detection -> false alarm
-        [80, 80, 90, 90, 0.1, 1],  # below conf: ignored
-    ])
+    dets = T(
+        [
+            [0, 0, 10, 10, 0.9, 0],  # correct
+            [20, 20, 30, 30, 0.8, 0],  # class confusion: pred 0, true 1
+            [0, 0, 10, 9, 0.7, 0],  # duplicate: label 0 keeps its best detection -> false alarm
+            [80, 80, 90, 90, 0.1, 1],  # below conf: ignored
+        ]
+    )
     cm.process_batch(dets, labels)
     expected = np.zeros((3, 3))
     expected[0, 0] = expected[0, 1] = 1
@@ -127,6 +142,17 @@ def test_confusion_matrix_rules():
 def test_fitness_accepts_row_or_dict():
     assert fitness(np.array([0.5, 0.5, 0.6, 0.4])) == pytest.approx(0.42)
     assert fitness({"mAP50": 0.6, "mAP50-95": 0.4}) == pytest.approx(0.42)
-    r = {"precision": 0.5, "recall": 0.25, "mAP50": 0.125, "mAP50-95": 0.0625, "images": 2,
-         "instances": np.array([3, 0]), "classes": np.array([0]), "p": [0.5], "r": [0.25], "ap50": [0.125], "ap": [0.0625]}
+    r = {
+        "precision": 0.5,
+        "recall": 0.25,
+        "mAP50": 0.125,
+        "mAP50-95": 0.0625,
+        "images": 2,
+        "instances": np.array([3, 0]),
+        "classes": np.array([0]),
+        "p": [0.5],
+        "r": [0.25],
+        "ap50": [0.125],
+        "ap": [0.0625],
+    }
     assert "0.125" in format_table(r, {0: "cat", 1: "dog"}) and "dog" not in format_table(r, {0: "cat", 1: "dog"})

@@ -84,7 +84,9 @@ def test_max_det_max_nms_empty_and_tuple_input():
 
 def test_prefix_grows_until_exact():
     g = torch.Generator().manual_seed(3)
-    boxes = xywh2xyxy(torch.cat((torch.rand(3000, 2, generator=g) * 100, 10 + torch.rand(3000, 2, generator=g) * 30), 1))
+    boxes = xywh2xyxy(
+        torch.cat((torch.rand(3000, 2, generator=g) * 100, 10 + torch.rand(3000, 2, generator=g) * 30), 1)
+    )
     scores = torch.rand(3000, generator=g)
     idxs = torch.randint(0, 3, (3000,), generator=g)
     for max_det in (1, 7, 60, 5000):  # tiny start prefixes force several growth steps
@@ -93,10 +95,15 @@ def test_prefix_grows_until_exact():
         assert torch.equal(got, want)
 
 
-@pytest.mark.parametrize("kw,match", [
-    (dict(conf_thres=1.5), "conf_thres"), (dict(iou_thres=-0.1), "iou_thres"),
-    (dict(max_det=0), "max_det"), (dict(method="fast"), "unknown method"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(conf_thres=1.5), "conf_thres"),
+        (dict(iou_thres=-0.1), "iou_thres"),
+        (dict(max_det=0), "max_det"),
+        (dict(method="fast"), "unknown method"),
+    ],
+)
 def test_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         non_max_suppression(random_pred(0), **kw)

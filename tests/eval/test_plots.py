@@ -11,7 +11,8 @@ def test_plot_metrics_writes_all_pngs(tmp_path, eval_set):
     m.update(eval_set["detections"][:20], eval_set["labels"][:20])
     paths = plot_metrics(m, tmp_path / "run")
     assert sorted(p.name for p in paths) == sorted(
-        ["PR_curve.png", "F1_curve.png", "P_curve.png", "R_curve.png", "confusion_matrix.png"])
+        ["PR_curve.png", "F1_curve.png", "P_curve.png", "R_curve.png", "confusion_matrix.png"]
+    )
     for p in paths:
         img = cv2.imread(str(p))
         assert img is not None and img.shape[0] > 100 and img.std() > 1  # a real, non-blank picture
@@ -37,7 +38,13 @@ def test_draw_detections_draws_inside_a_copy():
 
 def test_val_images_put_labels_beside_predictions(tmp_path, eval_set):
     imgs = [np.full((im["height"], im["width"], 3), 200, np.uint8) for im in eval_set["images"][:3]]
-    path = plot_val_images(imgs, eval_set["labels"][:3], eval_set["detections"][:3], tmp_path / "val_batch0.jpg",
-                           eval_set["names"], cell=128)
+    path = plot_val_images(
+        imgs,
+        eval_set["labels"][:3],
+        eval_set["detections"][:3],
+        tmp_path / "val_batch0.jpg",
+        eval_set["names"],
+        cell=128,
+    )
     grid = cv2.imread(str(path))
     assert grid.shape == (20 + 3 * 128, 2 * 128 + 2, 3)

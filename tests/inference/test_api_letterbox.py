@@ -127,7 +127,7 @@ def test_load_yaml_gives_fresh_model():
 
 
 def test_tta_maps_flipped_and_scaled_boxes_back():
-    from modyolo.inference.predictor import letterbox_image, tta_forward, to_tensor
+    from modyolo.inference.predictor import letterbox_image, to_tensor, tta_forward
 
     img = np.full((97, 203, 3), FILL, np.uint8)
     padded, lb = letterbox_image(img, 128, auto=True)

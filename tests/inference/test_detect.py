@@ -23,9 +23,27 @@ def _sources(shapes, tmp_path):
 
 def test_detect_folder_with_video_and_bad_image(checkpoint, shapes, tmp_path, capsys):
     src = _sources(shapes, tmp_path)
-    rc, out, err = run_cli(["detect", "--weights", checkpoint, "--source", src, "--img", "64", "--conf-thres",
-                            "0.001", "--max-det", "5", "--save-txt", "--save-conf", "--save-crop",
-                            "--project", tmp_path / "runs"], capsys)
+    rc, out, err = run_cli(
+        [
+            "detect",
+            "--weights",
+            checkpoint,
+            "--source",
+            src,
+            "--img",
+            "64",
+            "--conf-thres",
+            "0.001",
+            "--max-det",
+            "5",
+            "--save-txt",
+            "--save-conf",
+            "--save-crop",
+            "--project",
+            tmp_path / "runs",
+        ],
+        capsys,
+    )
     assert rc == 0
     assert "broken.jpg: skipped" in err and "1 input(s) could not be read" in err
     assert "image 4/4" in out and f"{src / 'val_00001.jpg'}:" in out and "ms\n" in out
@@ -50,18 +68,38 @@ def test_detect_txt_list_glob_nosave_classes(checkpoint, shapes, tmp_path, capsy
     listing = tmp_path / "list.txt"
     listing.write_text(f"{val / 'val_00000.jpg'}\n# a comment\n{val / 'val_00002.jpg'}\n")
     for source in (listing, str(val / "val_0000[13].jpg")):
-        rc, out, _ = run_cli(["detect", "--weights", checkpoint, "--source", source, "--img", "64", "--nosave",
-                              "--conf-thres", "0.001", "--classes", "1", "--save-txt", "--project", tmp_path / "r"],
-                             capsys)
+        rc, out, _ = run_cli(
+            [
+                "detect",
+                "--weights",
+                checkpoint,
+                "--source",
+                source,
+                "--img",
+                "64",
+                "--nosave",
+                "--conf-thres",
+                "0.001",
+                "--classes",
+                "1",
+                "--save-txt",
+                "--project",
+                tmp_path / "r",
+            ],
+            capsys,
+        )
         assert rc == 0 and "image 2/2" in out
     for run in ("exp", "exp2"):
         files = list((tmp_path / "r" / run).glob("*.jpg"))
         assert files == []  # --nosave
-        rows = [line.split() for p in (tmp_path / "r" / run / "labels").glob("*.txt") for line in p.read_text().splitlines()]
+        rows = [
+            line.split() for p in (tmp_path / "r" / run / "labels").glob("*.txt") for line in p.read_text().splitlines()
+        ]
         assert all(r[0] == "1" for r in rows)  # --classes 1
 
 
 def test_detect_missing_source_is_an_error(checkpoint, tmp_path, capsys):
-    rc, _, err = run_cli(["detect", "--weights", checkpoint, "--source", tmp_path / "nope", "--project", tmp_path],
-                         capsys)
+    rc, _, err = run_cli(
+        ["detect", "--weights", checkpoint, "--source", tmp_path / "nope", "--project", tmp_path], capsys
+    )
     assert rc == 1 and "does not exist" in err

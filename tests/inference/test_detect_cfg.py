@@ -7,9 +7,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from tiny_run import run_cli, tiny_cfg
-
 from modyolo.engine.checkpoint import load_checkpoint
+from tiny_run import run_cli, tiny_cfg
 
 
 def test_detect_bare_state_dict_with_cfg(checkpoint, shapes, tmp_path, capsys):

@@ -13,8 +13,7 @@ from modyolo.data.synthetic import make_shapes_dataset
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    return str(make_shapes_dataset(tmp_path_factory.mktemp("shapes"), n_train=4, n_val=2, seed=0,
-                                   img_size=(64, 96)))
+    return str(make_shapes_dataset(tmp_path_factory.mktemp("shapes"), n_train=4, n_val=2, seed=0, img_size=(64, 96)))
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +25,31 @@ def resnet50_file(tmp_path_factory):
 
 
 def train(shapes, weights, tmp_path, *extra: str) -> int:
-    return cli_main(["train", "--data", shapes, "--cfg", "yolov5s-resnet18.yaml", "--backbone-weights", str(weights),
-                     "--img", "64", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--noplots",
-                     "--project", str(tmp_path / "runs"), "--name", "exp", *extra])
+    return cli_main(
+        [
+            "train",
+            "--data",
+            shapes,
+            "--cfg",
+            "yolov5s-resnet18.yaml",
+            "--backbone-weights",
+            str(weights),
+            "--img",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--noplots",
+            "--project",
+            str(tmp_path / "runs"),
+            "--name",
+            "exp",
+            *extra,
+        ]
+    )
 
 
 def test_train_with_weights_of_another_network_fails_clearly(shapes, resnet50_file, tmp_path, capsys):

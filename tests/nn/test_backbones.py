@@ -23,8 +23,9 @@ def small(name: str, **overrides) -> dict:
 
 
 def tiny_model(rows: list, head: list | None = None, width: float = 1.0) -> DetectionModel:
-    return DetectionModel({"nc": 2, "depth_multiple": 1.0, "width_multiple": width, "anchors": 3,
-                           "backbone": rows, "head": head or []})
+    return DetectionModel(
+        {"nc": 2, "depth_multiple": 1.0, "width_multiple": width, "anchors": 3, "backbone": rows, "head": head or []}
+    )
 
 
 def maps_and_loss(out) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -50,9 +51,17 @@ def test_shipped_config_trains_and_has_strides_8_16_32(name):
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("name", ["yolov5s-resnet18.yaml", "yolov5s-resnet50.yaml", "yolov5-mobilenetv2.yaml",
-                                  "yolov5s-hgnetv2.yaml", "yolov5l-dynamic.yaml",
-                                  "yolov5s-torchvision-resnet50.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "yolov5s-resnet18.yaml",
+        "yolov5s-resnet50.yaml",
+        "yolov5-mobilenetv2.yaml",
+        "yolov5s-hgnetv2.yaml",
+        "yolov5l-dynamic.yaml",
+        "yolov5s-torchvision-resnet50.yaml",
+    ],
+)
 def test_fused_model_gives_the_same_detections(name):
     torch.manual_seed(0)
     model = DetectionModel(small(name))
@@ -68,9 +77,14 @@ def test_fused_model_gives_the_same_detections(name):
 
 
 def test_recipe_basicblock_rows_build_as_resnet_stages():
-    rows = [[-1, 1, "Conv", [64, 7, 2, 3]], [-1, 1, "nn.MaxPool2d", [3, 2, 1]],
-            [-1, 2, "BasicBlock", [64]], [-1, 2, "BasicBlock", [128, 2]],
-            [-1, 2, "BasicBlock", [256, 2]], [-1, 2, "BasicBlock", [512, 2]]]
+    rows = [
+        [-1, 1, "Conv", [64, 7, 2, 3]],
+        [-1, 1, "nn.MaxPool2d", [3, 2, 1]],
+        [-1, 2, "BasicBlock", [64]],
+        [-1, 2, "BasicBlock", [128, 2]],
+        [-1, 2, "BasicBlock", [256, 2]],
+        [-1, 2, "BasicBlock", [512, 2]],
+    ]
     model = tiny_model(rows, width=0.25)
     assert [r.stride for r in model.report] == [2, 4, 4, 8, 16, 32]  # the stride is applied once per stage
     stage = model.model[3]
@@ -81,8 +95,16 @@ def test_recipe_basicblock_rows_build_as_resnet_stages():
 
 
 def test_resnet_bottleneck_widths_and_depth_scaling():
-    model = DetectionModel({"nc": 2, "depth_multiple": 0.5, "width_multiple": 1.0, "anchors": 3, "head": [],
-                            "backbone": [[-1, 1, "ResNetStem", [64]], [-1, 4, "ResNetBottleneck", [256]]]})
+    model = DetectionModel(
+        {
+            "nc": 2,
+            "depth_multiple": 0.5,
+            "width_multiple": 1.0,
+            "anchors": 3,
+            "head": [],
+            "backbone": [[-1, 1, "ResNetStem", [64]], [-1, 4, "ResNetBottleneck", [256]]],
+        }
+    )
     stage = model.model[1]
     assert len(stage) == 2  # 4 blocks x depth 0.5
     assert stage[0].conv1.out_channels == 64 and stage[0].conv3.out_channels == 256
@@ -97,8 +119,12 @@ def test_resnet_row_errors_name_the_layer():
 
 
 def test_inverted_residual_as_the_recipe_writes_it():
-    rows = [[-1, 1, "ConvBNReLU", [32, 3, 2]], [-1, 1, "InvertedResidual", [16, 1, 1]],
-            [-1, 1, "InvertedResidual", [24, 2, 6]], [-1, 1, "InvertedResidual", [24, 1, 6]]]
+    rows = [
+        [-1, 1, "ConvBNReLU", [32, 3, 2]],
+        [-1, 1, "InvertedResidual", [16, 1, 1]],
+        [-1, 1, "InvertedResidual", [24, 2, 6]],
+        [-1, 1, "InvertedResidual", [24, 1, 6]],
+    ]
     model = tiny_model(rows)
     expand1, down, same = model.model[1], model.model[2], model.model[3]
     assert len(expand1.conv) == 2 and not expand1.use_residual  # no 1x1 expansion when t == 1; 32 != 16
@@ -125,7 +151,9 @@ def test_hgblock_shortcut_and_dense_aggregation():
 def test_concat_of_a_wrong_stride_tap_fails_at_build_naming_both_layers():
     cfg = small("yolov5s-resnet18.yaml")
     cfg["head"][6] = [[-1, 1], 1, "Concat", [1]]  # P3 concat tapping layer1 (stride 4) instead of layer2
-    with pytest.raises(ModelConfigError, match=r"layer 12 \(Concat\).*layer 11 is 32x32 \(stride 8\).*layer 1 is 64x64"):
+    with pytest.raises(
+        ModelConfigError, match=r"layer 12 \(Concat\).*layer 11 is 32x32 \(stride 8\).*layer 1 is 64x64"
+    ):
         DetectionModel(cfg)
 
 

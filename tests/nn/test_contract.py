@@ -19,15 +19,22 @@ def contract_cases():
 
 def build_example(block, width: float) -> DetectionModel:
     example = block.yaml_example
-    cfg = {"nc": 2, "depth_multiple": 1.0, "width_multiple": width, "anchors": 3,
-           "backbone": [STEM, *example["rows"]], "head": []}
+    cfg = {
+        "nc": 2,
+        "depth_multiple": 1.0,
+        "width_multiple": width,
+        "anchors": 3,
+        "backbone": [STEM, *example["rows"]],
+        "head": [],
+    }
     return DetectionModel(cfg)
 
 
 @pytest.mark.parametrize("name,block", list(contract_cases()))
 def test_every_block_has_an_example(name, block):
     assert isinstance(getattr(block, "yaml_example", None), dict), (
-        f"{name} must define yaml_example = {{'rows': [...], 'stride': S}} for the contract test")
+        f"{name} must define yaml_example = {{'rows': [...], 'stride': S}} for the contract test"
+    )
     assert example_names_block(block), f"{name}'s yaml_example must end with a row using it"
 
 

@@ -42,8 +42,14 @@ def test_samples_get_different_kernels():
 
 
 def test_temperature_schedule_through_the_train_state_hook():
-    model = DetectionModel({"nc": 2, "anchors": 3, "head": [],
-                            "backbone": [[-1, 1, "DynamicConv", [8, 3, 2]], [-1, 1, "Dynamic_conv2d", [8, 1, 1]]]})
+    model = DetectionModel(
+        {
+            "nc": 2,
+            "anchors": 3,
+            "head": [],
+            "backbone": [[-1, 1, "DynamicConv", [8, 3, 2]], [-1, 1, "Dynamic_conv2d", [8, 1, 1]]],
+        }
+    )
     seen = []
     for epoch in range(14):
         told = broadcast_train_state(model, TrainState(epoch=epoch, epochs=14))

@@ -39,11 +39,23 @@ def builds_and_trains(module: str, name: str) -> DetectionModel:
 
 
 TORCHVISION_BUILD = [
-    "resnet18", "resnext50_32x4d", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
-    "efficientnet_b0", "regnet_x_400mf", "regnet_y_400mf", "shufflenet_v2_x0_5", "mnasnet0_5", "googlenet",
-    pytest.param("efficientnet_v2_s", marks=SLOW), pytest.param("convnext_tiny", marks=SLOW),
-    pytest.param("swin_t", marks=SLOW), pytest.param("swin_v2_t", marks=SLOW),
-    pytest.param("densenet121", marks=SLOW), pytest.param("wide_resnet50_2", marks=SLOW),
+    "resnet18",
+    "resnext50_32x4d",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "regnet_x_400mf",
+    "regnet_y_400mf",
+    "shufflenet_v2_x0_5",
+    "mnasnet0_5",
+    "googlenet",
+    pytest.param("efficientnet_v2_s", marks=SLOW),
+    pytest.param("convnext_tiny", marks=SLOW),
+    pytest.param("swin_t", marks=SLOW),
+    pytest.param("swin_v2_t", marks=SLOW),
+    pytest.param("densenet121", marks=SLOW),
+    pytest.param("wide_resnet50_2", marks=SLOW),
 ]
 
 
@@ -62,21 +74,25 @@ def test_swin_stages_come_out_nchw():
     assert [tuple(m.shape) for m in maps] == [(1, 192, 8, 8), (1, 384, 4, 4), (1, 768, 2, 2)]
 
 
-@pytest.mark.parametrize("name, why", [
-    ("vit_b_16", "plain vision transformer.*no feature pyramid"),
-    ("maxvit_t", "fixed to its 224-px training size"),
-    ("inception_v3", "unpadded convolutions"),
-    ("alexnet", "no feature map at stride 8.*none of its maps is at a power-of-two stride"),
-    ("squeezenet1_1", "no feature map at stride 8"),
-])
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("vit_b_16", "plain vision transformer.*no feature pyramid"),
+        ("maxvit_t", "fixed to its 224-px training size"),
+        ("inception_v3", "unpadded convolutions"),
+        ("alexnet", "no feature map at stride 8.*none of its maps is at a power-of-two stride"),
+        ("squeezenet1_1", "no feature map at stride 8"),
+    ],
+)
 def test_torchvision_families_without_a_pyramid_are_refused_with_what_to_use(name, why):
     with pytest.raises(ModelConfigError, match=rf"layer 0 \(TorchVision\).*{name}.*{why}.*use a CNN with stages") as e:
         DetectionModel(detector("TorchVision", name))
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenetv3_small_050", "convnext_atto", "efficientnet_b0",
-                                  "regnetx_002"])
+@pytest.mark.parametrize(
+    "name", ["resnet18", "mobilenetv3_small_050", "convnext_atto", "efficientnet_b0", "regnetx_002"]
+)
 def test_timm_model_builds_with_strides_8_16_32(name):
     pytest.importorskip("timm")
     model = builds_and_trains("Timm", name)
@@ -89,15 +105,21 @@ def test_timm_out_indices_mean_strides_as_for_torchvision():
     pytest.importorskip("timm")
     model = DetectionModel(detector("Timm", "convnext_atto"))
     assert model.model[0].timm_indices == [1, 2, 3] and model.report[0].stride == [8, 16, 32]
-    with pytest.raises(ModelConfigError, match=r"convnext_atto has no feature map at stride 2 \(out index 0\); "
-                                               r"its maps are at out indices 1 \(stride 4\), 2 \(stride 8\)"):
+    with pytest.raises(
+        ModelConfigError,
+        match=r"convnext_atto has no feature map at stride 2 \(out index 0\); "
+        r"its maps are at out indices 1 \(stride 4\), 2 \(stride 8\)",
+    ):
         DetectionModel(detector("Timm", "convnext_atto", out=(0, 2, 3)))
 
 
 def test_timm_vit_is_refused_for_its_missing_pyramid():
     pytest.importorskip("timm")
-    with pytest.raises(ModelConfigError, match=r"layer 0 \(Timm\).*no feature pyramid: all its feature maps are at "
-                                               r"stride 16.*use a CNN with stages"):
+    with pytest.raises(
+        ModelConfigError,
+        match=r"layer 0 \(Timm\).*no feature pyramid: all its feature maps are at "
+        r"stride 16.*use a CNN with stages",
+    ):
         DetectionModel(detector("Timm", "vit_tiny_patch16_224"))
 
 
@@ -106,9 +128,12 @@ def test_indices_that_do_not_give_8_16_32_are_flagged_naming_layer_indices_and_s
     The yolov5 head after it (anchors for P3/8-P5/32) does not fit those strides either."""
     rows = [[-1, 1, "TorchVision", ["convnext_tiny", [1, 2, 3]]]]
     with caplog.at_level(logging.WARNING, logger="modyolo"):
-        model = DetectionModel({"nc": 2, "depth_multiple": 1.0, "width_multiple": 1.0, "anchors": 3,
-                                "backbone": rows, "head": []})
+        model = DetectionModel(
+            {"nc": 2, "depth_multiple": 1.0, "width_multiple": 1.0, "anchors": 3, "backbone": rows, "head": []}
+        )
     assert model.report[0].stride == [4, 8, 16]
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("layer 0 (TorchVision)" in m and "out_indices [1, 2, 3]" in m and "strides 4/8/16" in m
-               and "[2, 3, 4]" in m for m in warned), warned
+    assert any(
+        "layer 0 (TorchVision)" in m and "out_indices [1, 2, 3]" in m and "strides 4/8/16" in m and "[2, 3, 4]" in m
+        for m in warned
+    ), warned

@@ -56,8 +56,11 @@ def test_torchvision_shufflenet_file_fits_and_reproduces_its_features(family, tm
     model = DetectionModel(cfg)
     report = load_backbone_weights(model, path)
     assert report.fits and report.method == "layout"
-    backbone = sum(v.numel() for k, v in model.state_dict().items()
-                   if k.startswith(("model.0.", "model.1.", "model.2.", "model.3.")) and "num_batches" not in k)
+    backbone = sum(
+        v.numel()
+        for k, v in model.state_dict().items()
+        if k.startswith(("model.0.", "model.1.", "model.2.", "model.3.")) and "num_batches" not in k
+    )
     assert sum(model.state_dict()[k].numel() for k in report.matched) == backbone
     assert all(k.startswith(("conv5.", "fc.")) for k in report.unused)  # only the classifier is left over
     model.eval()
@@ -82,9 +85,30 @@ def test_a_wider_shufflenet_file_is_a_misfit(family, tmp_path):
 def test_train_cli_takes_the_new_familys_weights(family, tmp_path, capsys):
     _, path = torchvision_file(tmp_path / "shufflenet.pth")
     data = make_shapes_dataset(tmp_path / "shapes", n_train=4, n_val=2, seed=0, img_size=(64, 64))
-    code = cli_main(["train", "--data", str(data), "--cfg", str(YAML), "--backbone-weights", str(path),
-                     "--img", "64", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--noplots",
-                     "--project", str(tmp_path / "runs"), "--name", "exp"])
+    code = cli_main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--cfg",
+            str(YAML),
+            "--backbone-weights",
+            str(path),
+            "--img",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--noplots",
+            "--project",
+            str(tmp_path / "runs"),
+            "--name",
+            "exp",
+        ]
+    )
     assert code == 0
     err = capsys.readouterr().err
     assert f"{path}: transferred" in err and "by layout" in err and "0 missing, 0 shape mismatches" in err

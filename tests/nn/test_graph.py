@@ -69,14 +69,17 @@ def test_activation_key_is_parsed_not_evaluated(tmp_path):
     assert isinstance(act, torch.nn.LeakyReLU) and act.negative_slope == 0.1
 
 
-@pytest.mark.parametrize("payload", [
-    "__import__('os').system('touch PWNED')",
-    "exec('import os')",
-    "os.system",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "__import__('os').system('touch PWNED')",
+        "exec('import os')",
+        "os.system",
+    ],
+)
 def test_code_as_module_name_is_rejected_and_runs_nothing(tmp_path, monkeypatch, payload):
     monkeypatch.chdir(tmp_path)
-    cfg = small_yaml(f"[{STEM}, [-1, 1, \"{payload}\", [16]]]")
+    cfg = small_yaml(f'[{STEM}, [-1, 1, "{payload}", [16]]]')
     with pytest.raises(ModelConfigError, match=r"layer 1 .*unknown module"):
         DetectionModel(write(tmp_path, cfg))
     assert not (tmp_path / "PWNED").exists()
@@ -138,7 +141,7 @@ def test_concat_of_mismatched_sizes_names_both_layers(tmp_path):
 
 
 def test_detect_with_decreasing_strides_names_the_layers(tmp_path):
-    rows = (f"[{STEM}, [-1, 1, Conv, [32, 3, 2]], [-1, 1, Conv, [32, 3, 2]], [-1, 1, Conv, [32, 3, 2]]]")
+    rows = f"[{STEM}, [-1, 1, Conv, [32, 3, 2]], [-1, 1, Conv, [32, 3, 2]], [-1, 1, Conv, [32, 3, 2]]]"
     head = "[[[3, 2, 1], 1, Detect, [nc, anchors]]]"
     text = small_yaml(rows, head, extra="anchors: 3")
     with pytest.raises(ModelConfigError, match=r"increasing strides.*layer 3 at stride 16, layer 2 at stride 8"):

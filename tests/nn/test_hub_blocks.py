@@ -12,8 +12,9 @@ from modyolo.cli import main
 from modyolo.nn.model import DetectionModel
 from modyolo.nn.row import ModelConfigError
 
-yolo = pytest.importorskip("yolov5.models.yolo", reason="the yolov5==7.0.14 peer is not installed "
-                           "(make test installs it from tests/peers.txt)")
+yolo = pytest.importorskip(
+    "yolov5.models.yolo", reason="the yolov5==7.0.14 peer is not installed (make test installs it from tests/peers.txt)"
+)
 MODELS = Path(yolo.__file__).parent
 
 
@@ -54,15 +55,30 @@ def test_hub_config_matches_yolov5(name):
 
 
 def cross_cfg() -> dict:
-    return {"nc": 3, "depth_multiple": 0.33, "width_multiple": 0.25,
-            "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
-            "backbone": [[-1, 1, "Conv", [64, 6, 2, 2]], [-1, 1, "CrossConv", [128, 3, 2]],
-                         [-1, 3, "C3x", [128]], [-1, 1, "Conv", [256, 3, 2]], [-1, 3, "C3x", [256, False]],
-                         [-1, 1, "Conv", [512, 3, 2]], [-1, 1, "C3SPP", [512, [5, 9, 13]]],
-                         [-1, 1, "Conv", [1024, 3, 2]], [-1, 1, "C3TR", [1024]]],
-            "head": [[-1, 1, "GhostConv", [512, 1, 1]], [-1, 1, "nn.Upsample", [None, 2, "nearest"]],
-                     [[-1, 6], 1, "Concat", [1]], [-1, 3, "C3Ghost", [512, False]],
-                     [[4, 6, 9], 1, "Detect", ["nc", "anchors"]]]}
+    return {
+        "nc": 3,
+        "depth_multiple": 0.33,
+        "width_multiple": 0.25,
+        "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
+        "backbone": [
+            [-1, 1, "Conv", [64, 6, 2, 2]],
+            [-1, 1, "CrossConv", [128, 3, 2]],
+            [-1, 3, "C3x", [128]],
+            [-1, 1, "Conv", [256, 3, 2]],
+            [-1, 3, "C3x", [256, False]],
+            [-1, 1, "Conv", [512, 3, 2]],
+            [-1, 1, "C3SPP", [512, [5, 9, 13]]],
+            [-1, 1, "Conv", [1024, 3, 2]],
+            [-1, 1, "C3TR", [1024]],
+        ],
+        "head": [
+            [-1, 1, "GhostConv", [512, 1, 1]],
+            [-1, 1, "nn.Upsample", [None, 2, "nearest"]],
+            [[-1, 6], 1, "Concat", [1]],
+            [-1, 3, "C3Ghost", [512, False]],
+            [[4, 6, 9], 1, "Detect", ["nc", "anchors"]],
+        ],
+    }
 
 
 def test_c3x_c3spp_crossconv_match_yolov5():

@@ -9,8 +9,9 @@ import torch
 from modyolo.nn.graph import resolve_cfg_path
 from modyolo.nn.model import DetectionModel
 
-yolo = pytest.importorskip("yolov5.models.yolo", reason="the yolov5==7.0.14 peer is not installed "
-                           "(make test installs it from tests/peers.txt)")
+yolo = pytest.importorskip(
+    "yolov5.models.yolo", reason="the yolov5==7.0.14 peer is not installed (make test installs it from tests/peers.txt)"
+)
 
 
 def randomise_bn(state_dict: dict) -> dict:

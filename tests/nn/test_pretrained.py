@@ -77,8 +77,13 @@ def test_native_resnet50_rows_take_a_torchvision_file(tmp_path):
     model = DetectionModel(cfg("yolov5s-resnet50.yaml"))
     report = load_backbone_weights(model, path)
     assert report.all_matched and report.method == "layout"
-    assert len(report.matched) == len([k for k in net.state_dict() if k.startswith(("conv1", "bn1", "layer"))
-                                       and not k.endswith("num_batches_tracked")])
+    assert len(report.matched) == len(
+        [
+            k
+            for k in net.state_dict()
+            if k.startswith(("conv1", "bn1", "layer")) and not k.endswith("num_batches_tracked")
+        ]
+    )
     assert report.unused == ["fc.weight", "fc.bias"] and report.not_covered == ["5 (SPPF)"]
     assert torch.equal(model.state_dict()["model.3.5.conv2.weight"], net.layer3[5].conv2.weight)
 
@@ -116,7 +121,9 @@ def test_a_narrower_model_reports_shape_mismatches(tmp_path):
     path = tmp_path / "resnet18.pth"
     torch.save(random_torchvision("resnet18").state_dict(), path)
     model = DetectionModel(cfg("yolov5s-resnet18.yaml", width_multiple=0.5))
-    with pytest.raises(ValueError, match="transferred 0/100 .*100 shape mismatches.*Nothing was transferred.*width_multiple"):
+    with pytest.raises(
+        ValueError, match="transferred 0/100 .*100 shape mismatches.*Nothing was transferred.*width_multiple"
+    ):
         load_backbone_weights(model, path)
 
 
@@ -170,8 +177,11 @@ def test_a_deeper_network_of_the_same_kind_is_an_error(tmp_path):
     """resnet34 has resnet18's tensors and more: every target fills, the extra blocks give it away."""
     path = tmp_path / "resnet34.pth"
     torch.save(random_torchvision("resnet34").state_dict(), path)
-    with pytest.raises(WeightsMismatchError, match=r"layer1\.2\.conv1\.weight \(no place in the model\).*"
-                                                   r"file is a torchvision resnet34"):
+    with pytest.raises(
+        WeightsMismatchError,
+        match=r"layer1\.2\.conv1\.weight \(no place in the model\).*"
+        r"file is a torchvision resnet34",
+    ):
         load_backbone_weights(DetectionModel(cfg("yolov5s-resnet18.yaml")), path)
     data = cfg("yolov5s-torchvision-resnet50.yaml", width_multiple=0.125)
     data["backbone"][0] = [-1, 1, "TorchVision", ["resnet18", [2, 3, 4]]]

@@ -110,5 +110,7 @@ def test_anchor_free_head_needs_increasing_strides():
     head = cfg["head"][-1]
     assert head[2] == "DetectAF"
     head[0] = list(reversed(head[0]))  # P5, P4, P3
-    with pytest.raises(ModelConfigError, match=r"\(DetectAF\) of yolov5u.yaml: its inputs must be at increasing strides"):
+    with pytest.raises(
+        ModelConfigError, match=r"\(DetectAF\) of yolov5u.yaml: its inputs must be at increasing strides"
+    ):
         DetectionModel(cfg)

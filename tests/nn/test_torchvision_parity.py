@@ -54,8 +54,7 @@ def randomise(net: nn.Module, seed: int = 0) -> nn.Module:
 def hooked(net: nn.Module, paths: list[str], x: torch.Tensor) -> list[torch.Tensor]:
     """Outputs of ``net``'s submodules at ``paths`` during one full ``net(x)`` (the origin's forward)."""
     got: dict[str, torch.Tensor] = {}
-    handles = [net.get_submodule(p).register_forward_hook(lambda m, i, o, p=p: got.__setitem__(p, o))
-               for p in paths]
+    handles = [net.get_submodule(p).register_forward_hook(lambda m, i, o, p=p: got.__setitem__(p, o)) for p in paths]
     try:
         with torch.no_grad():
             net(x)
@@ -99,12 +98,15 @@ def test_native_rows_use_torchvisions_eps_and_yolov5_blocks_keep_theirs():
     assert head and {m.eps for m in head} == {BN_EPS} == {1e-3}
 
 
-@pytest.mark.parametrize("arch, cfg", [
-    ("resnet18", "yolov5s-resnet18.yaml"),
-    ("resnet34", "yolov5s-resnet34.yaml"),
-    ("resnet50", "yolov5s-resnet50.yaml"),
-    pytest.param("resnet101", "yolov5s-resnet101.yaml", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "arch, cfg",
+    [
+        ("resnet18", "yolov5s-resnet18.yaml"),
+        ("resnet34", "yolov5s-resnet34.yaml"),
+        ("resnet50", "yolov5s-resnet50.yaml"),
+        pytest.param("resnet101", "yolov5s-resnet101.yaml", marks=pytest.mark.slow),
+    ],
+)
 def test_native_resnet_rows_reproduce_torchvision(tmp_path, arch, cfg):
     torch.manual_seed(0)
     net = randomise(torchvision.models.get_model(arch, weights=None))
@@ -146,18 +148,33 @@ def test_the_old_eps_would_fail_the_bar(tmp_path):
 
 
 def torchvision_row(name: str, path) -> nn.Module:
-    model = DetectionModel({"nc": 2, "depth_multiple": 1.0, "width_multiple": 1.0, "anchors": 3, "head": [],
-                            "backbone": [[-1, 1, "TorchVision", [name, [2, 3, 4], str(path)]]]})
+    model = DetectionModel(
+        {
+            "nc": 2,
+            "depth_multiple": 1.0,
+            "width_multiple": 1.0,
+            "anchors": 3,
+            "head": [],
+            "backbone": [[-1, 1, "TorchVision", [name, [2, 3, 4], str(path)]]],
+        }
+    )
     row = model.model[0].eval()
     assert row.transfer_report.fits and row.strides == [8, 16, 32]
     return row
 
 
-@pytest.mark.parametrize("name", [
-    "resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "regnet_y_400mf",
-    pytest.param("convnext_tiny", marks=pytest.mark.slow),
-    pytest.param("swin_t", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnet18",
+        "mobilenet_v2",
+        "mobilenet_v3_small",
+        "efficientnet_b0",
+        "regnet_y_400mf",
+        pytest.param("convnext_tiny", marks=pytest.mark.slow),
+        pytest.param("swin_t", marks=pytest.mark.slow),
+    ],
+)
 def test_torchvision_row_reproduces_torchvision(tmp_path, name):
     torch.manual_seed(0)
     net = randomise(torchvision.models.get_model(name, weights=None))
@@ -180,8 +197,16 @@ def test_timm_row_reproduces_timm(tmp_path, name):
     net = randomise(timm.create_model(name, pretrained=False))
     path = tmp_path / f"{name}.pth"
     torch.save(net.state_dict(), path)
-    model = DetectionModel({"nc": 2, "depth_multiple": 1.0, "width_multiple": 1.0, "anchors": 3, "head": [],
-                            "backbone": [[-1, 1, "Timm", [name, [2, 3, 4], str(path)]]]})
+    model = DetectionModel(
+        {
+            "nc": 2,
+            "depth_multiple": 1.0,
+            "width_multiple": 1.0,
+            "anchors": 3,
+            "head": [],
+            "backbone": [[-1, 1, "Timm", [name, [2, 3, 4], str(path)]]],
+        }
+    )
     row = model.model[0].eval()
     assert row.transfer_report.fits and row.strides == [8, 16, 32]
     x = _input()

@@ -17,8 +17,7 @@ from modyolo.nn.model import DetectionModel
 def shapes(tmp_path_factory):
     from modyolo.data.synthetic import make_shapes_dataset
 
-    return str(make_shapes_dataset(tmp_path_factory.mktemp("shapes"), n_train=8, n_val=4, seed=0,
-                                   img_size=(96, 160)))
+    return str(make_shapes_dataset(tmp_path_factory.mktemp("shapes"), n_train=8, n_val=4, seed=0, img_size=(96, 160)))
 
 
 def _error(capsys) -> str:
@@ -29,8 +28,26 @@ def _error(capsys) -> str:
 
 def test_anchor_free_model_trains_validates_exports_and_detects(shapes, tmp_path, capsys):
     common = ["--data", shapes, "--img", "64", "--workers", "0"]
-    assert main(["train", "--cfg", "yolov8n.yaml", "--epochs", "1", "--batch", "4", "--noplots",
-                 "--project", str(tmp_path / "runs"), "--name", "af", *common]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--cfg",
+                "yolov8n.yaml",
+                "--epochs",
+                "1",
+                "--batch",
+                "4",
+                "--noplots",
+                "--project",
+                str(tmp_path / "runs"),
+                "--name",
+                "af",
+                *common,
+            ]
+        )
+        == 0
+    )
     run = tmp_path / "runs" / "af"
     rows = list(csv.DictReader((run / "results.csv").open()))
     assert {"box_loss", "cls_loss", "dfl_loss", "val_dfl_loss"} <= set(rows[0])  # the head's loss names
@@ -40,13 +57,41 @@ def test_anchor_free_model_trains_validates_exports_and_detects(shapes, tmp_path
     assert ckpt_yaml["scale"] == "n" and ckpt_yaml["width_multiple"] == 0.25  # rebuilds the same model
 
     assert main(["val", "--weights", str(run / "weights" / "last.pt"), *common]) == 0
-    assert main(["export", "--weights", str(run / "weights" / "last.pt"), "--img", "64",
-                 "--out-dir", str(tmp_path / "export")]) == 0  # the exporter checks ONNX against PyTorch
+    assert (
+        main(
+            [
+                "export",
+                "--weights",
+                str(run / "weights" / "last.pt"),
+                "--img",
+                "64",
+                "--out-dir",
+                str(tmp_path / "export"),
+            ]
+        )
+        == 0
+    )  # the exporter checks ONNX against PyTorch
     onnx = tmp_path / "export" / "last.onnx"
     assert onnx.is_file()
     images = Path(shapes).parent / "images" / "val"
-    assert main(["detect", "--weights", str(onnx), "--source", str(images), "--img", "64", "--conf", "0.001",
-                 "--project", str(tmp_path / "det")]) == 0
+    assert (
+        main(
+            [
+                "detect",
+                "--weights",
+                str(onnx),
+                "--source",
+                str(images),
+                "--img",
+                "64",
+                "--conf",
+                "0.001",
+                "--project",
+                str(tmp_path / "det"),
+            ]
+        )
+        == 0
+    )
     assert "val_00000" in capsys.readouterr().out
 
 
@@ -81,8 +126,24 @@ def test_reg_max_that_does_not_fit_the_weights(tmp_path, shapes, capsys):
     cfg.update(nc=5, reg_max=8)
     path = tmp_path / "v8-reg8.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    assert main(["val", "--weights", str(tmp_path / "sd.pt"), "--cfg", str(path), "--data", shapes,
-                 "--img", "64", "--workers", "0"]) != 0
+    assert (
+        main(
+            [
+                "val",
+                "--weights",
+                str(tmp_path / "sd.pt"),
+                "--cfg",
+                str(path),
+                "--data",
+                shapes,
+                "--img",
+                "64",
+                "--workers",
+                "0",
+            ]
+        )
+        != 0
+    )
     msg = _error(capsys)
     assert "v8-reg8.yaml" in msg and "reg_max 16" in msg and "reg_max: 16" in msg
 
@@ -119,8 +180,26 @@ def test_nms_free_head_trains_both_branches_and_outputs_final_detections(shapes,
         assert int(num[0]) == int((det[0, :, 4] > 0.5).sum())
 
     common = ["--data", shapes, "--img", "64", "--workers", "0"]
-    assert main(["train", "--cfg", "yolo11n-e2e.yaml", "--epochs", "1", "--batch", "4", "--noplots",
-                 "--project", str(tmp_path / "runs"), "--name", "e2e", *common]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--cfg",
+                "yolo11n-e2e.yaml",
+                "--epochs",
+                "1",
+                "--batch",
+                "4",
+                "--noplots",
+                "--project",
+                str(tmp_path / "runs"),
+                "--name",
+                "e2e",
+                *common,
+            ]
+        )
+        == 0
+    )
     last = tmp_path / "runs" / "e2e" / "weights" / "last.pt"
     assert main(["val", "--weights", str(last), *common]) == 0
     # export: the graph outputs final detections with the NMS graph's I/O (checked against PyTorch,
@@ -149,9 +228,15 @@ def test_compare_runs_the_three_heads_side_by_side_with_nms_in_latency_where_nee
         path.write_text(yaml.safe_dump(cfg))
         cfgs.append(str(path))
     protocol = LatencyProtocol(imgsz=64, warmup=1, runs=3, threads=1)
-    result = compare(cfgs, data=shapes, train=dict(epochs=1, imgsz=64, batch_size=4, workers=0, max_batches=2,
-                                                     noplots=True, seed=0),
-                     protocol=protocol, project=tmp_path / "compare", samples=1, verbose=False)
+    result = compare(
+        cfgs,
+        data=shapes,
+        train=dict(epochs=1, imgsz=64, batch_size=4, workers=0, max_batches=2, noplots=True, seed=0),
+        protocol=protocol,
+        project=tmp_path / "compare",
+        samples=1,
+        verbose=False,
+    )
     assert [r.status for r in result.results] == ["ok"] * 3, [r.error for r in result.results]
     assert all(r.latency_torch.median_ms > 0 and 0 <= r.map50_95 <= 1 for r in result.results)
 
@@ -167,8 +252,22 @@ def test_bare_anchor_free_state_dict_exports_with_its_class_count(tmp_path, caps
     """A state_dict in ultralytics' layout (what its .pt's state_dict() gives) for 5 classes exports
     with the shipped nc=80 YAML: the class count is read from the head's class branch."""
     torch.save(DetectionModel("yolov8n.yaml", nc=5).state_dict(), tmp_path / "sd.pt")
-    assert main(["export", "--weights", str(tmp_path / "sd.pt"), "--cfg", "yolov8n.yaml", "--img", "64",
-                 "--out-dir", str(tmp_path / "x")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--weights",
+                str(tmp_path / "sd.pt"),
+                "--cfg",
+                "yolov8n.yaml",
+                "--img",
+                "64",
+                "--out-dir",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 0
+    )
     from modyolo.deploy.backends import load_backend
 
     assert load_backend(tmp_path / "x" / "sd.onnx", device="cpu").metadata.nc == 5

@@ -50,8 +50,10 @@ def yaml_with_rows(tmp_path, rows: str, extra: str = ""):
 
 
 def test_activation_written_as_an_arg_is_parsed_not_evaluated(tmp_path):
-    rows = ("[-1, 1, Conv, [32, 3, 2, None, 1, nn.LeakyReLU(0.1)]], [-1, 1, Conv, [32, 3, 1, None, 1, nn.SiLU()]],"
-            " [-1, 1, Conv, [32, 1, 1, None, 1, nn.ReLU()]], [-1, 1, RepConv, [32, 3, 1, None, 1, nn.LeakyReLU(0.2)]]")
+    rows = (
+        "[-1, 1, Conv, [32, 3, 2, None, 1, nn.LeakyReLU(0.1)]], [-1, 1, Conv, [32, 3, 1, None, 1, nn.SiLU()]],"
+        " [-1, 1, Conv, [32, 1, 1, None, 1, nn.ReLU()]], [-1, 1, RepConv, [32, 3, 1, None, 1, nn.LeakyReLU(0.2)]]"
+    )
     model = DetectionModel(yaml_with_rows(tmp_path, rows))
     act0, act1, act2, act3 = (model.model[i].act for i in range(4))
     assert isinstance(act0, nn.LeakyReLU) and act0.negative_slope == 0.1
@@ -236,7 +238,7 @@ def test_pickled_yolov7_checkpoint_is_refused_like_a_yolov5_one(tmp_path, capsys
     pt = tmp_path / "yolov7.pt"
     script = textwrap.dedent(f"""
         import sys, torch
-        sys.path.insert(0, {str(tmp_path / 'fake')!r})
+        sys.path.insert(0, {str(tmp_path / "fake")!r})
         from models.yolo import Model
         torch.save({{'epoch': -1, 'model': Model()}}, {str(pt)!r})
     """)

@@ -37,8 +37,15 @@ def small(name: str, **overrides) -> dict:
 
 def random_targets(n: int, bs: int, nc: int, seed: int = 3) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.cat([torch.randint(0, bs, (n, 1), generator=g).float(), torch.randint(0, nc, (n, 1), generator=g).float(),
-                      torch.rand(n, 2, generator=g) * 0.6 + 0.2, torch.rand(n, 2, generator=g) * 0.3 + 0.05], 1)
+    return torch.cat(
+        [
+            torch.randint(0, bs, (n, 1), generator=g).float(),
+            torch.randint(0, nc, (n, 1), generator=g).float(),
+            torch.rand(n, 2, generator=g) * 0.6 + 0.2,
+            torch.rand(n, 2, generator=g) * 0.3 + 0.05,
+        ],
+        1,
+    )
 
 
 @pytest.mark.parametrize("name", ["hyp.scratch.tiny.yaml", "hyp.scratch.p5.yaml", "scratch.p6"])
@@ -116,17 +123,41 @@ def test_train_cli_with_yolov7_config_and_hyp(tmp_path):
     cfg = small("yolov7-tiny.yaml")
     cfg.pop("yaml_file", None)
     (tmp_path / "v7.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    rc = cli_main(["train", "--data", str(data), "--cfg", str(tmp_path / "v7.yaml"), "--hyp", "hyp.scratch.tiny.yaml",
-                   "--img", "64", "--epochs", "1", "--batch-size", "4", "--workers", "0",
-                   "--project", str(tmp_path / "runs"), "--name", "v7", "--noplots", "--quiet"])
+    rc = cli_main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--cfg",
+            str(tmp_path / "v7.yaml"),
+            "--hyp",
+            "hyp.scratch.tiny.yaml",
+            "--img",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--project",
+            str(tmp_path / "runs"),
+            "--name",
+            "v7",
+            "--noplots",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     weights = tmp_path / "runs" / "v7" / "weights" / "last.pt"
     assert weights.is_file()
     assert cli_main(["reparam", "--weights", str(weights), "--img", "64"]) == 0
 
 
-@pytest.mark.skipif(not REPO or not Path(REPO, "utils", "loss.py").is_file(),
-                    reason="set YOLOV7_REPO to a checkout of github.com/WongKinYiu/yolov7 to compare with its loss")
+@pytest.mark.skipif(
+    not REPO or not Path(REPO, "utils", "loss.py").is_file(),
+    reason="set YOLOV7_REPO to a checkout of github.com/WongKinYiu/yolov7 to compare with its loss",
+)
 @pytest.mark.parametrize("name,size", [("yolov7-tiny.yaml", 128), ("yolov7-w6.yaml", 256)])
 def test_ota_loss_equals_yolov7s(name, size):
     sys.path.insert(0, str(Path(REPO).resolve()))

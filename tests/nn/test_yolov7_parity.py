@@ -31,13 +31,18 @@ needs_repo = pytest.mark.skipif(
 )
 
 
-@pytest.mark.skipif(not REFERENCE.is_file(), reason=f"{REFERENCE.name} absent: run "
-                    "YOLOV7_REPO=... python benchmarks/v7_parity_reference.py to make it")
+@pytest.mark.skipif(
+    not REFERENCE.is_file(),
+    reason=f"{REFERENCE.name} absent: run YOLOV7_REPO=... python benchmarks/v7_parity_reference.py to make it",
+)
 def test_yolov7_state_dict_loads_strictly_and_outputs_agree():
     data = np.load(REFERENCE)
     meta = json.loads(str(data["meta"]))
-    state = {k[3:]: torch.from_numpy(data[k]).float() if data[k].dtype == np.float16 else torch.from_numpy(data[k])
-             for k in data.files if k.startswith("sd/")}
+    state = {
+        k[3:]: torch.from_numpy(data[k]).float() if data[k].dtype == np.float16 else torch.from_numpy(data[k])
+        for k in data.files
+        if k.startswith("sd/")
+    }
     cfg, _ = load_model_yaml("yolov7-tiny.yaml")  # ours, with `activation:` instead of per-row args
     cfg.update(nc=meta["nc"], width_multiple=meta["width_multiple"])
     model = DetectionModel(cfg)
@@ -76,7 +81,9 @@ def _yamls(kind: str) -> list[str]:
 
 
 @needs_repo
-@pytest.mark.parametrize("path", [f"training/{n}" for n in _yamls("training")] + [f"deploy/{n}" for n in _yamls("deploy")])
+@pytest.mark.parametrize(
+    "path", [f"training/{n}" for n in _yamls("training")] + [f"deploy/{n}" for n in _yamls("deploy")]
+)
 def test_every_yolov7_yaml_builds_with_its_parameter_count(path, yolov7_model):
     file = Path(REPO, "cfg", path)
     theirs = sum(p.numel() for p in yolov7_model(str(file)).parameters())

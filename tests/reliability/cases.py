@@ -21,9 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-BOMB = "\n".join(
-    [f"a: &a [{', '.join(['lol'] * 9)}]"]
-    + [f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)]) + "\n"
+BOMB = (
+    "\n".join(
+        [f"a: &a [{', '.join(['lol'] * 9)}]"]
+        + [f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)]
+    )
+    + "\n"
+)
 
 
 @dataclass
@@ -91,19 +95,60 @@ def verify(path_fn: Callable[[Env], str], *extra: str) -> Callable[[Env], list[s
 
 
 def train(*extra: str, data: Callable[[Env], str] | None = None) -> Callable[[Env], list[str]]:
-    return lambda env: ["train", "--data", data(env) if data else str(env.data), "--cfg", str(env.cfg),
-                        "--epochs", "1", "--img", "64", "--batch-size", "4", "--workers", "0", "--noval",
-                        "--noautoanchor", "--noplots", "--quiet", "--project", str(env.work / "runs"), *extra]
+    return lambda env: [
+        "train",
+        "--data",
+        data(env) if data else str(env.data),
+        "--cfg",
+        str(env.cfg),
+        "--epochs",
+        "1",
+        "--img",
+        "64",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--noval",
+        "--noautoanchor",
+        "--noplots",
+        "--quiet",
+        "--project",
+        str(env.work / "runs"),
+        *extra,
+    ]
 
 
 def val(weights: Callable[[Env], str] | None = None, *extra: str) -> Callable[[Env], list[str]]:
-    return lambda env: ["val", "--weights", weights(env) if weights else str(env.ckpt), "--data", str(env.data),
-                        "--img", "64", "--workers", "0", "--project", str(env.work / "runs"), *extra]
+    return lambda env: [
+        "val",
+        "--weights",
+        weights(env) if weights else str(env.ckpt),
+        "--data",
+        str(env.data),
+        "--img",
+        "64",
+        "--workers",
+        "0",
+        "--project",
+        str(env.work / "runs"),
+        *extra,
+    ]
 
 
 def detect(source: Callable[[Env], str], *extra: str, weights: Callable[[Env], str] | None = None):
-    return lambda env: ["detect", "--weights", weights(env) if weights else str(env.ckpt), "--source", source(env),
-                        "--img", "64", "--project", str(env.work / "runs"), *extra]
+    return lambda env: [
+        "detect",
+        "--weights",
+        weights(env) if weights else str(env.ckpt),
+        "--source",
+        source(env),
+        "--img",
+        "64",
+        "--project",
+        str(env.work / "runs"),
+        *extra,
+    ]
 
 
 def _label(env: Env, text: str | bytes, split: str = "train") -> None:
@@ -116,6 +161,7 @@ def with_label(text: str | bytes, split: str = "train", *extra: str):
     def build(env: Env) -> list[str]:
         _label(env, text, split)
         return ["data", "verify", "--data", str(env.data), "--split", split, *extra]
+
     return build
 
 
@@ -124,6 +170,7 @@ def with_image(make: Callable[[Path], None], split: str = "train", *extra: str):
         im = sorted((env.ds / "images" / split).glob("*"))[0]
         make(im)
         return ["data", "verify", "--data", str(env.data), *extra]
+
     return build
 
 
@@ -186,7 +233,8 @@ def _voc(env: Env, imagesets: bool) -> str:
         (voc / "Annotations" / f"{stem}.xml").write_text(
             f"<annotation><filename>{stem}.jpg</filename><size><width>100</width><height>80</height></size>"
             "<object><name>cat</name><bndbox><xmin>11</xmin><ymin>21</ymin><xmax>50</xmax><ymax>60</ymax>"
-            "</bndbox></object></annotation>")
+            "</bndbox></object></annotation>"
+        )
     if imagesets:
         (voc / "ImageSets" / "Main").mkdir(parents=True)
         (voc / "ImageSets" / "Main" / "train.txt").write_text("a\n")
@@ -200,9 +248,11 @@ def _coco(env: Env, **changes) -> list[str]:
     imgs = env.inp / "coco_images"
     imgs.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(imgs / "1.jpg"), np.zeros((60, 80, 3), np.uint8))
-    gt = {"images": [{"id": 1, "file_name": "1.jpg", "width": 80, "height": 60}],
-          "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 10, 20, 20], "iscrowd": 0}],
-          "categories": [{"id": 3, "name": "cat"}]}
+    gt = {
+        "images": [{"id": 1, "file_name": "1.jpg", "width": 80, "height": 60}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 10, 20, 20], "iscrowd": 0}],
+        "categories": [{"id": 3, "name": "cat"}],
+    }
     gt.update(changes)
     path = env.write("gt.json", json.dumps(gt))
     return ["convert", "coco2yolo", "--json", path, "--images", str(imgs), "--out", str(env.work / "coco")]
@@ -312,7 +362,6 @@ def _val_corrupt(env: Env) -> list[str]:
     return ["data", "verify", "--data", str(env.data)]
 
 
-
 def _flag_argv(verb: str, env: Env, *flag: str) -> list[str]:
     """A command line of ``verb`` that would run but for ``flag``."""
     if verb == "train":
@@ -323,10 +372,13 @@ def _flag_argv(verb: str, env: Env, *flag: str) -> list[str]:
         return detect(lambda e: str(e.ds / "images" / "val"), *flag)(env)
     if verb == "profile":
         return profile(lambda e: str(e.cfg), *flag)(env)
-    common = {"data": ["data", "show", "--data", str(env.data)], "export": ["export", "--weights", str(env.ckpt)],
-              "compare": ["compare", "--cfg", str(env.cfg)],
-              "tune": ["tune", "--data", str(env.data), "--cfg", str(env.cfg)],
-              "benchmark": ["benchmark", "--weights", str(env.ckpt)]}
+    common = {
+        "data": ["data", "show", "--data", str(env.data)],
+        "export": ["export", "--weights", str(env.ckpt)],
+        "compare": ["compare", "--cfg", str(env.cfg)],
+        "tune": ["tune", "--data", str(env.data), "--cfg", str(env.cfg)],
+        "benchmark": ["benchmark", "--weights", str(env.ckpt)],
+    }
     return [*common[verb], *flag]
 
 
@@ -353,109 +405,305 @@ E = "environment"
 
 CASES: list[Case] = [
     # ---- model YAML
-    Case("model_alias_bomb_args", M, "error", profile(lambda e: e.write(
-        "m.yaml", BOMB + "backbone: [[-1, 1, Conv, [*i, 3, 2]]]\nhead: [[-1, 1, Detect, [nc, anchors]]]\n")),
-        1, "alias"),
-    Case("model_alias_bomb_unused_keys", M, "error",
-         profile(lambda e: e.write("m.yaml", e.cfg.read_text() + BOMB)), 1, "alias"),
-    Case("model_deep_nesting", M, "error", profile(lambda e: e.write("m.yaml", "x: " + "[" * 500 + "]" * 500)),
-         1, "nested"),
-    Case("model_yaml_syntax", M, "error", profile(lambda e: e.write("m.yaml", "backbone: [[-1, 1, Conv\n")), 1,
-         "not valid YAML"),
+    Case(
+        "model_alias_bomb_args",
+        M,
+        "error",
+        profile(
+            lambda e: e.write(
+                "m.yaml", BOMB + "backbone: [[-1, 1, Conv, [*i, 3, 2]]]\nhead: [[-1, 1, Detect, [nc, anchors]]]\n"
+            )
+        ),
+        1,
+        "alias",
+    ),
+    Case(
+        "model_alias_bomb_unused_keys",
+        M,
+        "error",
+        profile(lambda e: e.write("m.yaml", e.cfg.read_text() + BOMB)),
+        1,
+        "alias",
+    ),
+    Case(
+        "model_deep_nesting",
+        M,
+        "error",
+        profile(lambda e: e.write("m.yaml", "x: " + "[" * 500 + "]" * 500)),
+        1,
+        "nested",
+    ),
+    Case(
+        "model_yaml_syntax",
+        M,
+        "error",
+        profile(lambda e: e.write("m.yaml", "backbone: [[-1, 1, Conv\n")),
+        1,
+        "not valid YAML",
+    ),
     Case("model_yaml_empty", M, "error", profile(lambda e: e.write("m.yaml", "")), 1, "expected a mapping"),
     Case("model_yaml_list", M, "error", profile(lambda e: e.write("m.yaml", "- 1\n- 2\n")), 1, "expected a mapping"),
     Case("model_missing_head", M, "error", profile(lambda e: e.write("m.yaml", "backbone: []\n")), 1, "head"),
-    Case("model_unknown_module", M, "error", profile(lambda e: e.write(
-        "m.yaml", "backbone: [[-1, 1, Convv, [16, 3, 2]]]\nhead: [[-1, 1, Detect, [nc, anchors]]]\n")), 1,
-        "unknown"),
-    Case("model_depth_multiple_100000", M, "error", profile(lambda e: _shipped("yolov5x.yaml", e, "depth_multiple",
-                                                                               "100000")), 1, "depth_multiple"),
-    Case("model_width_multiple_8", M, "error", profile(lambda e: _shipped("yolov5x.yaml", e, "width_multiple", "8")),
-         1, "width_multiple", patch=lambda mp, e: mp.setenv("MODYOLO_MAX_PARAMS", "5e8")),
-    Case("model_negative_depth", M, "error", profile(lambda e: _model_yaml(e, depth_multiple=-1)), 1,
-         "depth_multiple"),
+    Case(
+        "model_unknown_module",
+        M,
+        "error",
+        profile(
+            lambda e: e.write(
+                "m.yaml", "backbone: [[-1, 1, Convv, [16, 3, 2]]]\nhead: [[-1, 1, Detect, [nc, anchors]]]\n"
+            )
+        ),
+        1,
+        "unknown",
+    ),
+    Case(
+        "model_depth_multiple_100000",
+        M,
+        "error",
+        profile(lambda e: _shipped("yolov5x.yaml", e, "depth_multiple", "100000")),
+        1,
+        "depth_multiple",
+    ),
+    Case(
+        "model_width_multiple_8",
+        M,
+        "error",
+        profile(lambda e: _shipped("yolov5x.yaml", e, "width_multiple", "8")),
+        1,
+        "width_multiple",
+        patch=lambda mp, e: mp.setenv("MODYOLO_MAX_PARAMS", "5e8"),
+    ),
+    Case("model_negative_depth", M, "error", profile(lambda e: _model_yaml(e, depth_multiple=-1)), 1, "depth_multiple"),
     Case("model_nc_zero", M, "error", profile(lambda e: _model_yaml(e, nc=0)), 1, "nc"),
-    Case("model_not_utf8", M, "error", profile(lambda e: e.write("m.yaml", b"\xff\xfe\x00garbage\x81")), 1,
-         "UTF-8"),
-    Case("model_is_folder", M, "error", profile(lambda e: (e.inp / "dir.yaml").mkdir() or str(e.inp / "dir.yaml")),
-         1, "dir.yaml"),
+    Case("model_not_utf8", M, "error", profile(lambda e: e.write("m.yaml", b"\xff\xfe\x00garbage\x81")), 1, "UTF-8"),
+    Case(
+        "model_is_folder",
+        M,
+        "error",
+        profile(lambda e: (e.inp / "dir.yaml").mkdir() or str(e.inp / "dir.yaml")),
+        1,
+        "dir.yaml",
+    ),
     Case("model_missing_file", M, "error", profile(_no_file), 1, "does_not_exist"),
-    Case("model_bad_from", M, "error", profile(lambda e: e.write(
-        "m.yaml", "backbone: [[7, 1, Conv, [16, 3, 2]]]\nhead: [[-1, 1, Detect, [nc, anchors]]]\n")), 1, "layer 0"),
-    Case("model_python_tag", M, "error", profile(lambda e: e.write(
-        "m.yaml", "backbone: !!python/object/apply:os.system ['echo x']\nhead: []\n")), 1, "not valid YAML"),
-    Case("model_args_code", M, "error", profile(lambda e: e.write(
-        "m.yaml", f"backbone: {BAD_ARGS[0][1]}\nhead: [[-1, 1, Detect, [nc, anchors]]]\n")), 1, "layer 0"),
-    Case("model_yaml_bom", M, "accepted", profile(lambda e: e.write("m.yaml", "\ufeff" + e.cfg.read_text())), 0,
-         "parameters"),
-    Case("model_bad_activation", M, "error", profile(lambda e: _model_yaml(e, activation="__import__('os')")), 1,
-         "activation"),
+    Case(
+        "model_bad_from",
+        M,
+        "error",
+        profile(
+            lambda e: e.write(
+                "m.yaml", "backbone: [[7, 1, Conv, [16, 3, 2]]]\nhead: [[-1, 1, Detect, [nc, anchors]]]\n"
+            )
+        ),
+        1,
+        "layer 0",
+    ),
+    Case(
+        "model_python_tag",
+        M,
+        "error",
+        profile(lambda e: e.write("m.yaml", "backbone: !!python/object/apply:os.system ['echo x']\nhead: []\n")),
+        1,
+        "not valid YAML",
+    ),
+    Case(
+        "model_args_code",
+        M,
+        "error",
+        profile(lambda e: e.write("m.yaml", f"backbone: {BAD_ARGS[0][1]}\nhead: [[-1, 1, Detect, [nc, anchors]]]\n")),
+        1,
+        "layer 0",
+    ),
+    Case(
+        "model_yaml_bom",
+        M,
+        "accepted",
+        profile(lambda e: e.write("m.yaml", "\ufeff" + e.cfg.read_text())),
+        0,
+        "parameters",
+    ),
+    Case(
+        "model_bad_activation",
+        M,
+        "error",
+        profile(lambda e: _model_yaml(e, activation="__import__('os')")),
+        1,
+        "activation",
+    ),
     # ---- data YAML
-    Case("data_alias_bomb_names", D, "error", verify(lambda e: _data_yaml(
-        e, BOMB + "train: images/train\nval: images/val\nnames: *i\n")), 1, "alias"),
-    Case("data_missing_val", D, "error", verify(lambda e: _data_yaml(e, "train: images/train\nnames: [a]\n")), 1,
-         "'val'"),
-    Case("data_names_number", D, "error", verify(lambda e: _data_yaml(
-        e, "train: images/train\nval: images/val\nnames: 5\n")), 1, "names"),
-    Case("data_nc_mismatch", D, "error", verify(lambda e: _data_yaml(
-        e, "train: images/train\nval: images/val\nnc: 3\nnames: [a, b]\n")), 1, "nc"),
-    Case("data_train_path_missing", D, "error", verify(lambda e: _data_yaml(
-        e, "train: images/nope\nval: images/val\nnames: [a, b, c, d, e]\n"), "--split", "train"), 1, "nope"),
-    Case("data_yaml_syntax", D, "error", verify(lambda e: e.write("data.yaml", "train: [images\n")), 1,
-         "not valid YAML"),
+    Case(
+        "data_alias_bomb_names",
+        D,
+        "error",
+        verify(lambda e: _data_yaml(e, BOMB + "train: images/train\nval: images/val\nnames: *i\n")),
+        1,
+        "alias",
+    ),
+    Case(
+        "data_missing_val", D, "error", verify(lambda e: _data_yaml(e, "train: images/train\nnames: [a]\n")), 1, "'val'"
+    ),
+    Case(
+        "data_names_number",
+        D,
+        "error",
+        verify(lambda e: _data_yaml(e, "train: images/train\nval: images/val\nnames: 5\n")),
+        1,
+        "names",
+    ),
+    Case(
+        "data_nc_mismatch",
+        D,
+        "error",
+        verify(lambda e: _data_yaml(e, "train: images/train\nval: images/val\nnc: 3\nnames: [a, b]\n")),
+        1,
+        "nc",
+    ),
+    Case(
+        "data_train_path_missing",
+        D,
+        "error",
+        verify(
+            lambda e: _data_yaml(e, "train: images/nope\nval: images/val\nnames: [a, b, c, d, e]\n"), "--split", "train"
+        ),
+        1,
+        "nope",
+    ),
+    Case(
+        "data_yaml_syntax", D, "error", verify(lambda e: e.write("data.yaml", "train: [images\n")), 1, "not valid YAML"
+    ),
     Case("data_yaml_empty", D, "error", verify(lambda e: e.write("data.yaml", "")), 1, "data.yaml"),
-    Case("data_yaml_too_big", D, "error", verify(lambda e: e.write("data.yaml", "# pad\n" * 4000)), 1,
-         "limit", patch=lambda mp, e: mp.setattr("modyolo.yaml_io.MAX_BYTES", 10_000)),
+    Case(
+        "data_yaml_too_big",
+        D,
+        "error",
+        verify(lambda e: e.write("data.yaml", "# pad\n" * 4000)),
+        1,
+        "limit",
+        patch=lambda mp, e: mp.setattr("modyolo.yaml_io.MAX_BYTES", 10_000),
+    ),
     Case("data_yaml_missing", D, "error", verify(_no_file), 1, "does_not_exist"),
     # ---- hyp YAML
-    Case("hyp_unknown_key", H, "error", lambda e: train(
-        "--hyp", e.write("hyp.yaml", "lr0: 0.01\nlrr0: 0.1\n"))(e), 1, "lrr0"),
+    Case(
+        "hyp_unknown_key",
+        H,
+        "error",
+        lambda e: train("--hyp", e.write("hyp.yaml", "lr0: 0.01\nlrr0: 0.1\n"))(e),
+        1,
+        "lrr0",
+    ),
     Case("hyp_alias_bomb", H, "error", lambda e: train("--hyp", e.write("hyp.yaml", BOMB))(e), 1, "alias"),
     Case("hyp_value_text", H, "error", lambda e: train("--hyp", e.write("hyp.yaml", "lr0: fast\n"))(e), 1, "lr0"),
     # ---- flags (refused at parse time, before any work: exit 2)
-    *[_flag_case(verb, flag, value) for verb, flag, value in [
-        ("train", "--img", "0"), ("train", "--img", "-64"), ("train", "--batch-size", "0"),
-        ("train", "--batch-size", "-5"), ("train", "--workers", "-1"), ("train", "--fraction", "0"),
-        ("train", "--fraction", "1.5"), ("train", "--fraction", "nan"), ("train", "--epochs", "0"),
-        ("train", "--epochs", "-1"), ("train", "--label-smoothing", "2"), ("train", "--patience", "-1"),
-        ("val", "--batch-size", "0"), ("val", "--conf-thres", "1.5"), ("val", "--iou-thres", "-0.1"),
-        ("detect", "--max-det", "0"), ("detect", "--vid-stride", "0"), ("export", "--img", "0"),
-        ("export", "--batch-size", "0"), ("profile", "--nc", "0"), ("data", "--n", "0"),
-        ("compare", "--jobs", "0"), ("tune", "--trials", "0"), ("benchmark", "--runs", "0")]],
+    *[
+        _flag_case(verb, flag, value)
+        for verb, flag, value in [
+            ("train", "--img", "0"),
+            ("train", "--img", "-64"),
+            ("train", "--batch-size", "0"),
+            ("train", "--batch-size", "-5"),
+            ("train", "--workers", "-1"),
+            ("train", "--fraction", "0"),
+            ("train", "--fraction", "1.5"),
+            ("train", "--fraction", "nan"),
+            ("train", "--epochs", "0"),
+            ("train", "--epochs", "-1"),
+            ("train", "--label-smoothing", "2"),
+            ("train", "--patience", "-1"),
+            ("val", "--batch-size", "0"),
+            ("val", "--conf-thres", "1.5"),
+            ("val", "--iou-thres", "-0.1"),
+            ("detect", "--max-det", "0"),
+            ("detect", "--vid-stride", "0"),
+            ("export", "--img", "0"),
+            ("export", "--batch-size", "0"),
+            ("profile", "--nc", "0"),
+            ("data", "--n", "0"),
+            ("compare", "--jobs", "0"),
+            ("tune", "--trials", "0"),
+            ("benchmark", "--runs", "0"),
+        ]
+    ],
     Case("flag_not_a_number", F, "error", lambda e: train("--img", "abc")(e), 2, "--img"),
-    Case("flag_img_33_rounded", F, "accepted", lambda e: [
-        "profile", "--cfg", str(e.cfg), "--img", "33", "--runs", "1"], 0, "rounded up to 64"),
+    Case(
+        "flag_img_33_rounded",
+        F,
+        "accepted",
+        lambda e: ["profile", "--cfg", str(e.cfg), "--img", "33", "--runs", "1"],
+        0,
+        "rounded up to 64",
+    ),
     Case("unknown_verb", F, "error", lambda e: ["trian"], 2, "invalid choice"),
     # ---- weights and model files
     Case("weights_missing", W, "error", val(lambda e: str(e.inp / "nope.pt")), 1, "nope.pt"),
-    Case("weights_garbage_pt", W, "error", val(lambda e: e.write("g.pt", np.random.default_rng(0).bytes(3000))), 1,
-         "g.pt"),
+    Case(
+        "weights_garbage_pt",
+        W,
+        "error",
+        val(lambda e: e.write("g.pt", np.random.default_rng(0).bytes(3000))),
+        1,
+        "g.pt",
+    ),
     Case("weights_truncated_pt", W, "error", val(lambda e: e.write("t.pt", e.ckpt.read_bytes()[:5000])), 1, "t.pt"),
     Case("weights_empty_pt", W, "error", val(lambda e: e.write("z.pt", b"")), 1, "z.pt"),
-    Case("weights_garbage_onnx", W, "error", val(lambda e: e.write("g.onnx", np.random.default_rng(1).bytes(3000))),
-         1, "not a valid ONNX"),
-    Case("weights_truncated_onnx", W, "error", val(lambda e: e.write("t.onnx", _onnx_bytes()[:40])), 1,
-         "t.onnx"),
-    Case("weights_garbage_torchscript", W, "error", val(lambda e: e.write(
-        "g.torchscript", np.random.default_rng(2).bytes(3000))), 1, "g.torchscript"),
-    Case("weights_truncated_torchscript", W, "error", val(lambda e: e.write(
-        "t.torchscript", _torchscript_bytes(e)[:300])), 1, "t.torchscript"),
+    Case(
+        "weights_garbage_onnx",
+        W,
+        "error",
+        val(lambda e: e.write("g.onnx", np.random.default_rng(1).bytes(3000))),
+        1,
+        "not a valid ONNX",
+    ),
+    Case("weights_truncated_onnx", W, "error", val(lambda e: e.write("t.onnx", _onnx_bytes()[:40])), 1, "t.onnx"),
+    Case(
+        "weights_garbage_torchscript",
+        W,
+        "error",
+        val(lambda e: e.write("g.torchscript", np.random.default_rng(2).bytes(3000))),
+        1,
+        "g.torchscript",
+    ),
+    Case(
+        "weights_truncated_torchscript",
+        W,
+        "error",
+        val(lambda e: e.write("t.torchscript", _torchscript_bytes(e)[:300])),
+        1,
+        "t.torchscript",
+    ),
     Case("weights_is_folder", W, "error", val(lambda e: str(e.ds)), 1, "ds"),
-    Case("weights_other_nc_partial_load", W, "accepted", lambda e: train("--weights", str(e.ckpt_nc2))(e), 0,
-         "partial load", slow=True),
+    Case(
+        "weights_other_nc_partial_load",
+        W,
+        "accepted",
+        lambda e: train("--weights", str(e.ckpt_nc2))(e),
+        0,
+        "partial load",
+        slow=True,
+    ),
     # ---- detect sources
     Case("source_missing", S, "error", detect(lambda e: str(e.inp / "nope")), 1, "nope"),
-    Case("source_empty_folder", S, "error", detect(lambda e: (e.inp / "empty").mkdir() or str(e.inp / "empty")), 1,
-         "no images"),
+    Case(
+        "source_empty_folder",
+        S,
+        "error",
+        detect(lambda e: (e.inp / "empty").mkdir() or str(e.inp / "empty")),
+        1,
+        "no images",
+    ),
     Case("source_huge_png", S, "skip", detect(_huge_png_file), 0, "MODYOLO_MAX_PIXELS"),
-    Case("source_huge_png_limit_raised", S, "accepted", detect(_huge_png_file, "--max-pixels", "5e8"), 0,
-         "image 1/2"),
-    Case("image_huge_limit_raised", L, "accepted", with_image(_huge_png, "train", "--max-pixels", "5e8"), 0,
-         "0 corrupt"),
+    Case("source_huge_png_limit_raised", S, "accepted", detect(_huge_png_file, "--max-pixels", "5e8"), 0, "image 1/2"),
+    Case(
+        "image_huge_limit_raised", L, "accepted", with_image(_huge_png, "train", "--max-pixels", "5e8"), 0, "0 corrupt"
+    ),
     Case("source_corrupt_image", S, "skip", detect(lambda e: _with_ok(e, "x.jpg", b"\xff\xd8garbage")), 0, "x.jpg"),
     Case("source_text_as_image", S, "skip", detect(lambda e: _with_ok(e, "notes.png", b"hello")), 0, "notes.png"),
-    Case("source_all_unreadable", S, "skip", detect(lambda e: e.write("src/x.jpg", b"\xff\xd8garbage")), 1,
-         "could not be read"),
+    Case(
+        "source_all_unreadable",
+        S,
+        "skip",
+        detect(lambda e: e.write("src/x.jpg", b"\xff\xd8garbage")),
+        1,
+        "could not be read",
+    ),
     # ---- labels and images (per-file skip with a summary; verify exits 1 for corrupt files)
     Case("label_bom", L, "accepted", with_label("\ufeff0 0.5 0.5 0.2 0.2\n"), 0, "0 corrupt"),
     Case("label_bad_columns", L, "skip", with_label("0 0.5 0.5 0.2\n"), 1, "columns"),
@@ -465,8 +713,7 @@ CASES: list[Case] = [
     Case("label_nan", L, "skip", with_label("0 nan 0.5 0.2 0.2\n"), 1, "non-finite"),
     Case("label_not_utf8", L, "skip", with_label(b"\xff\xfe\x81\x00 0.5\n"), 1, "unreadable label"),
     Case("label_overshoot_fixed", L, "accepted", with_label("0 0.95 0.5 0.2 0.2\n"), 0, "clipped"),
-    Case("label_overshoot_strict", L, "error", with_label("0 0.95 0.5 0.2 0.2\n", "train", "--strict"), 1,
-         "--strict"),
+    Case("label_overshoot_strict", L, "error", with_label("0 0.95 0.5 0.2 0.2\n", "train", "--strict"), 1, "--strict"),
     Case("image_truncated_jpeg", L, "skip", with_image(_truncate), 1, "corrupt"),
     Case("image_zero_bytes", L, "skip", with_image(lambda p: p.write_bytes(b"")), 1, "corrupt"),
     Case("image_huge", L, "skip", with_image(_huge_png), 1, "MODYOLO_MAX_PIXELS"),
@@ -475,51 +722,217 @@ CASES: list[Case] = [
     Case("label_cache_garbage", L, "accepted", _cache_garbage, 0, "0 corrupt"),
     Case("disk_cache_npy_damaged", L, "accepted", lambda e: _npy_damaged(e), 0, "is damaged", slow=True),
     # ---- converters
-    Case("voc_without_imagesets", C, "error", lambda e: [
-        "convert", "voc2yolo", "--src", _voc(e, False), "--out", str(e.work / "voc")], 1, "--split"),
-    Case("voc_without_imagesets_split_given", C, "accepted", lambda e: [
-        "convert", "voc2yolo", "--src", _voc(e, False), "--out", str(e.work / "voc"), "--split", "train"], 0,
-         "no 'val' split", check=_no_val_from_train),
-    Case("voc_xml_malformed", C, "skip", lambda e: (_voc(e, True), e.write("VOC/Annotations/b.xml", "<annotation>"))
-         and ["convert", "voc2yolo", "--src", str(e.inp / "VOC"), "--out", str(e.work / "voc")], 0, "unreadable"),
-    Case("voc_xml_entity_bomb", C, "skip", lambda e: (_voc(e, True), e.write(
-        "VOC/Annotations/b.xml", '<!DOCTYPE a [<!ENTITY x "xxxxxxxxxx"><!ENTITY y "&x;&x;&x;&x;&x;&x;&x;&x;&x;">'
-        '<!ENTITY z "&y;&y;&y;&y;&y;&y;&y;&y;&y;&y;">]><annotation><filename>&z;</filename></annotation>'))
-         and ["convert", "voc2yolo", "--src", str(e.inp / "VOC"), "--out", str(e.work / "voc")], 0, "b"),
-    Case("coco_split_val", C, "accepted", lambda e: [*_coco(e), "--split", "val"], 0, "no 'train' split",
-         check=_coco_val_only),
-    Case("coco_categories_not_list", C, "error", lambda e: _coco(e, categories={"id": 3, "name": "cat"}), 1,
-         "'categories' must be a list"),
-    Case("coco_unknown_category", C, "skip", lambda e: _coco(e, categories=[{"id": 1, "name": "dog"}]), 0,
-         "category_id 3 is not in"),
-    Case("coco_json_garbage", C, "error", lambda e: _coco(e) and [
-        "convert", "coco2yolo", "--json", e.write("gt.json", "{oops"), "--images", str(e.inp), "--out",
-        str(e.work / "c")], 1, "cannot read COCO JSON"),
-    Case("coco_json_list", C, "error", lambda e: [
-        "convert", "coco2yolo", "--json", e.write("gt.json", "[1, 2]"), "--images", str(e.inp), "--out",
-        str(e.work / "c")], 1, "expected a JSON object"),
-    Case("coco_bbox_not_list", C, "skip", lambda e: _coco(e, annotations=[
-        {"id": 1, "image_id": 1, "category_id": 3, "bbox": "wide", "iscrowd": 0}]), 0, "not [x, y, w, h]"),
-    Case("coco_image_without_size", C, "skip", lambda e: _coco(e, images=[
-        {"id": 2, "file_name": "2.jpg"}, {"id": 1, "file_name": "1.jpg", "width": 80, "height": 60}]), 0,
-        "width/height"),
-    Case("coco_no_usable_image", C, "error", lambda e: _coco(e, images=[{"id": 1, "file_name": "1.jpg"}]), 1,
-         "none of its 1 image entries"),
-    Case("compare_quiet_keeps_table_and_failures", F, "accepted", lambda e: [
-        "compare", "--runs", str(e.ckpt), str(e.inp / "missing-run"), "--data", str(e.data), "--img", "64",
-        "--batch-size", "4", "--workers", "0", "--latency-runs", "2", "--latency-warmup", "1", "--threads", "1",
-        "--no-onnx", "--no-report", "--samples", "0", "--project", str(e.work / "cmp"), "--quiet"], 0,
-        "FAILED missing-run", check=lambda e, out: _table_printed(out), slow=True),
-    Case("convert_missing_src", C, "error", lambda e: ["convert", "voc2yolo", "--out", str(e.work / "v")], 1,
-         "--src"),
+    Case(
+        "voc_without_imagesets",
+        C,
+        "error",
+        lambda e: ["convert", "voc2yolo", "--src", _voc(e, False), "--out", str(e.work / "voc")],
+        1,
+        "--split",
+    ),
+    Case(
+        "voc_without_imagesets_split_given",
+        C,
+        "accepted",
+        lambda e: ["convert", "voc2yolo", "--src", _voc(e, False), "--out", str(e.work / "voc"), "--split", "train"],
+        0,
+        "no 'val' split",
+        check=_no_val_from_train,
+    ),
+    Case(
+        "voc_xml_malformed",
+        C,
+        "skip",
+        lambda e: (
+            (_voc(e, True), e.write("VOC/Annotations/b.xml", "<annotation>"))
+            and ["convert", "voc2yolo", "--src", str(e.inp / "VOC"), "--out", str(e.work / "voc")]
+        ),
+        0,
+        "unreadable",
+    ),
+    Case(
+        "voc_xml_entity_bomb",
+        C,
+        "skip",
+        lambda e: (
+            (
+                _voc(e, True),
+                e.write(
+                    "VOC/Annotations/b.xml",
+                    '<!DOCTYPE a [<!ENTITY x "xxxxxxxxxx"><!ENTITY y "&x;&x;&x;&x;&x;&x;&x;&x;&x;">'
+                    '<!ENTITY z "&y;&y;&y;&y;&y;&y;&y;&y;&y;&y;">]><annotation><filename>&z;</filename></annotation>',
+                ),
+            )
+            and ["convert", "voc2yolo", "--src", str(e.inp / "VOC"), "--out", str(e.work / "voc")]
+        ),
+        0,
+        "b",
+    ),
+    Case(
+        "coco_split_val",
+        C,
+        "accepted",
+        lambda e: [*_coco(e), "--split", "val"],
+        0,
+        "no 'train' split",
+        check=_coco_val_only,
+    ),
+    Case(
+        "coco_categories_not_list",
+        C,
+        "error",
+        lambda e: _coco(e, categories={"id": 3, "name": "cat"}),
+        1,
+        "'categories' must be a list",
+    ),
+    Case(
+        "coco_unknown_category",
+        C,
+        "skip",
+        lambda e: _coco(e, categories=[{"id": 1, "name": "dog"}]),
+        0,
+        "category_id 3 is not in",
+    ),
+    Case(
+        "coco_json_garbage",
+        C,
+        "error",
+        lambda e: (
+            _coco(e)
+            and [
+                "convert",
+                "coco2yolo",
+                "--json",
+                e.write("gt.json", "{oops"),
+                "--images",
+                str(e.inp),
+                "--out",
+                str(e.work / "c"),
+            ]
+        ),
+        1,
+        "cannot read COCO JSON",
+    ),
+    Case(
+        "coco_json_list",
+        C,
+        "error",
+        lambda e: [
+            "convert",
+            "coco2yolo",
+            "--json",
+            e.write("gt.json", "[1, 2]"),
+            "--images",
+            str(e.inp),
+            "--out",
+            str(e.work / "c"),
+        ],
+        1,
+        "expected a JSON object",
+    ),
+    Case(
+        "coco_bbox_not_list",
+        C,
+        "skip",
+        lambda e: _coco(e, annotations=[{"id": 1, "image_id": 1, "category_id": 3, "bbox": "wide", "iscrowd": 0}]),
+        0,
+        "not [x, y, w, h]",
+    ),
+    Case(
+        "coco_image_without_size",
+        C,
+        "skip",
+        lambda e: _coco(
+            e, images=[{"id": 2, "file_name": "2.jpg"}, {"id": 1, "file_name": "1.jpg", "width": 80, "height": 60}]
+        ),
+        0,
+        "width/height",
+    ),
+    Case(
+        "coco_no_usable_image",
+        C,
+        "error",
+        lambda e: _coco(e, images=[{"id": 1, "file_name": "1.jpg"}]),
+        1,
+        "none of its 1 image entries",
+    ),
+    Case(
+        "compare_quiet_keeps_table_and_failures",
+        F,
+        "accepted",
+        lambda e: [
+            "compare",
+            "--runs",
+            str(e.ckpt),
+            str(e.inp / "missing-run"),
+            "--data",
+            str(e.data),
+            "--img",
+            "64",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--latency-runs",
+            "2",
+            "--latency-warmup",
+            "1",
+            "--threads",
+            "1",
+            "--no-onnx",
+            "--no-report",
+            "--samples",
+            "0",
+            "--project",
+            str(e.work / "cmp"),
+            "--quiet",
+        ],
+        0,
+        "FAILED missing-run",
+        check=lambda e, out: _table_printed(out),
+        slow=True,
+    ),
+    Case("convert_missing_src", C, "error", lambda e: ["convert", "voc2yolo", "--out", str(e.work / "v")], 1, "--src"),
     # ---- environment
-    Case("project_read_only", E, "error", lambda e: val(None, "--project", str(e.work / "ro"))(e), 1,
-         "read-only", patch=_ro_project),
+    Case(
+        "project_read_only",
+        E,
+        "error",
+        lambda e: val(None, "--project", str(e.work / "ro"))(e),
+        1,
+        "read-only",
+        patch=_ro_project,
+    ),
     Case("project_is_a_file", E, "error", lambda e: val(None, "--project", e.write("afile", "x"))(e), 1, "afile"),
-    Case("disk_full_at_checkpoint", E, "error", train(), 1, "first checkpoint", patch=_full_disk,
-         check=_no_tmp_left, slow=True),
-    Case("disk_full_after_a_checkpoint", E, "error", lambda e: train("--epochs", "2")(e), 1, "--resume",
-         patch=lambda mp, e: _full_disk_after(mp, e, 1), check=_last_kept, slow=True),
-    Case("env_max_pixels_not_number", E, "error", detect(lambda e: str(e.ds / "images" / "val")), 1,
-         "MODYOLO_MAX_PIXELS", patch=lambda mp, e: mp.setenv("MODYOLO_MAX_PIXELS", "lots")),
+    Case(
+        "disk_full_at_checkpoint",
+        E,
+        "error",
+        train(),
+        1,
+        "first checkpoint",
+        patch=_full_disk,
+        check=_no_tmp_left,
+        slow=True,
+    ),
+    Case(
+        "disk_full_after_a_checkpoint",
+        E,
+        "error",
+        lambda e: train("--epochs", "2")(e),
+        1,
+        "--resume",
+        patch=lambda mp, e: _full_disk_after(mp, e, 1),
+        check=_last_kept,
+        slow=True,
+    ),
+    Case(
+        "env_max_pixels_not_number",
+        E,
+        "error",
+        detect(lambda e: str(e.ds / "images" / "val")),
+        1,
+        "MODYOLO_MAX_PIXELS",
+        patch=lambda mp, e: mp.setenv("MODYOLO_MAX_PIXELS", "lots"),
+    ),
 ]

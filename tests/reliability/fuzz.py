@@ -20,18 +20,30 @@ ALLOWED = (ValueError, KeyError, FileNotFoundError)
 
 # ---------------------------------------------------------------- strategies
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-                    st.text(max_size=12), st.sampled_from(["nc", "anchors", "None", "nearest", "Conv", "-1"]))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=5),
-                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                      max_leaves=20)
-near = st.one_of(st.integers(-3, 64), st.sampled_from([0.5, 1.0, 2.0, "nc", "anchors", None, [], [-1, -2]]),
-                 values)  # mostly plausible values: the interesting failures are near-valid rows
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["nc", "anchors", "None", "nearest", "Conv", "-1"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=20,
+)
+near = st.one_of(
+    st.integers(-3, 64), st.sampled_from([0.5, 1.0, 2.0, "nc", "anchors", None, [], [-1, -2]]), values
+)  # mostly plausible values: the interesting failures are near-valid rows
 yaml_text = st.one_of(
     st.text(max_size=400),
     st.builds(lambda v: yaml.safe_dump(v), values),
-    st.builds(lambda n, d: "a: &a [x]\n" + "".join(f"b{i}: &b{i} [{', '.join(['*a'] * n)}]\n" for i in range(d)),
-              st.integers(1, 40), st.integers(0, 4)),
+    st.builds(
+        lambda n, d: "a: &a [x]\n" + "".join(f"b{i}: &b{i} [{', '.join(['*a'] * n)}]\n" for i in range(d)),
+        st.integers(1, 40),
+        st.integers(0, 4),
+    ),
 )
 
 
@@ -59,8 +71,9 @@ def mutated_model_cfg(draw) -> dict:
         rows = cfg[section]
         i = draw(st.integers(0, len(rows) - 1))
         if where == "top":
-            cfg[draw(st.sampled_from(["nc", "depth_multiple", "width_multiple", "anchors", "activation"]))] = \
-                draw(values)
+            cfg[draw(st.sampled_from(["nc", "depth_multiple", "width_multiple", "anchors", "activation"]))] = draw(
+                values
+            )
         elif where == "row":
             rows[i] = draw(values)
         elif not isinstance(rows[i], list) or len(rows[i]) != 4:
@@ -72,9 +85,15 @@ def mutated_model_cfg(draw) -> dict:
     return cfg
 
 
-label_rows = st.lists(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(str),
-                                         st.integers(-5, 100).map(str), st.text(max_size=4)),
-                               max_size=9), max_size=6)
+label_rows = st.lists(
+    st.lists(
+        st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True).map(str), st.integers(-5, 100).map(str), st.text(max_size=4)
+        ),
+        max_size=9,
+    ),
+    max_size=6,
+)
 
 # ---------------------------------------------------------------- targets
 
@@ -168,4 +187,3 @@ def call_allowed(fn, *args) -> BaseException | None:
     except ALLOWED as e:
         return e
     return None
-

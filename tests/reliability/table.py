@@ -31,8 +31,10 @@ def markdown() -> str:
         got = "; ".join(f"{n} {verdict} (exit {rc})" for (verdict, rc), n in sorted(verdicts.items()))
         lines.append(f"| {group} | {len(cases)} | {examples} | {got} |")
     total = Counter(c.verdict for c in CASES)
-    lines.append(f"| **all** | **{len(CASES)}** | | {total['error']} error, {total['skip']} skip, "
-                 f"{total['accepted']} accepted; no traceback, no hang, inputs unchanged |")
+    lines.append(
+        f"| **all** | **{len(CASES)}** | | {total['error']} error, {total['skip']} skip, "
+        f"{total['accepted']} accepted; no traceback, no hang, inputs unchanged |"
+    )
     return "\n".join(lines)
 
 

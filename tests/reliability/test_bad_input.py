@@ -66,8 +66,9 @@ def run_case(case: Case, env: Env, monkeypatch, capsys) -> tuple[int, str]:
     return rc, out
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.kind, marks=[pytest.mark.slow] if c.slow else [])
-                                  for c in CASES])
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, id=c.kind, marks=[pytest.mark.slow] if c.slow else []) for c in CASES]
+)
 def test_bad_input(case: Case, env: Env, monkeypatch, capsys):
     rc, out = run_case(case, env, monkeypatch, capsys)
     assert "Traceback" not in out, out
@@ -90,6 +91,7 @@ def test_at_least_80_kinds():
 
 def _cli(args: list[str], cwd: Path, limit_gb: float = 4.0) -> subprocess.CompletedProcess:
     """The installed command under an address-space limit: a bomb that slipped through would die, not swap."""
+
     def limit() -> None:
         cap = int(limit_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -97,8 +99,9 @@ def _cli(args: list[str], cwd: Path, limit_gb: float = 4.0) -> subprocess.Comple
     exe = Path(sys.executable).with_name("modyolo")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("MODYOLO_DEBUG", None)
-    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          preexec_fn=limit, env=env)
+    return subprocess.run(
+        [str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=120, preexec_fn=limit, env=env
+    )
 
 
 def test_subprocess_alias_bomb_profile(env: Env):
@@ -108,14 +111,29 @@ def test_subprocess_alias_bomb_profile(env: Env):
 
 
 def test_subprocess_img_zero_leaves_no_run_folder(env: Env):
-    r = _cli(["train", "--data", str(env.data), "--cfg", str(env.cfg), "--img", "0", "--project",
-              str(env.work / "runs")], env.work)
+    r = _cli(
+        ["train", "--data", str(env.data), "--cfg", str(env.cfg), "--img", "0", "--project", str(env.work / "runs")],
+        env.work,
+    )
     assert r.returncode == 2 and "--img" in r.stderr and "Traceback" not in r.stderr
     assert not (env.work / "runs").exists()  # refused before autoanchor or a run folder
 
 
 def test_verbose_keeps_the_traceback(env: Env):
-    r = _cli(["val", "--weights", env.write("g.onnx", b"\x08garbage"), "--data", str(env.data), "--img", "64",
-              "--verbose", "--project", str(env.work / "runs")], env.work)
+    r = _cli(
+        [
+            "val",
+            "--weights",
+            env.write("g.onnx", b"\x08garbage"),
+            "--data",
+            str(env.data),
+            "--img",
+            "64",
+            "--verbose",
+            "--project",
+            str(env.work / "runs"),
+        ],
+        env.work,
+    )
     assert r.returncode == 1 and "not a valid ONNX" in r.stderr
     assert "Traceback" in r.stderr + r.stdout  # --verbose: the DEBUG line carries it

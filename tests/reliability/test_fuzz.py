@@ -16,9 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.reliability import fuzz
 
-CI = settings(max_examples=25, deadline=5000, suppress_health_check=[HealthCheck.too_slow,
-                                                                    HealthCheck.function_scoped_fixture],
-              database=None, derandomize=True)
+CI = settings(
+    max_examples=25,
+    deadline=5000,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    database=None,
+    derandomize=True,
+)
 
 
 @CI

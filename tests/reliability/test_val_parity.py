@@ -20,12 +20,25 @@ def onnx_path(env: Env):
 
 
 def _stats(weights, env: Env, rect, batch_size=4):
-    from modyolo.inference.val_run import validate_model
     from modyolo.inference.predictor import load_model_for_cli
+    from modyolo.inference.val_run import validate_model
 
     model, names, meta = load_model_for_cli(str(weights), device="cpu")
-    out = validate_model(model, names, meta, data=env.data, imgsz=64, batch_size=batch_size, workers=0, plots=False,
-                         diagnose=False, progress=False, project=env.work / "val", rect=rect, conf_thres=1e-4)
+    out = validate_model(
+        model,
+        names,
+        meta,
+        data=env.data,
+        imgsz=64,
+        batch_size=batch_size,
+        workers=0,
+        plots=False,
+        diagnose=False,
+        progress=False,
+        project=env.work / "val",
+        rect=rect,
+        conf_thres=1e-4,
+    )
     return out.result.stats
 
 
@@ -42,9 +55,42 @@ def test_pt_no_rect_scores_what_the_onnx_scores(env: Env, onnx_path):
 def test_val_rect_refused_for_a_fixed_shape_model(env: Env, onnx_path, capsys):
     from modyolo.cli import main
 
-    rc = main(["val", "--weights", str(onnx_path), "--data", str(env.data), "--img", "64", "--workers", "0",
-               "--rect", "--project", str(env.work / "v"), "--no-plots"])
+    rc = main(
+        [
+            "val",
+            "--weights",
+            str(onnx_path),
+            "--data",
+            str(env.data),
+            "--img",
+            "64",
+            "--workers",
+            "0",
+            "--rect",
+            "--project",
+            str(env.work / "v"),
+            "--no-plots",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "--rect needs a .pt or an export with --dynamic" in err and "Traceback" not in err
-    assert main(["val", "--weights", str(env.ckpt), "--data", str(env.data), "--img", "64", "--workers", "0",
-                 "--no-rect", "--project", str(env.work / "v"), "--no-plots"]) == 0
+    assert (
+        main(
+            [
+                "val",
+                "--weights",
+                str(env.ckpt),
+                "--data",
+                str(env.data),
+                "--img",
+                "64",
+                "--workers",
+                "0",
+                "--no-rect",
+                "--project",
+                str(env.work / "v"),
+                "--no-plots",
+            ]
+        )
+        == 0
+    )

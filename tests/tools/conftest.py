@@ -1,8 +1,8 @@
 """Shared fixtures for the tools tests: a tiny generated shapes dataset and tiny model YAMLs."""
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
@@ -14,8 +14,9 @@ from modyolo.nn.graph import load_model_yaml
 @pytest.fixture(scope="session")
 def tiny_shapes(tmp_path_factory) -> str:
     """Data YAML of 8 train / 4 val shapes images, 64-96 px: enough to run every stage, not to learn."""
-    return str(make_shapes_dataset(tmp_path_factory.mktemp("tools-shapes"), n_train=8, n_val=4, seed=0,
-                                   img_size=(64, 96)))
+    return str(
+        make_shapes_dataset(tmp_path_factory.mktemp("tools-shapes"), n_train=8, n_val=4, seed=0, img_size=(64, 96))
+    )
 
 
 def _tiny_cfg(name: str = "yolov5n.yaml", width: float = 0.125) -> dict:
@@ -33,8 +34,12 @@ def tiny_cfg_file(tmp_path_factory) -> Callable[..., str]:
     once, e.g. to break it on purpose."""
     folder = tmp_path_factory.mktemp("tiny-cfgs")
 
-    def make(name: str = "yolov5n.yaml", width: float = 0.125, replace: tuple[str, str] | None = None,
-             stem: str | None = None) -> str:
+    def make(
+        name: str = "yolov5n.yaml",
+        width: float = 0.125,
+        replace: tuple[str, str] | None = None,
+        stem: str | None = None,
+    ) -> str:
         text = yaml.safe_dump(_tiny_cfg(name, width), sort_keys=False)
         if replace:
             text = text.replace(replace[0], replace[1], 1)

@@ -22,11 +22,15 @@ TINY_PROTOCOL = LatencyProtocol(imgsz=64, warmup=1, runs=3, threads=1)
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory, tiny_shapes, tiny_cfg_file):
     """Two tiny good variants around a broken one (unknown module 'C3Typo'), compared once."""
-    cfgs = [tiny_cfg_file("yolov5n.yaml"), tiny_cfg_file("yolov5n.yaml", replace=(" C3", " C3Typo"), stem="broken"),
-            tiny_cfg_file("yolov5-mobilenetv2.yaml")]
+    cfgs = [
+        tiny_cfg_file("yolov5n.yaml"),
+        tiny_cfg_file("yolov5n.yaml", replace=(" C3", " C3Typo"), stem="broken"),
+        tiny_cfg_file("yolov5-mobilenetv2.yaml"),
+    ]
     project = tmp_path_factory.mktemp("compare")
-    return compare(cfgs, data=tiny_shapes, train=TINY_TRAIN, protocol=TINY_PROTOCOL, project=project,
-                   samples=2, verbose=False)
+    return compare(
+        cfgs, data=tiny_shapes, train=TINY_TRAIN, protocol=TINY_PROTOCOL, project=project, samples=2, verbose=False
+    )
 
 
 def _close(a: float, b: float, tol: float) -> bool:
@@ -35,8 +39,17 @@ def _close(a: float, b: float, tol: float) -> bool:
 
 def test_every_file_is_written(compared):
     d = compared.save_dir
-    for name in ("compare.csv", "compare.md", "compare.json", "report.html", "errors.log", "pr_curves.png",
-                 "pareto.png", "per_class_ap.png", "training_curves.png"):
+    for name in (
+        "compare.csv",
+        "compare.md",
+        "compare.json",
+        "report.html",
+        "errors.log",
+        "pr_curves.png",
+        "pareto.png",
+        "per_class_ap.png",
+        "training_curves.png",
+    ):
         assert (d / name).is_file() and (d / name).stat().st_size > 0, name
     for variant in ("tiny-yolov5n", "tiny-yolov5-mobilenetv2"):
         assert (d / "cfgs" / f"{variant}.yaml").is_file()
@@ -76,17 +89,17 @@ def test_params_and_gflops_match_the_model(compared, tiny_cfg_file):
 def test_metrics_match_an_independent_validation(compared, tiny_shapes):
     from modyolo.data.dataset_yaml import load_data_config
     from modyolo.data.loader import create_dataloader
-    from modyolo.inference.predictor import load_model
     from modyolo.eval.validator import validate
+    from modyolo.inference.predictor import load_model
 
     r = compared.results[0]
     model, _, _ = load_model(r.weights, fuse=True)
     data = load_data_config(tiny_shapes)
-    loader, _ = create_dataloader(data.val, 64, 8, 32, rect=True, pad=0.5, workers=0, names=data.names,
-                                  nc=data.nc, progress=False)
+    loader, _ = create_dataloader(
+        data.val, 64, 8, 32, rect=True, pad=0.5, workers=0, names=data.names, nc=data.nc, progress=False
+    )
     m = validate(model, loader, names=data.names, progress=False).metrics
-    for key, attr in (("precision", "precision"), ("recall", "recall"), ("mAP50", "map50"),
-                      ("mAP50-95", "map50_95")):
+    for key, attr in (("precision", "precision"), ("recall", "recall"), ("mAP50", "map50"), ("mAP50-95", "map50_95")):
         assert _close(m[key], getattr(r, attr), 1e-9), key
 
 
@@ -107,7 +120,7 @@ def test_csv_markdown_and_results_agree(compared):
                 assert row[col.key] == "" and (shown == "-" or shown.startswith("error:"))
             else:
                 assert _close(float(row[col.key]), raw, 1e-5 * max(1.0, abs(raw)))  # CSV: 6 significant digits
-                assert _close(float(shown.split()[0]), raw * col.scale, 0.51 * 10 ** -col.digits)  # MD: rounded
+                assert _close(float(shown.split()[0]), raw * col.scale, 0.51 * 10**-col.digits)  # MD: rounded
                 if col.spread == "latency":  # median (p10-p90)
                     assert re.fullmatch(r"[\d.]+ \([\d.]+-[\d.]+\)", shown), shown
         for name, pc in r.per_class.items():
@@ -131,10 +144,35 @@ def test_report_is_self_contained(compared):
 
 def test_reusing_runs_gives_the_same_numbers_without_training(compared, tiny_shapes, tmp_path):
     first = compared.results[0]
-    code = cli_main(["compare", "--runs", first.run_dir, str(tmp_path / "missing-run"), "--data", tiny_shapes,
-                     "--img", "64", "--batch-size", "4", "--workers", "0", "--latency-runs", "3",
-                     "--latency-warmup", "1", "--threads", "1", "--no-onnx", "--no-report", "--samples", "0",
-                     "--project", str(tmp_path), "--quiet"])
+    code = cli_main(
+        [
+            "compare",
+            "--runs",
+            first.run_dir,
+            str(tmp_path / "missing-run"),
+            "--data",
+            tiny_shapes,
+            "--img",
+            "64",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--latency-runs",
+            "3",
+            "--latency-warmup",
+            "1",
+            "--threads",
+            "1",
+            "--no-onnx",
+            "--no-report",
+            "--samples",
+            "0",
+            "--project",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert code == 0
     with (tmp_path / "exp" / "compare.csv").open() as f:
         rows = list(csv.DictReader(f))

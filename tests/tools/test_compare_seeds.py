@@ -20,6 +20,7 @@ SEEDS = (0, 1)
 
 # -- an independent computation of the documented procedure, with numpy only (+ the project's AP) ----------
 
+
 def _metrics_of(per_image: list[tuple], order: np.ndarray) -> np.ndarray:
     """[P, R, mAP50, mAP50-95] of the images ``order`` (repeats allowed), by plain concatenation."""
     parts = [per_image[i] for i in order]
@@ -57,16 +58,27 @@ def independent_stats(runs: dict[str, dict[int, Records]], n_boot: int, rng_seed
     out = {"variants": {}, "pairs": []}
     for v in names:
         out["variants"][v] = {
-            "mean": point[v].mean(0), "std": point[v].std(0, ddof=1) if S > 1 else np.full(4, np.nan),
-            "lo": np.percentile(reps[v], 2.5, axis=0), "hi": np.percentile(reps[v], 97.5, axis=0)}
+            "mean": point[v].mean(0),
+            "std": point[v].std(0, ddof=1) if S > 1 else np.full(4, np.nan),
+            "lo": np.percentile(reps[v], 2.5, axis=0),
+            "hi": np.percentile(reps[v], 97.5, axis=0),
+        }
     ps = []
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             d = reps[a][:, 3] - reps[b][:, 3]
             p = min(1.0, 2 * min((d <= 0).sum() + 1, (d >= 0).sum() + 1) / (n_boot + 1))
             ps.append(p)
-            out["pairs"].append({"a": a, "b": b, "diff": point[a][:, 3].mean() - point[b][:, 3].mean(),
-                                 "lo": np.percentile(d, 2.5), "hi": np.percentile(d, 97.5), "p": p})
+            out["pairs"].append(
+                {
+                    "a": a,
+                    "b": b,
+                    "diff": point[a][:, 3].mean() - point[b][:, 3].mean(),
+                    "lo": np.percentile(d, 2.5),
+                    "hi": np.percentile(d, 97.5),
+                    "p": p,
+                }
+            )
     # Holm by hand: sorted p times (m - rank), running maximum, capped at 1
     m, order, run = len(ps), np.argsort(ps, kind="mergesort"), 0.0
     adj = [0.0] * m
@@ -97,6 +109,7 @@ def _assert_stats_match(stats, expected: dict, tol: float = 1e-9) -> None:
 
 
 # -- synthetic records: the statistics on numbers that are not all zero ------------------------------
+
 
 def _synthetic_tracker(rng: np.random.Generator, n_images: int, skill: float) -> tuple[DetectionMetrics, list]:
     """A DetectionMetrics fed detections near the labels (``skill`` = share that land on them)."""
@@ -133,7 +146,8 @@ def test_intervals_and_tests_match_an_independent_computation():
     # the point values are the validation's own numbers
     for (v, s), tracker in trackers.items():
         assert stats.variants[v]["mAP50-95"].per_seed[SEEDS.index(s)] == pytest.approx(
-            tracker.compute()["mAP50-95"], abs=1e-12)
+            tracker.compute()["mAP50-95"], abs=1e-12
+        )
     expected = independent_stats(runs, n_boot=150)
     _assert_stats_match(stats, expected)
     assert 0 < stats.variants["poor"]["mAP50-95"].mean < stats.variants["good"]["mAP50-95"].mean
@@ -146,11 +160,46 @@ def test_intervals_and_tests_match_an_independent_computation():
 
 # -- the tiny end-to-end comparison ------------------------------------------------------------------
 
+
 def _argv(data: str, cfgs: list[str], project: Path, *extra: str) -> list[str]:
-    return ["compare", "--cfg", *cfgs, "--data", data, "--epochs", "1", "--img", "64", "--batch-size", "4",
-            "--workers", "0", "--max-batches", "2", "--seeds", "2", "--job-threads", "1", "--bootstrap", "100",
-            "--latency-runs", "3", "--latency-warmup", "1", "--threads", "1", "--no-onnx", "--samples", "1",
-            "--project", str(project), "--name", "cmp", "--quiet", *extra]
+    return [
+        "compare",
+        "--cfg",
+        *cfgs,
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--img",
+        "64",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--max-batches",
+        "2",
+        "--seeds",
+        "2",
+        "--job-threads",
+        "1",
+        "--bootstrap",
+        "100",
+        "--latency-runs",
+        "3",
+        "--latency-warmup",
+        "1",
+        "--threads",
+        "1",
+        "--no-onnx",
+        "--samples",
+        "1",
+        "--project",
+        str(project),
+        "--name",
+        "cmp",
+        "--quiet",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +222,16 @@ def test_every_job_and_table_is_written(seeded):
         assert doc["status"] == "ok" and doc["seed"] == s and doc["epochs"] == 1
         assert (folder / "val_records.npz").is_file() and (folder / "weights" / "best.pt").is_file()
     md = (d / "compare.md").read_text()
-    for part in ("| Seeds |", "mAP50-95 95% CI", "## Intervals and significance", "## Protocol", "Ranking by mAP50-95",
-                 "Identical for every variant", "sha1", "bootstrap"):
+    for part in (
+        "| Seeds |",
+        "mAP50-95 95% CI",
+        "## Intervals and significance",
+        "## Protocol",
+        "Ranking by mAP50-95",
+        "Identical for every variant",
+        "sha1",
+        "bootstrap",
+    ):
         assert part in md, part
     doc = json.loads((d / "compare.json").read_text())
     assert doc["seeds"] == [0, 1] and [v["seeds"] for v in doc["variants"]] == [[0, 1], [0, 1]]
@@ -204,8 +261,11 @@ def test_stats_match_an_independent_computation_from_the_jobs(seeded):
 
 
 def _mtimes(save_dir: Path) -> dict[str, int]:
-    return {str(p.relative_to(save_dir)): p.stat().st_mtime_ns for p in (save_dir / "train").rglob("*")
-            if p.is_file() and p.name in ("job.json", "last.pt", "best.pt", "results.csv")}
+    return {
+        str(p.relative_to(save_dir)): p.stat().st_mtime_ns
+        for p in (save_dir / "train").rglob("*")
+        if p.is_file() and p.name in ("job.json", "last.pt", "best.pt", "results.csv")
+    }
 
 
 def test_rerun_skips_finished_jobs_and_redoes_only_what_was_lost(seeded, capsys):
@@ -224,18 +284,21 @@ def test_rerun_skips_finished_jobs_and_redoes_only_what_was_lost(seeded, capsys)
     assert changed == {str((lost / "job.json").relative_to(d))}
     # a changed setting is refused with the difference, in one line, and nothing is touched
     capsys.readouterr()
-    assert cli_main(argv[:argv.index("--epochs") + 1] + ["2"] + argv[argv.index("--epochs") + 2:]) == 1
+    assert cli_main(argv[: argv.index("--epochs") + 1] + ["2"] + argv[argv.index("--epochs") + 2 :]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "other settings" in err and "epochs: was 1, now 2" in err and "--fresh" in err
     assert _mtimes(d) == after
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--seeds", "0"], "at least 1"),
-    (["--seeds", "1", "2", "1"], "seed 1 given twice"),
-    (["--jobs", "999"], "more than the"),
-    (["--ray", "127.0.0.1:1"], "cannot reach a Ray head at 127.0.0.1:1"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--seeds", "0"], "at least 1"),
+        (["--seeds", "1", "2", "1"], "seed 1 given twice"),
+        (["--jobs", "999"], "more than the"),
+        (["--ray", "127.0.0.1:1"], "cannot reach a Ray head at 127.0.0.1:1"),
+    ],
+)
 def test_bad_input_is_one_clear_line(extra, message, tiny_shapes, tiny_cfg_file, tmp_path, capsys):
     argv = _argv(tiny_shapes, [tiny_cfg_file()], tmp_path) + extra  # the bad flag comes last and wins
     assert cli_main(argv) == 1
@@ -245,6 +308,7 @@ def test_bad_input_is_one_clear_line(extra, message, tiny_shapes, tiny_cfg_file,
 
 
 # -- the same jobs elsewhere -------------------------------------------------------------------------
+
 
 def _same_jobs(a: Path, b: Path) -> None:
     for (v, s), folder in _job_dirs(a).items():
@@ -263,7 +327,7 @@ def _same_jobs(a: Path, b: Path) -> None:
 def test_jobs_2_gives_the_same_per_job_results(seeded, tmp_path):
     argv, d = seeded
     i = argv.index("--project")
-    assert cli_main(argv[:i + 1] + [str(tmp_path)] + argv[i + 2:] + ["--jobs", "2"]) == 0
+    assert cli_main(argv[: i + 1] + [str(tmp_path)] + argv[i + 2 :] + ["--jobs", "2"]) == 0
     _same_jobs(d, tmp_path / "cmp")
     assert (tmp_path / "cmp" / "train" / VARIANTS[0] / "seed0" / "job.log").is_file()  # ran in a worker process
 
@@ -276,7 +340,7 @@ def test_a_local_ray_instance_gives_the_same_per_job_results(seeded, tmp_path):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        assert cli_main(argv[:i + 1] + [str(tmp_path)] + argv[i + 2:] + ["--ray"]) == 0
+        assert cli_main(argv[: i + 1] + [str(tmp_path)] + argv[i + 2 :] + ["--ray"]) == 0
     finally:
         ray.shutdown()
     _same_jobs(d, tmp_path / "cmp")
@@ -286,8 +350,18 @@ def test_a_failing_job_is_retried_once_then_recorded_and_the_others_go_on(tiny_s
     from modyolo.tools.compare_jobs import read_job, run_jobs
 
     train = dict(epochs=1, imgsz=64, batch_size=4, workers=0, max_batches=1, noplots=True)
-    specs = [{"variant": v, "seed": 0, "cfg": str(tmp_path / f"{v}.yaml"), "data": tiny_shapes, "train": train,
-              "job_dir": str(tmp_path / v / "seed0"), "threads": 1} for v in ("missing-a", "missing-b")]
+    specs = [
+        {
+            "variant": v,
+            "seed": 0,
+            "cfg": str(tmp_path / f"{v}.yaml"),
+            "data": tiny_shapes,
+            "train": train,
+            "job_dir": str(tmp_path / v / "seed0"),
+            "threads": 1,
+        }
+        for v in ("missing-a", "missing-b")
+    ]
     said: list[str] = []
     done = run_jobs(specs, say=said.append)
     assert set(done) == {("missing-a", 0), ("missing-b", 0)}
@@ -298,8 +372,9 @@ def test_a_failing_job_is_retried_once_then_recorded_and_the_others_go_on(tiny_s
     assert sum("retrying once" in s for s in said) == 2 and sum("FAILED after 2 attempts" in s for s in said) == 2
 
 
-def test_a_job_killed_mid_training_resumes_from_last_pt_and_ends_as_an_uninterrupted_one(tiny_shapes, tiny_cfg_file,
-                                                                                        tmp_path):
+def test_a_job_killed_mid_training_resumes_from_last_pt_and_ends_as_an_uninterrupted_one(
+    tiny_shapes, tiny_cfg_file, tmp_path
+):
     from modyolo.engine.callbacks import Callbacks
     from modyolo.engine.config import TrainConfig
     from modyolo.engine.trainer import Trainer
@@ -308,16 +383,31 @@ def test_a_job_killed_mid_training_resumes_from_last_pt_and_ends_as_an_uninterru
     train = dict(epochs=2, imgsz=64, batch_size=4, workers=0, max_batches=1, noplots=True)
 
     def spec(folder: Path) -> dict:
-        return {"variant": "tiny", "seed": 3, "cfg": tiny_cfg_file(), "data": tiny_shapes, "train": train,
-                "job_dir": str(folder), "threads": 1}
+        return {
+            "variant": "tiny",
+            "seed": 3,
+            "cfg": tiny_cfg_file(),
+            "data": tiny_shapes,
+            "train": train,
+            "job_dir": str(folder),
+            "threads": 1,
+        }
 
     killed = tmp_path / "killed" / "seed3"
 
     def die(*_):
         raise KeyboardInterrupt  # the process is stopped right after epoch 0 was saved and logged
 
-    settings = {**train, "seed": 3, "data": tiny_shapes, "cfg": tiny_cfg_file(), "project": str(killed.parent),
-                "name": killed.name, "exist_ok": True, "verbose": False}
+    settings = {
+        **train,
+        "seed": 3,
+        "data": tiny_shapes,
+        "cfg": tiny_cfg_file(),
+        "project": str(killed.parent),
+        "name": killed.name,
+        "exist_ok": True,
+        "verbose": False,
+    }
     trainer = Trainer(TrainConfig.from_dict(settings), Callbacks())
     trainer.callbacks.add("on_fit_epoch_end", die)  # after the default ones (results.csv, last.pt)
     with pytest.raises(KeyboardInterrupt):
@@ -342,8 +432,9 @@ def test_a_reused_run_trained_otherwise_is_flagged_and_the_protocol_splits(tmp_p
     (tmp_path / "hyp.yaml").write_text(yaml.safe_dump({"lr0": 0.02, "mosaic": 1.0}))
     data = {"source": "/d/shapes.yaml"}
     ours = {"epochs": 1, "imgsz": 64, "seed": 0}
-    assert run_flags(run_settings(tmp_path), ours, {"lr0": 0.01, "mosaic": 1.0}, data) == \
-        ["trained with other settings: epochs 50 (here 1), hyp lr0=0.02 (here 0.01)"]
+    assert run_flags(run_settings(tmp_path), ours, {"lr0": 0.01, "mosaic": 1.0}, data) == [
+        "trained with other settings: epochs 50 (here 1), hyp lr0=0.02 (here 0.01)"
+    ]
     assert run_flags(run_settings(tmp_path), {**ours, "epochs": 50}, {"lr0": 0.02, "mosaic": 1.0}, data) == []
     assert "unknown" in run_flags(run_settings(tmp_path / "nothing"), ours, {}, data)[0]
     same, differed = protocol_rows({"epochs": {"a": 30, "b": 30}, "head": {"a": "Detect", "b": "IDetect"}})

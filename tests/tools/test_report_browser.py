@@ -30,16 +30,35 @@ def _results() -> list[VariantResult]:
     px = np.linspace(0, 1, 1000)
     out = []
     for k, (name, quality, ms) in enumerate((("fast", 0.4, 8.0), ("accurate", 0.7, 20.0), ("worse", 0.3, 25.0))):
-        r = VariantResult(name, f"{name}.yaml", params=1_000_000 * (k + 1), gflops=1.5 * (k + 1),
-                          latency_torch=Latency(ms, ms * 0.9, ms * 1.2, 30, "channels_last"),
-                          latency_onnx=Latency(ms / 2, ms / 2, ms / 2, 30, "onnx"), train_seconds=60.0 * (k + 1),
-                          epochs=3, precision=quality, recall=quality, map50=quality + 0.2, map50_95=quality)
-        r.per_class = {n: {"ap50": quality + 0.1 * j, "ap": quality - 0.05 * j, "instances": 10} for j, n in
-                       enumerate(NAMES)}
+        r = VariantResult(
+            name,
+            f"{name}.yaml",
+            params=1_000_000 * (k + 1),
+            gflops=1.5 * (k + 1),
+            latency_torch=Latency(ms, ms * 0.9, ms * 1.2, 30, "channels_last"),
+            latency_onnx=Latency(ms / 2, ms / 2, ms / 2, 30, "onnx"),
+            train_seconds=60.0 * (k + 1),
+            epochs=3,
+            precision=quality,
+            recall=quality,
+            map50=quality + 0.2,
+            map50_95=quality,
+        )
+        r.per_class = {
+            n: {"ap50": quality + 0.1 * j, "ap": quality - 0.05 * j, "instances": 10} for j, n in enumerate(NAMES)
+        }
         r.pr_curve = (px.tolist(), (1 - px * (1 - quality)).tolist())
-        r.history = {"epoch": [0, 1, 2], "mAP50": [0.1, quality, quality + 0.2], "mAP50-95": [0.05, 0.2, quality],
-                     "box_loss": [0.1, 0.08, 0.06], "obj_loss": [0.03, 0.02, 0.02], "cls_loss": [0.04, 0.03, 0.02],
-                     "val_box_loss": [0.09, 0.07, 0.06], "val_obj_loss": [0.02] * 3, "val_cls_loss": [0.03] * 3}
+        r.history = {
+            "epoch": [0, 1, 2],
+            "mAP50": [0.1, quality, quality + 0.2],
+            "mAP50-95": [0.05, 0.2, quality],
+            "box_loss": [0.1, 0.08, 0.06],
+            "obj_loss": [0.03, 0.02, 0.02],
+            "cls_loss": [0.04, 0.03, 0.02],
+            "val_box_loss": [0.09, 0.07, 0.06],
+            "val_obj_loss": [0.02] * 3,
+            "val_cls_loss": [0.03] * 3,
+        }
         r.samples = [np.array([[20, 20, 60, 60, 0.9, 0]], np.float32)]
         out.append(r)
     failed = VariantResult("broken", "broken.yaml")
@@ -54,8 +73,14 @@ def report(tmp_path):
     path = tmp_path / "val_0.jpg"
     cv2.imwrite(str(path), img)
     samples = SampleSet([str(path)], [np.array([[0, 20, 20, 60, 60]], np.float32)])
-    return write_report(_results(), LatencyProtocol(imgsz=320), tmp_path, sample_set=samples, names=NAMES,
-                        train={"epochs": 3, "imgsz": 320})
+    return write_report(
+        _results(),
+        LatencyProtocol(imgsz=320),
+        tmp_path,
+        sample_set=samples,
+        names=NAMES,
+        train={"epochs": 3, "imgsz": 320},
+    )
 
 
 def test_page_content(report):
@@ -108,14 +133,27 @@ def _probe(browser: str, page: Path, width: int, tmp_path: Path) -> dict:
     """Load a probe copy of ``page`` in headless Chromium at ``width`` px and return what PROBE found."""
     copy = tmp_path / "probe.html"
     copy.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
-           "--disable-background-networking", "--disable-component-update", "--hide-scrollbars",
-           f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},1000",
-           "--virtual-time-budget=10000", "--dump-dom", copy.resolve().as_uri()]
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-sync",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--window-size={width},1000",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        copy.resolve().as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     found = re.search(r'<pre id="probe"[^>]*>(.*?)</pre>', proc.stdout, re.S)
-    assert proc.returncode == 0 and found and found.group(1).strip(), \
+    assert proc.returncode == 0 and found and found.group(1).strip(), (
         f"{browser} --dump-dom gave no probe result (exit {proc.returncode}): {proc.stderr[-800:]}"
+    )
     return json.loads(html.unescape(found.group(1)))
 
 
@@ -147,11 +185,12 @@ def test_renders_in_headless_chromium(report, browser, tmp_path):
 
     def crop(r):
         x0, y0 = int(r["x"]) + 1, int(r["y"]) + 1
-        return shot[y0:int(r["y"] + r["h"]) - 1, x0:int(r["x"] + r["w"]) - 1]
+        return shot[y0 : int(r["y"] + r["h"]) - 1, x0 : int(r["x"] + r["w"]) - 1]
 
     assert (crop(table) < 128).any(axis=2).mean() > 0.01  # the table's text and lines were painted
     for i in imgs:
         if i["y"] + i["h"] <= height:
             pixels = crop(i)
-            assert pixels.size and len(np.unique(pixels.reshape(-1, 3) // 32, axis=0)) > 3, \
+            assert pixels.size and len(np.unique(pixels.reshape(-1, 3) // 32, axis=0)) > 3, (
                 f"image {i['alt']!r} was not painted at {i}"
+            )

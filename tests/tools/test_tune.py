@@ -34,8 +34,7 @@ SHIPPED_SPACE = Path(tune_mod.__file__).resolve().parent.parent / "cfg" / "tune"
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> str:
-    return str(make_shapes_dataset(tmp_path_factory.mktemp("shapes"), n_train=8, n_val=4, seed=0,
-                                   img_size=(96, 160)))
+    return str(make_shapes_dataset(tmp_path_factory.mktemp("shapes"), n_train=8, n_val=4, seed=0, img_size=(96, 160)))
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +49,41 @@ def tiny_cfg_path(tmp_path_factory) -> str:
 
 @pytest.fixture
 def base_config(tiny_data, tiny_cfg_path, tmp_path) -> TrainConfig:
-    return TrainConfig(data=tiny_data, cfg=tiny_cfg_path, epochs=1, imgsz=64, batch_size=4, workers=0,
-                       max_batches=2, project=str(tmp_path / "runs"), name="study", verbose=False, seed=0)
+    return TrainConfig(
+        data=tiny_data,
+        cfg=tiny_cfg_path,
+        epochs=1,
+        imgsz=64,
+        batch_size=4,
+        workers=0,
+        max_batches=2,
+        project=str(tmp_path / "runs"),
+        name="study",
+        verbose=False,
+        seed=0,
+    )
 
 
 def tiny_cli_args(data: str, cfg: str, project: Path) -> list[str]:
-    return ["--data", data, "--cfg", cfg, "--epochs", "1", "--img", "64", "--batch-size", "4", "--workers", "0",
-            "--project", str(project), "--quiet", "--device", "cpu"]
+    return [
+        "--data",
+        data,
+        "--cfg",
+        cfg,
+        "--epochs",
+        "1",
+        "--img",
+        "64",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--project",
+        str(project),
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -78,9 +105,15 @@ def test_default_space_is_yolov5s_evolve_bounds_for_every_key():
 
 def test_space_file_overrides_bounds_scale_fixed_and_exclusions(tmp_path):
     path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump({"params": {"lr0": {"low": 1e-4, "high": 0.02}, "momentum": [0.9, 0.95],
-                                               "rho": [0.01, 0.1]},
-                                    "fixed": {"mosaic": 0.5}, "exclude": ["mixup", "copy_paste"]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "params": {"lr0": {"low": 1e-4, "high": 0.02}, "momentum": [0.9, 0.95], "rho": [0.01, 0.1]},
+                "fixed": {"mosaic": 0.5},
+                "exclude": ["mixup", "copy_paste"],
+            }
+        )
+    )
     space = load_space(path)
     assert (space.params["lr0"].low, space.params["lr0"].high, space.params["lr0"].log) == (1e-4, 0.02, True)
     assert (space.params["momentum"].low, space.params["momentum"].high) == (0.9, 0.95)
@@ -94,14 +127,17 @@ def test_space_file_overrides_bounds_scale_fixed_and_exclusions(tmp_path):
     assert "iou_t" not in shipped.params and shipped.params["lr0"].log
 
 
-@pytest.mark.parametrize("text, message", [
-    ("params: {lr_0: [0.001, 0.1]}\n", "did you mean 'lr0'"),
-    ("params: {momentum: [0.9, 0.8]}\n", "must be below high"),
-    ("params: {weight_decay: {low: 0.0, high: 0.001, log: true}}\n", "log-scale range needs low > 0"),
-    ("params: {loss: [0, 1]}\n", "not a numeric hyperparameter"),
-    ("fixed: {scale: 1.5}\n", "scale"),
-    ("parms: {}\n", "did you mean 'params'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("params: {lr_0: [0.001, 0.1]}\n", "did you mean 'lr0'"),
+        ("params: {momentum: [0.9, 0.8]}\n", "must be below high"),
+        ("params: {weight_decay: {low: 0.0, high: 0.001, log: true}}\n", "log-scale range needs low > 0"),
+        ("params: {loss: [0, 1]}\n", "not a numeric hyperparameter"),
+        ("fixed: {scale: 1.5}\n", "scale"),
+        ("parms: {}\n", "did you mean 'params'"),
+    ],
+)
 def test_space_file_errors_name_the_file_key_and_fix(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -113,9 +149,11 @@ def test_space_file_errors_name_the_file_key_and_fix(tmp_path, text, message):
 # -- samplers -------------------------------------------------------------------------------------
 def _quadratic(space):
     """A cheap stand-in objective: the best hyp has lr0 = 0.003 and box = 0.1."""
+
     def objective(trial):
         hyp = space.suggest(trial, Hyp())
-        return -((hyp.lr0 - 0.003) * 100) ** 2 - ((hyp.box - 0.1) * 10) ** 2
+        return -(((hyp.lr0 - 0.003) * 100) ** 2) - ((hyp.box - 0.1) * 10) ** 2
+
     return objective
 
 
@@ -180,8 +218,17 @@ def test_tune_writes_outputs_resumes_without_repeating_and_best_hyp_trains(base_
 
     best = load_hyp(run_dir / "best_hyp.yaml")
     assert isinstance(best, Hyp)
-    code = cli_main(["train", *tiny_cli_args(base_config.data, base_config.cfg, tmp_path / "train"),
-                     "--hyp", str(run_dir / "best_hyp.yaml"), "--noplots", "--name", "from_best"])
+    code = cli_main(
+        [
+            "train",
+            *tiny_cli_args(base_config.data, base_config.cfg, tmp_path / "train"),
+            "--hyp",
+            str(run_dir / "best_hyp.yaml"),
+            "--noplots",
+            "--name",
+            "from_best",
+        ]
+    )
     assert code == 0
     assert load_hyp(tmp_path / "train" / "from_best" / "hyp.yaml") == best
 
@@ -258,13 +305,30 @@ sys.exit(main(sys.argv[3:]))
 
 
 def test_two_processes_on_one_sqlite_storage_split_the_trials(tiny_data, tiny_cfg_path, tmp_path):
-    argv = ["tune", *tiny_cli_args(tiny_data, tiny_cfg_path, tmp_path / "runs"),
-            "--max-batches", "2", "--trials", "4", "--name", "shared", "--sampler", "tpe"]
+    argv = [
+        "tune",
+        *tiny_cli_args(tiny_data, tiny_cfg_path, tmp_path / "runs"),
+        "--max-batches",
+        "2",
+        "--trials",
+        "4",
+        "--name",
+        "shared",
+        "--sampler",
+        "tpe",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     ready = [tmp_path / "ready0", tmp_path / "ready1"]
-    procs = [subprocess.Popen([sys.executable, "-c", LAUNCH_TOGETHER, str(ready[i]), str(ready[1 - i]), *argv],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LAUNCH_TOGETHER, str(ready[i]), str(ready[1 - i]), *argv],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
     done = [set(re.findall(r"^trial (\d+) COMPLETE", out, re.M)) for out in outs]
@@ -278,8 +342,9 @@ def test_two_processes_on_one_sqlite_storage_split_the_trials(tiny_data, tiny_cf
 
 
 def test_train_evolve_flag_runs_the_same_search(tiny_data, tiny_cfg_path, tmp_path):
-    code = cli_main(["train", *tiny_cli_args(tiny_data, tiny_cfg_path, tmp_path / "evo"), "--evolve", "1",
-                     "--name", "e"])
+    code = cli_main(
+        ["train", *tiny_cli_args(tiny_data, tiny_cfg_path, tmp_path / "evo"), "--evolve", "1", "--name", "e"]
+    )
     assert code == 0
     assert read_csv(tmp_path / "evo" / "e" / "trials.csv")[0]["state"] == "COMPLETE"
     # the base hyp: the defaults as --optimizer auto fits them for this short run (engine/recipe_auto.py)

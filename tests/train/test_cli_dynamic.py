@@ -21,8 +21,29 @@ def _tiny_dynamic_yaml(tmp_path) -> str:
 
 def test_train_dynamic_with_default_flags(tiny_data, tmp_path):
     cfg = _tiny_dynamic_yaml(tmp_path)
-    rc = cli_main(["train", "--data", tiny_data, "--cfg", cfg, "--img", "64", "--epochs", "1", "--batch-size", "4",
-                   "--workers", "0", "--project", str(tmp_path / "runs"), "--name", "dyn", "--noplots", "--quiet"])
+    rc = cli_main(
+        [
+            "train",
+            "--data",
+            tiny_data,
+            "--cfg",
+            cfg,
+            "--img",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--project",
+            str(tmp_path / "runs"),
+            "--name",
+            "dyn",
+            "--noplots",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     assert (tmp_path / "runs" / "dyn" / "weights" / "last.pt").is_file()
 
@@ -32,8 +53,15 @@ def test_compare_runs_a_dynamic_variant(tiny_data, tmp_path):
     from modyolo.tools.latency import LatencyProtocol
 
     train = dict(epochs=1, imgsz=64, batch_size=4, workers=0, max_batches=2, noplots=True, seed=0)
-    result = compare([_tiny_dynamic_yaml(tmp_path)], data=tiny_data, train=train, project=tmp_path / "cmp",
-                     protocol=LatencyProtocol(imgsz=64, warmup=1, runs=2, threads=1), samples=1, verbose=False)
+    result = compare(
+        [_tiny_dynamic_yaml(tmp_path)],
+        data=tiny_data,
+        train=train,
+        project=tmp_path / "cmp",
+        protocol=LatencyProtocol(imgsz=64, warmup=1, runs=2, threads=1),
+        samples=1,
+        verbose=False,
+    )
     (row,) = result.results
     assert row.status == "ok", row.error
     assert row.latency_torch.median_ms > 0

@@ -20,10 +20,40 @@ def test_two_process_ddp_trains_and_writes_one_run(tiny_data, tiny_model_cfg, tm
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(tiny_model_cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-           "-m", "modyolo", "train", "--data", tiny_data, "--cfg", str(cfg_path), "--epochs", "2", "--img", "64",
-           "--batch-size", "8", "--workers", "0", "--project", str(tmp_path / "runs"), "--name", "ddp", "--quiet",
-           "--noplots", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "modyolo",
+        "train",
+        "--data",
+        tiny_data,
+        "--cfg",
+        str(cfg_path),
+        "--epochs",
+        "2",
+        "--img",
+        "64",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--project",
+        str(tmp_path / "runs"),
+        "--name",
+        "ddp",
+        "--quiet",
+        "--noplots",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())

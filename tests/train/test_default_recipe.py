@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from modyolo.cli import main
-from modyolo.engine.checkpoint import load_checkpoint
 from modyolo.cli.train import add_arguments, config_from_args
+from modyolo.engine.checkpoint import load_checkpoint
 from modyolo.engine.hyp import load_hyp
 from modyolo.engine.trainer import Trainer
 
@@ -35,9 +35,25 @@ def _model_yaml(tiny_model_cfg, tmp_path):
 
 def test_default_flags_train_with_the_auto_recipe_and_log_it(tiny_data, tiny_model_cfg, tmp_path, caplog):
     project = tmp_path / "runs"
-    argv = ["train", "--data", tiny_data, "--cfg", _model_yaml(tiny_model_cfg, tmp_path), "--epochs", "3",
-            "--img", "64", "--batch-size", "4", "--workers", "0", "--project", str(project), "--noplots",
-            "--quiet"]
+    argv = [
+        "train",
+        "--data",
+        tiny_data,
+        "--cfg",
+        _model_yaml(tiny_model_cfg, tmp_path),
+        "--epochs",
+        "3",
+        "--img",
+        "64",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--project",
+        str(project),
+        "--noplots",
+        "--quiet",
+    ]
     with caplog.at_level(logging.INFO, logger="modyolo"):
         assert main(argv) == 0
     text = caplog.text
@@ -57,9 +73,28 @@ def test_default_flags_train_with_the_auto_recipe_and_log_it(tiny_data, tiny_mod
 def test_yolov5_flags_give_yolov5s_optimizer_schedule_and_warmup(train_kwargs, tiny_model_cfg, tmp_path):
     torch_utils = pytest.importorskip("yolov5.utils.torch_utils")
     batch, epochs = 4, 5
-    cfg = _cli_config(["--data", train_kwargs["data"], "--cfg", _model_yaml(tiny_model_cfg, tmp_path),
-                       "--optimizer", "SGD", "--hyp", "scratch-low", "--epochs", str(epochs), "--img", "64",
-                       "--batch-size", str(batch), "--workers", "0", "--project", str(tmp_path / "runs")])
+    cfg = _cli_config(
+        [
+            "--data",
+            train_kwargs["data"],
+            "--cfg",
+            _model_yaml(tiny_model_cfg, tmp_path),
+            "--optimizer",
+            "SGD",
+            "--hyp",
+            "scratch-low",
+            "--epochs",
+            str(epochs),
+            "--img",
+            "64",
+            "--batch-size",
+            str(batch),
+            "--workers",
+            "0",
+            "--project",
+            str(tmp_path / "runs"),
+        ]
+    )
     trainer = Trainer(cfg)
     assert (trainer.cfg.optimizer, trainer.cfg.nbs, trainer.cfg.close_mosaic) == ("SGD", 64, 0)
     hyp = load_hyp("scratch-low")
@@ -83,8 +118,10 @@ def test_yolov5_flags_give_yolov5s_optimizer_schedule_and_warmup(train_kwargs, t
     nb = len(trainer.train_loader)
     nw = max(round(hyp.warmup_epochs * nb), 100)
     assert trainer.schedule.warmup_iters == nw
+
     def lf(x):
         return (1 - x / epochs) * (1.0 - hyp.lrf) + hyp.lrf
+
     for ni, epoch in ((0, 0), (1, 0), (37, 3), (nw, 4)):
         trainer.schedule.set_epoch(epoch)
         got = trainer.schedule.warmup(ni, epoch)
@@ -101,14 +138,54 @@ def test_yolov5_flags_give_yolov5s_optimizer_schedule_and_warmup(train_kwargs, t
 
 
 def test_explicit_hyp_file_keeps_sgd_under_auto_and_bad_precision_is_an_error(train_kwargs, tmp_path):
-    trainer = Trainer(_cli_config(["--data", train_kwargs["data"], "--cfg", "yolov5n.yaml", "--hyp", "scratch-low",
-                                   "--img", "64", "--epochs", "2", "--batch-size", "4", "--workers", "0",
-                                   "--project", str(tmp_path / "runs")]))
+    trainer = Trainer(
+        _cli_config(
+            [
+                "--data",
+                train_kwargs["data"],
+                "--cfg",
+                "yolov5n.yaml",
+                "--hyp",
+                "scratch-low",
+                "--img",
+                "64",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "4",
+                "--workers",
+                "0",
+                "--project",
+                str(tmp_path / "runs"),
+            ]
+        )
+    )
     assert trainer.cfg.optimizer == "SGD" and trainer.cfg.nbs == 64 and trainer.run.hyp.lr0 == 0.01
     with pytest.raises(ValueError, match="--precision fp16 needs a CUDA device"):
-        Trainer(_cli_config(["--data", train_kwargs["data"], "--cfg", "yolov5n.yaml", "--precision", "fp16",
-                             "--device", "cpu", "--img", "64", "--epochs", "1", "--batch-size", "4",
-                             "--workers", "0", "--project", str(tmp_path / "runs")]))
+        Trainer(
+            _cli_config(
+                [
+                    "--data",
+                    train_kwargs["data"],
+                    "--cfg",
+                    "yolov5n.yaml",
+                    "--precision",
+                    "fp16",
+                    "--device",
+                    "cpu",
+                    "--img",
+                    "64",
+                    "--epochs",
+                    "1",
+                    "--batch-size",
+                    "4",
+                    "--workers",
+                    "0",
+                    "--project",
+                    str(tmp_path / "runs"),
+                ]
+            )
+        )
 
 
 def test_runs_started_by_tune_and_the_demo_resolve_like_train(tiny_data):

@@ -8,7 +8,8 @@ import logging
 import pytest
 import yaml
 
-from modyolo.cli import COMMANDS, build_parser, main as cli_main
+from modyolo.cli import COMMANDS, build_parser
+from modyolo.cli import main as cli_main
 
 AUTOANCHOR = "autoanchor: "
 HYP_DEFAULTS = "keys not given, using defaults"
@@ -20,9 +21,31 @@ def _train(tiny_data, tiny_model_cfg, tmp_path, *extra: str) -> tuple[int, str]:
     hyp = tmp_path / "hyp.yaml"
     hyp.write_text("lr0: 0.01\nmosaic: 1.0\n")  # every other key from the defaults: an INFO line says so
     name = "q" if "--quiet" in extra else "v" if "--verbose" in extra else "default"
-    rc = cli_main(["train", "--data", tiny_data, "--cfg", str(cfg), "--hyp", str(hyp), "--img", "64", "--epochs", "1",
-                   "--batch-size", "4", "--workers", "0", "--project", str(tmp_path / "runs"), "--name", name,
-                   "--noplots", *extra])
+    rc = cli_main(
+        [
+            "train",
+            "--data",
+            tiny_data,
+            "--cfg",
+            str(cfg),
+            "--hyp",
+            str(hyp),
+            "--img",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--project",
+            str(tmp_path / "runs"),
+            "--name",
+            name,
+            "--noplots",
+            *extra,
+        ]
+    )
     return rc, name
 
 
@@ -101,9 +124,32 @@ def test_weight_transfer_and_mosaic_closing_reach_the_terminal(tiny_data, tiny_m
     last = tmp_path / "runs" / name / "weights" / "last.pt"
     capsys.readouterr()
     cfg = tmp_path / "tiny.yaml"
-    rc = cli_main(["train", "--data", tiny_data, "--cfg", str(cfg), "--weights", str(last), "--img", "64",
-                   "--epochs", "1", "--batch-size", "4", "--workers", "0", "--close-mosaic", "1",
-                   "--project", str(tmp_path / "runs"), "--name", "ft", "--noplots"])
+    rc = cli_main(
+        [
+            "train",
+            "--data",
+            tiny_data,
+            "--cfg",
+            str(cfg),
+            "--weights",
+            str(last),
+            "--img",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--close-mosaic",
+            "1",
+            "--project",
+            str(tmp_path / "runs"),
+            "--name",
+            "ft",
+            "--noplots",
+        ]
+    )
     assert rc == 0
     err = capsys.readouterr().err
     assert "transferred " in err and " tensors from " in err

@@ -14,13 +14,23 @@ from modyolo.engine.trainer import NonFiniteLoss, Trainer, train
 def test_train_writes_run_folder_and_plain_checkpoints(train_kwargs):
     result = train(**{**train_kwargs, "epochs": 2, "noplots": False})
     d = result.save_dir
-    for name in ("weights/last.pt", "weights/best.pt", "results.csv", "hyp.yaml", "args.yaml", "results.png",
-                 "labels.png", "train_batch0.jpg"):
+    for name in (
+        "weights/last.pt",
+        "weights/best.pt",
+        "results.csv",
+        "hyp.yaml",
+        "args.yaml",
+        "results.png",
+        "labels.png",
+        "train_batch0.jpg",
+    ):
         assert (d / name).exists(), name
     rows = (d / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch,box_loss,obj_loss,cls_loss,precision")
     ckpt = load_checkpoint(d / "weights/last.pt")  # weights_only=True inside
-    assert ckpt["epoch"] == 1 and ckpt["names"] == ["circle", "square", "triangle", "star", "cross"][:len(ckpt["names"])]
+    assert (
+        ckpt["epoch"] == 1 and ckpt["names"] == ["circle", "square", "triangle", "star", "cross"][: len(ckpt["names"])]
+    )
     assert ckpt["model_yaml"]["width_multiple"] == 0.125
     assert all(math.isfinite(v) for v in result.history[-1].values())
     assert result.epochs_completed == 2
@@ -81,8 +91,16 @@ def test_freeze_schedule_unfreezes_and_rebuilds_the_optimizer(train_kwargs):
     assert not torch.equal(trainer.model.state_dict()[frozen_key], start), "unfrozen layer never trained"
 
 
-@pytest.mark.parametrize("option", [{"sam": True}, {"loss": "vfl"}, {"optimizer": "AdamW"}, {"bf16": True},
-                                    {"multi_scale": True, "cos_lr": True, "rect": True}])
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"sam": True},
+        {"loss": "vfl"},
+        {"optimizer": "AdamW"},
+        {"bf16": True},
+        {"multi_scale": True, "cos_lr": True, "rect": True},
+    ],
+)
 def test_training_options_run_and_change_weights(train_kwargs, option):
     trainer = Trainer(TrainConfig.from_dict({**train_kwargs, **option}))
     start = {k: v.clone() for k, v in trainer.model.state_dict().items() if v.is_floating_point()}
@@ -121,8 +139,10 @@ def test_recipe_runs_stages_from_the_previous_best(train_kwargs, tmp_path):
     from modyolo.engine.recipe import run_recipe
 
     recipe = tmp_path / "stages.yaml"
-    recipe.write_text("stages:\n  - {name: frozen, epochs: 1, freeze: '0-9', fraction: 0.5}\n"
-                      "  - {name: all, epochs: 1, freeze: '', lr_scale: 0.1}\n")
+    recipe.write_text(
+        "stages:\n  - {name: frozen, epochs: 1, freeze: '0-9', fraction: 0.5}\n"
+        "  - {name: all, epochs: 1, freeze: '', lr_scale: 0.1}\n"
+    )
     results = run_recipe(recipe, TrainConfig.from_dict(train_kwargs))
     assert [r.save_dir.name for r in results] == ["frozen", "all"]
     args = (results[1].save_dir / "args.yaml").read_text()

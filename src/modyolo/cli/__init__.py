@@ -64,8 +64,10 @@ def _configure_threads() -> None:
         torch.set_num_threads(int(threads))
 
 
-LOG_FLAGS = {"--quiet": "warnings and errors only on the terminal (the run's log.txt keeps everything)",
-             "--verbose": "debug messages on the terminal too"}
+LOG_FLAGS = {
+    "--quiet": "warnings and errors only on the terminal (the run's log.txt keeps everything)",
+    "--verbose": "debug messages on the terminal too",
+}
 
 
 def _add_log_flags(verb_parser: argparse.ArgumentParser) -> None:
@@ -79,8 +81,13 @@ def _add_log_flags(verb_parser: argparse.ArgumentParser) -> None:
 def _add_limit_flags(verb_parser: argparse.ArgumentParser) -> None:
     """``--max-pixels`` on every verb: the per-image pixel limit (``MODYOLO_MAX_PIXELS``, see data/images.py)."""
     if "--max-pixels" not in verb_parser._option_string_actions:
-        verb_parser.add_argument("--max-pixels", dest="limit_max_pixels", type=float, default=None,
-                                 help="refuse images over N pixels, per file, before decoding (default 1e8)")
+        verb_parser.add_argument(
+            "--max-pixels",
+            dest="limit_max_pixels",
+            type=float,
+            default=None,
+            help="refuse images over N pixels, per file, before decoding (default 1e8)",
+        )
 
 
 def _apply_limit_flags(args: argparse.Namespace, verb_parser: argparse.ArgumentParser) -> None:
@@ -89,8 +96,11 @@ def _apply_limit_flags(args: argparse.Namespace, verb_parser: argparse.ArgumentP
     if value is None:
         return
     if not value >= 1:  # also refuses nan
-        verb_parser.exit(2, f"{verb_parser.prog}: error: argument --max-pixels: {value:g} is out of range; "
-                            "allowed: >= 1 (pixels per image)\n")
+        verb_parser.exit(
+            2,
+            f"{verb_parser.prog}: error: argument --max-pixels: {value:g} is out of range; "
+            "allowed: >= 1 (pixels per image)\n",
+        )
     os.environ["MODYOLO_MAX_PIXELS"] = str(int(value))
 
 

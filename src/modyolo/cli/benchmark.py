@@ -21,15 +21,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fraction", type=float, default=1.0, help="share of train images calibrating INT8")
     parser.add_argument("--workers", type=int, default=0, help="data loader workers")
     parser.add_argument("--out-dir", default=None, help="keep the exported files here (default: a temp folder)")
-    parser.add_argument("--max-drop", type=float, default=1.0,
-                        help="mAP50-95 points a format may lose and still be recommended (default 1.0)")
+    parser.add_argument(
+        "--max-drop",
+        type=float,
+        default=1.0,
+        help="mAP50-95 points a format may lose and still be recommended (default 1.0)",
+    )
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
 
 
 def run(args: argparse.Namespace) -> int:
-    rows, protocol = benchmark(args.weights, data=args.data, imgsz=args.imgsz, formats=args.formats, runs=args.runs,
-                     warmup=args.warmup, threads=args.threads, fraction=args.fraction, workers=args.workers,
-                     out_dir=args.out_dir)
+    rows, protocol = benchmark(
+        args.weights,
+        data=args.data,
+        imgsz=args.imgsz,
+        formats=args.formats,
+        runs=args.runs,
+        warmup=args.warmup,
+        threads=args.threads,
+        fraction=args.fraction,
+        workers=args.workers,
+        out_dir=args.out_dir,
+    )
     print(protocol)
     print(format_table(rows))
     best = fastest_valid(rows, args.max_drop)

@@ -103,8 +103,14 @@ def _flag(parser: argparse.ArgumentParser, dest: str) -> str:
 def _round_img(value: int, flag: str, verb: str) -> int:
     rounded = math.ceil(value / STRIDE) * STRIDE
     if rounded != value:
-        LOGGER.warning("%s %s %d rounded up to %d (a multiple of the largest stride, %d); every verb rounds "
-                       "the same way", verb, flag, value, rounded, STRIDE)
+        LOGGER.warning(
+            "%s %s %d rounded up to %d (a multiple of the largest stride, %d); every verb rounds the same way",
+            verb,
+            flag,
+            value,
+            rounded,
+            STRIDE,
+        )
     return rounded
 
 
@@ -125,8 +131,11 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser, verb: 
                 continue  # train --batch-size -1: automatic batch size, as in yolov5
             if not rule.ok(v):
                 # one line (argparse's error() would print the whole usage block of a verb first)
-                parser.exit(2, f"{parser.prog}: error: argument {_flag(parser, dest)}: {v:g} is out of range; "
-                               f"allowed: {rule.describe()}\n")
+                parser.exit(
+                    2,
+                    f"{parser.prog}: error: argument {_flag(parser, dest)}: {v:g} is out of range; "
+                    f"allowed: {rule.describe()}\n",
+                )
         if dest in ("imgsz", "img") and value is not None:
             flag = _flag(parser, dest)
             if isinstance(value, list):

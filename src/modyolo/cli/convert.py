@@ -21,9 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="coco2yolo: COCO annotation JSON")
     parser.add_argument("--images", help="coco2yolo: folder the COCO file_name entries are relative to")
     parser.add_argument("--data", help="yolo2coco: data YAML (or 'shapes') or a folder of images")
-    parser.add_argument("--split", default=None,
-                        help="coco2yolo: split to write (default train); voc2yolo: put every image in this split "
-                        "(required without ImageSets/Main lists); yolo2coco: split to read (default val)")
+    parser.add_argument(
+        "--split",
+        default=None,
+        help="coco2yolo: split to write (default train); voc2yolo: put every image in this split "
+        "(required without ImageSets/Main lists); yolo2coco: split to read (default val)",
+    )
     parser.add_argument("--out", required=True, help="output folder (voc2yolo, coco2yolo) or JSON file (yolo2coco)")
     parser.add_argument("--names", default=None, help="comma-separated class list (voc2yolo; yolo2coco on a folder)")
     parser.add_argument("--keep-difficult", action="store_true", help="voc2yolo: keep objects flagged difficult")
@@ -61,5 +64,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(gt), encoding="utf-8")
-        print(f"wrote {out}: {len(gt['images'])} images, {len(gt['annotations'])} boxes, {len(gt['categories'])} classes")
+        print(
+            f"wrote {out}: {len(gt['images'])} images, {len(gt['annotations'])} boxes, {len(gt['categories'])} classes"
+        )
     return 0

@@ -26,17 +26,24 @@ import numpy as np
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("verify", "show"))
     parser.add_argument("--data", required=True, help="data YAML, or 'shapes' for the demo dataset")
-    parser.add_argument("--split", default=None, choices=("train", "val", "test"),
-                        help="verify: one split (default: every split in the data YAML); show: default train")
-    parser.add_argument("--hyp", default=None, help="show: hyp YAML or shipped name (scratch-low, ...) with yolov5 augmentation keys")
+    parser.add_argument(
+        "--split",
+        default=None,
+        choices=("train", "val", "test"),
+        help="verify: one split (default: every split in the data YAML); show: default train",
+    )
+    parser.add_argument(
+        "--hyp", default=None, help="show: hyp YAML or shipped name (scratch-low, ...) with yolov5 augmentation keys"
+    )
     parser.add_argument("--img", type=int, default=640, help="show: image size")
     parser.add_argument("--n", type=int, default=16, help="show: number of samples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-augment", action="store_true", help="show: letterboxed samples, no augmentation")
     parser.add_argument("--out", default="samples.png", help="show: output PNG")
     parser.add_argument("--no-cache", action="store_true", help="verify: ignore and rewrite the label cache")
-    parser.add_argument("--strict", action="store_true",
-                        help="verify: also exit 1 when labels were fixed or images lack a label file")
+    parser.add_argument(
+        "--strict", action="store_true", help="verify: also exit 1 when labels were fixed or images lack a label file"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,8 +59,11 @@ def run(args: argparse.Namespace) -> int:
         level = data_logger.level
         data_logger.setLevel(logging.ERROR)  # the report is printed below instead
         try:
-            results = [_verify(split, getattr(cfg, split), cfg.nc, not args.no_cache, args.strict)
-                       for split in splits if getattr(cfg, split)]
+            results = [
+                _verify(split, getattr(cfg, split), cfg.nc, not args.no_cache, args.strict)
+                for split in splits
+                if getattr(cfg, split)
+            ]
         finally:
             data_logger.setLevel(level)  # in-process callers (tests, api) keep their logging
         return 1 if any(results) else 0
@@ -101,8 +111,9 @@ def load_hyp(path: str | None) -> dict:
 def _show(args: argparse.Namespace, sources, names: list[str]) -> int:
     from modyolo.data.dataset import DetectionDataset
 
-    ds = DetectionDataset(sources, img_size=args.img, augment=not args.no_augment, hyp=load_hyp(args.hyp),
-                          seed=args.seed, names=names)
+    ds = DetectionDataset(
+        sources, img_size=args.img, augment=not args.no_augment, hyp=load_hyp(args.hyp), seed=args.seed, names=names
+    )
     idx = np.random.default_rng(args.seed).choice(len(ds), size=min(args.n, len(ds)), replace=False)
     grid = draw_grid([ds[int(i)] for i in idx], names)
     import cv2
@@ -135,5 +146,5 @@ def draw_grid(samples, names: list[str], tile: int = 320) -> np.ndarray:
             label = names[int(c)] if int(c) < len(names) else str(int(c))
             cv2.putText(im, label, (x1 + 2, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
         y0, x0 = (k // cols) * tile, (k % cols) * tile
-        grid[y0:y0 + im.shape[0], x0:x0 + im.shape[1]] = im
+        grid[y0 : y0 + im.shape[0], x0 : x0 + im.shape[1]] = im
     return grid

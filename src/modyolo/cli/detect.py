@@ -23,13 +23,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True, help="checkpoint .pt, model .yaml, or exported .onnx/.torchscript")
     p.add_argument("--cfg", default=None, help="model YAML, only for a bare state_dict in --weights")
     p.add_argument("--source", required=True, help="image, folder, glob, .txt list of paths, or video file")
-    p.add_argument("--img", "--imgsz", "--img-size", dest="imgsz", type=int, default=640, help="inference size (pixels)")
+    p.add_argument(
+        "--img", "--imgsz", "--img-size", dest="imgsz", type=int, default=640, help="inference size (pixels)"
+    )
     p.add_argument("--conf-thres", type=float, default=0.25)
     p.add_argument("--iou-thres", type=float, default=0.45)
     p.add_argument("--max-det", type=int, default=1000)
     p.add_argument("--device", default="cpu", help="cpu, 0, cuda:1, '' (auto)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                   help=".pt models: auto = bf16 + channels_last on CPUs with native bf16, else fp32")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help=".pt models: auto = bf16 + channels_last on CPUs with native bf16, else fp32",
+    )
     p.add_argument("--classes", type=int, nargs="+", help="keep only these class ids, e.g. --classes 0 2")
     p.add_argument("--agnostic-nms", action="store_true", help="suppress across classes")
     p.add_argument("--augment", action="store_true", help="test-time augmentation (flip + 2 scales)")
@@ -64,8 +70,10 @@ class VideoSink:
             h, w = frame.shape[:2]
             self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
             if not self.writer.isOpened():
-                raise OSError(f"cannot open a {self.fourcc} video writer for {self.path}; use --nosave or "
-                              "convert the source to images")
+                raise OSError(
+                    f"cannot open a {self.fourcc} video writer for {self.path}; use --nosave or "
+                    "convert the source to images"
+                )
         self.writer.write(frame)
 
     def close(self) -> None:
@@ -118,10 +126,20 @@ def run(args: argparse.Namespace) -> int:
                 n_bad += 1
                 LOGGER.warning("%s: skipped, %s", frame.describe(), frame.error)
                 continue
-            det, speed = predict_image(model, frame.image, imgsz=imgsz, stride=meta["stride"], device=device,
-                                       conf=args.conf_thres, iou=args.iou_thres, classes=args.classes,
-                                       agnostic=args.agnostic_nms, max_det=args.max_det,
-                                       auto=meta["dynamic"], augment=args.augment)
+            det, speed = predict_image(
+                model,
+                frame.image,
+                imgsz=imgsz,
+                stride=meta["stride"],
+                device=device,
+                conf=args.conf_thres,
+                iou=args.iou_thres,
+                classes=args.classes,
+                agnostic=args.agnostic_nms,
+                max_det=args.max_det,
+                auto=meta["dynamic"],
+                augment=args.augment,
+            )
             result = Result.from_detections(det, frame.path, frame.image, frame.image.shape[:2], names, speed)
             totals += (speed["preprocess"], speed["inference"], speed["nms"])
             n_done += 1
@@ -149,8 +167,10 @@ def run(args: argparse.Namespace) -> int:
             sink.close()
     if n_done:
         t = tuple(totals / n_done)
-        print(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms NMS per image "
-              f"(--img {imgsz if isinstance(imgsz, int) else 'x'.join(map(str, imgsz))})")
+        print(
+            f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms NMS per image "
+            f"(--img {imgsz if isinstance(imgsz, int) else 'x'.join(map(str, imgsz))})"
+        )
     if n_bad:
         LOGGER.warning("%d input(s) could not be read and were skipped (listed above)", n_bad)
     saved = []

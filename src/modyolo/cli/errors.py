@@ -27,9 +27,12 @@ _FIX_BY_ERRNO = {
 
 _CORRUPT_MODEL_MARKERS = (
     "PytorchStreamReader",  # torch.jit.load / torch.load of a truncated or non-zip archive
-    "InvalidProtobuf", "INVALID_PROTOBUF", "Protobuf parsing failed",  # onnxruntime
+    "InvalidProtobuf",
+    "INVALID_PROTOBUF",
+    "Protobuf parsing failed",  # onnxruntime
     "Error parsing message",  # protobuf DecodeError text
-    "failed to load model", "Load model from",
+    "failed to load model",
+    "Load model from",
 )
 
 
@@ -58,8 +61,10 @@ def user_message(e: BaseException, model_path: object = None) -> str | None:
         return f"{where}not a valid ONNX model ({cls.__name__}: {e}); re-export it with 'modyolo export'"
     if isinstance(e, RuntimeError) and any(m in str(e) for m in _CORRUPT_MODEL_MARKERS):
         first = str(e).strip().splitlines()[0] if str(e).strip() else cls.__name__
-        return (f"not a readable model file ({first}); the file is truncated or of another format: "
-                "re-export or re-download it")
+        return (
+            f"not a readable model file ({first}); the file is truncated or of another format: "
+            "re-export or re-download it"
+        )
     if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
         return e.args[0]  # str(KeyError) would quote the message
     if isinstance(e, (ValueError, KeyError)):

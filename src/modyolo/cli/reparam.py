@@ -38,13 +38,22 @@ def run(args: argparse.Namespace) -> int:
     err = float((ref - out).abs().max())
     scale = float(ref.abs().max().clamp(min=1.0))
     if err > 1e-4 * scale:
-        raise RuntimeError(f"{args.weights}: the deploy layout's outputs differ by {err:.3g} (scale {scale:.3g}); "
-                           "not written")
+        raise RuntimeError(
+            f"{args.weights}: the deploy layout's outputs differ by {err:.3g} (scale {scale:.3g}); not written"
+        )
     out_path = Path(args.out) if args.out else Path(args.weights).with_name(Path(args.weights).stem + "_deploy.pt")
-    save_checkpoint(out_path, model=deploy, epoch=-1, names=deploy.names, model_yaml=deploy.yaml,
-                    extra={"reparam_from": str(args.weights)})
+    save_checkpoint(
+        out_path,
+        model=deploy,
+        epoch=-1,
+        names=deploy.names,
+        model_yaml=deploy.yaml,
+        extra={"reparam_from": str(args.weights)},
+    )
     n0 = sum(p.numel() for p in model.parameters())
     n1 = sum(p.numel() for p in deploy.parameters())
-    print(f"{out_path}: deploy layout ({type(model.head).__name__} -> Detect), parameters {n0:,} -> {n1:,}, "
-          f"max output difference {err:.2g} px")
+    print(
+        f"{out_path}: deploy layout ({type(model.head).__name__} -> Detect), parameters {n0:,} -> {n1:,}, "
+        f"max output difference {err:.2g} px"
+    )
     return 0

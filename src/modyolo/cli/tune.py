@@ -21,8 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TuneOptions()
     g = parser.add_argument_group("search")
     g.add_argument("--trials", type=int, default=d.trials, help="finished trials wanted in the study")
-    g.add_argument("--storage", default=d.storage,
-                   help="SQLAlchemy URL of the study ('' = sqlite:///<project>/<name>/study.db)")
+    g.add_argument(
+        "--storage", default=d.storage, help="SQLAlchemy URL of the study ('' = sqlite:///<project>/<name>/study.db)"
+    )
     g.add_argument("--study", default=d.study, help="study name ('' = --name); rerun to continue it")
     g.add_argument("--sampler", choices=SAMPLERS, default=d.sampler, help="evolve = yolov5's mutation loop")
     g.add_argument("--pruner", choices=PRUNERS, default=d.pruner)
@@ -34,8 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for flag, fix in (("resume", "rerun the same tune command to continue the study"),
-                      ("recipe", "tune one stage at a time with --hyp"), ("evolve", "use --trials")):
+    for flag, fix in (
+        ("resume", "rerun the same tune command to continue the study"),
+        ("recipe", "tune one stage at a time with --hyp"),
+        ("evolve", "use --trials"),
+    ):
         if getattr(args, flag, None):
             raise ValueError(f"modyolo tune: --{flag} is a train option; {fix}")
     options = TuneOptions(**{k: getattr(args, k) for k in TuneOptions.__dataclass_fields__})

@@ -18,13 +18,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True, help="checkpoint .pt, model .yaml, or exported .onnx/.torchscript")
     p.add_argument("--cfg", default=None, help="model YAML, only for a bare state_dict in --weights")
     p.add_argument("--data", default="shapes", help="data YAML, or 'shapes' for the demo dataset")
-    p.add_argument("--img", "--imgsz", "--img-size", dest="imgsz", type=int, default=640, help="inference size (pixels)")
+    p.add_argument(
+        "--img", "--imgsz", "--img-size", dest="imgsz", type=int, default=640, help="inference size (pixels)"
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--conf-thres", type=float, default=0.001)
     p.add_argument("--iou-thres", type=float, default=0.6)
     p.add_argument("--max-det", type=int, default=300)
-    p.add_argument("--task", default="val", choices=("val", "test", "speed"),
-                   help="val/test: that split; speed: timing at conf 0.25, iou 0.45, no json or plots")
+    p.add_argument(
+        "--task",
+        default="val",
+        choices=("val", "test", "speed"),
+        help="val/test: that split; speed: timing at conf 0.25, iou 0.45, no json or plots",
+    )
     p.add_argument("--device", default="cpu", help="cpu, 0, cuda:1, '' (auto)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--single-cls", action="store_true", help="treat every class as one")
@@ -37,21 +43,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project", default="runs/val")
     p.add_argument("--name", default="exp")
     p.add_argument("--exist-ok", action="store_true", help="reuse project/name instead of incrementing")
-    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True, help="save plots (--no-plots to skip)")
+    p.add_argument(
+        "--plots", action=argparse.BooleanOptionalAction, default=True, help="save plots (--no-plots to skip)"
+    )
     p.add_argument("--no-diagnose", dest="diagnose", action="store_false", help="skip the zero-metric diagnosis")
-    p.add_argument("--rect", action=argparse.BooleanOptionalAction, default=None,
-                   help="rectangular batches (default for .pt and dynamic exports; their shapes depend on "
-                   "--batch-size). --no-rect letterboxes every image to a square --img, as a fixed-shape export "
-                   "is validated: the way to compare a .pt with its .onnx number for number")
+    p.add_argument(
+        "--rect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rectangular batches (default for .pt and dynamic exports; their shapes depend on "
+        "--batch-size). --no-rect letterboxes every image to a square --img, as a fixed-shape export "
+        "is validated: the way to compare a .pt with its .onnx number for number",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from modyolo.inference.predictor import load_model_for_cli
 
     model, names, meta = load_model_for_cli(args.weights, device=args.device, cfg=args.cfg)
-    kwargs = {k: getattr(args, k) for k in (
-        "data", "imgsz", "batch_size", "conf_thres", "iou_thres", "max_det", "task", "device", "workers",
-        "single_cls", "augment", "verbose", "save_txt", "save_conf", "save_json", "coco_eval", "project", "name",
-        "exist_ok", "plots", "diagnose", "cfg", "rect")}
+    kwargs = {
+        k: getattr(args, k)
+        for k in (
+            "data",
+            "imgsz",
+            "batch_size",
+            "conf_thres",
+            "iou_thres",
+            "max_det",
+            "task",
+            "device",
+            "workers",
+            "single_cls",
+            "augment",
+            "verbose",
+            "save_txt",
+            "save_conf",
+            "save_json",
+            "coco_eval",
+            "project",
+            "name",
+            "exist_ok",
+            "plots",
+            "diagnose",
+            "cfg",
+            "rect",
+        )
+    }
     validate_model(model, names, meta, **kwargs)
     return 0

@@ -13,18 +13,43 @@ the part of yolov5's ``2s x 2s`` canvas that its warp reads (same pixels, less m
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
 
 PAD_VALUE = 114
-AUG_KEYS = ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective",
-            "flipud", "fliplr", "mosaic", "mixup", "copy_paste")
+AUG_KEYS = (
+    "hsv_h",
+    "hsv_s",
+    "hsv_v",
+    "degrees",
+    "translate",
+    "scale",
+    "shear",
+    "perspective",
+    "flipud",
+    "fliplr",
+    "mosaic",
+    "mixup",
+    "copy_paste",
+)
 # yolov5's hyp.scratch-low.yaml values for the augmentation keys
-DEFAULT_AUG = {"hsv_h": 0.015, "hsv_s": 0.7, "hsv_v": 0.4, "degrees": 0.0, "translate": 0.1,
-               "scale": 0.5, "shear": 0.0, "perspective": 0.0, "flipud": 0.0, "fliplr": 0.5,
-               "mosaic": 1.0, "mixup": 0.0, "copy_paste": 0.0}
+DEFAULT_AUG = {
+    "hsv_h": 0.015,
+    "hsv_s": 0.7,
+    "hsv_v": 0.4,
+    "degrees": 0.0,
+    "translate": 0.1,
+    "scale": 0.5,
+    "shear": 0.0,
+    "perspective": 0.0,
+    "flipud": 0.0,
+    "fliplr": 0.5,
+    "mosaic": 1.0,
+    "mixup": 0.0,
+    "copy_paste": 0.0,
+}
 
 
 def aug_params(hyp: Mapping[str, float] | None) -> dict[str, float]:
@@ -35,9 +60,15 @@ def aug_params(hyp: Mapping[str, float] | None) -> dict[str, float]:
     return out
 
 
-def letterbox(img: np.ndarray, new_shape: int | Sequence[int] = 640, auto: bool = False,
-              scale_fill: bool = False, scaleup: bool = True, stride: int = 32,
-              color: int = PAD_VALUE) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
+def letterbox(
+    img: np.ndarray,
+    new_shape: int | Sequence[int] = 640,
+    auto: bool = False,
+    scale_fill: bool = False,
+    scaleup: bool = True,
+    stride: int = 32,
+    color: int = PAD_VALUE,
+) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
     """Resize keeping aspect ratio and pad to ``new_shape`` (h, w).
 
     ``auto``: pad only to the next multiple of ``stride`` (minimum rectangle); ``scale_fill``:
@@ -83,8 +114,9 @@ def augment_hsv(img: np.ndarray, hgain: float, sgain: float, vgain: float, rng: 
     cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR, dst=img)
 
 
-def random_affine_matrix(rng: np.random.Generator, in_wh: tuple[int, int], out_wh: tuple[int, int],
-                         p: Mapping[str, float]) -> tuple[np.ndarray, float]:
+def random_affine_matrix(
+    rng: np.random.Generator, in_wh: tuple[int, int], out_wh: tuple[int, int], p: Mapping[str, float]
+) -> tuple[np.ndarray, float]:
     """yolov5's random perspective: centre, perspective, rotate+scale, shear, translate.
 
     ``in_wh`` is the (w, h) of the image the matrix reads, ``out_wh`` the output size.
@@ -124,8 +156,14 @@ def warp_boxes(boxes: np.ndarray, M: np.ndarray, out_wh: tuple[int, int]) -> np.
     return new.astype(np.float32)
 
 
-def box_candidates(box1: np.ndarray, box2: np.ndarray, wh_thr: float = 2, ar_thr: float = 100,
-                   area_thr: float = 0.1, eps: float = 1e-16) -> np.ndarray:
+def box_candidates(
+    box1: np.ndarray,
+    box2: np.ndarray,
+    wh_thr: float = 2,
+    ar_thr: float = 100,
+    area_thr: float = 0.1,
+    eps: float = 1e-16,
+) -> np.ndarray:
     """Keep boxes (``[n, 4]`` xyxy before/after augmentation) still > wh_thr px, > area_thr of
     their scaled original area and with aspect ratio < ar_thr: as yolov5's candidates."""
     w1, h1 = box1[:, 2] - box1[:, 0], box1[:, 3] - box1[:, 1]
@@ -151,13 +189,14 @@ def _warp(src: np.ndarray, M: np.ndarray, dsize: tuple[int, int], perspective: b
     return cv2.warpAffine(src, M[:2], dsize, borderValue=(PAD_VALUE,) * 3)
 
 
-def random_perspective(img: np.ndarray, labels: np.ndarray, p: Mapping[str, float],
-                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def random_perspective(
+    img: np.ndarray, labels: np.ndarray, p: Mapping[str, float], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """One random perspective/affine warp of an image (same size out); boxes transformed and
     filtered by ``box_candidates``."""
     h, w = img.shape[:2]
     M, s = random_affine_matrix(rng, (w, h), (w, h), p)
-    if (M != np.eye(3)).any():
+    if (np.eye(3) != M).any():
         img = _warp(img, M, (w, h), bool(p["perspective"]))
     return img, _apply_boxes(labels, M, s, (w, h))
 
@@ -187,8 +226,9 @@ def mosaic_layout(sizes: Sequence[tuple[int, int]], s: int, rng: np.random.Gener
     return out
 
 
-def mosaic4(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], s: int, p: Mapping[str, float],
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def mosaic4(
+    images: Sequence[np.ndarray], labels: Sequence[np.ndarray], s: int, p: Mapping[str, float], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """4-image mosaic followed by one random perspective warp, output ``s x s``.
 
     ``labels[i]: [n, 5]`` cls, cx, cy, w, h normalised to ``images[i]``. Returns (image, labels
@@ -206,13 +246,21 @@ def mosaic4(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], s: int, 
         # the part of this tile inside the region, in canvas then in image coordinates
         cx1, cy1, cx2, cy2 = max(x1a, rx1), max(y1a, ry1), min(x2a, rx2), min(y2a, ry2)
         if cx2 > cx1 and cy2 > cy1:
-            canvas[cy1 - ry1:cy2 - ry1, cx1 - rx1:cx2 - rx1] = \
-                im[y1b + cy1 - y1a:y1b + cy2 - y1a, x1b + cx1 - x1a:x1b + cx2 - x1a]
+            canvas[cy1 - ry1 : cy2 - ry1, cx1 - rx1 : cx2 - rx1] = im[
+                y1b + cy1 - y1a : y1b + cy2 - y1a, x1b + cx1 - x1a : x1b + cx2 - x1a
+            ]
         if len(lb):
             b = lb.copy()
             padw, padh = x1a - x1b, y1a - y1b
-            b[:, 1:] = np.stack([w * (lb[:, 1] - lb[:, 3] / 2) + padw, h * (lb[:, 2] - lb[:, 4] / 2) + padh,
-                                 w * (lb[:, 1] + lb[:, 3] / 2) + padw, h * (lb[:, 2] + lb[:, 4] / 2) + padh], 1)
+            b[:, 1:] = np.stack(
+                [
+                    w * (lb[:, 1] - lb[:, 3] / 2) + padw,
+                    h * (lb[:, 2] - lb[:, 4] / 2) + padh,
+                    w * (lb[:, 1] + lb[:, 3] / 2) + padw,
+                    h * (lb[:, 2] + lb[:, 4] / 2) + padh,
+                ],
+                1,
+            )
             all_labels.append(b)
     lab = np.concatenate(all_labels, 0) if all_labels else np.zeros((0, 5), np.float32)
     lab[:, 1:] = lab[:, 1:].clip(0, 2 * s)  # boxes are cut where the canvas ends
@@ -233,16 +281,24 @@ def _source_region(M: np.ndarray, s: int, canvas: int) -> tuple[int, int, int, i
     return x1, y1, x2, y2
 
 
-def mixup(img: np.ndarray, labels: np.ndarray, img2: np.ndarray, labels2: np.ndarray,
-          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def mixup(
+    img: np.ndarray, labels: np.ndarray, img2: np.ndarray, labels2: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Blend two same-size images with ratio ~ Beta(32, 32) (about 0.5) and keep both label sets."""
     r = rng.beta(32.0, 32.0)
     out = cv2.addWeighted(img, r, img2, 1 - r, 0)
     return out, np.concatenate((labels, labels2), 0)
 
 
-def copy_paste_boxes(img: np.ndarray, labels: np.ndarray, donor: np.ndarray, donor_labels: np.ndarray,
-                     p: float, rng: np.random.Generator, cover_thr: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+def copy_paste_boxes(
+    img: np.ndarray,
+    labels: np.ndarray,
+    donor: np.ndarray,
+    donor_labels: np.ndarray,
+    p: float,
+    rng: np.random.Generator,
+    cover_thr: float = 0.7,
+) -> tuple[np.ndarray, np.ndarray]:
     """Paste rectangular crops of ``round(p * n)`` of the donor's boxes at random places in ``img``.
 
     Works with box-only labels (no segments): each crop is pasted whole, so it carries some
@@ -263,7 +319,7 @@ def copy_paste_boxes(img: np.ndarray, labels: np.ndarray, donor: np.ndarray, don
         if bw < 3 or bh < 3 or bw > W or bh > H:
             continue
         px, py = int(rng.integers(0, W - bw + 1)), int(rng.integers(0, H - bh + 1))
-        img[py:py + bh, px:px + bw] = donor[y1:y2, x1:x2]
+        img[py : py + bh, px : px + bw] = donor[y1:y2, x1:x2]
         box = np.array([px, py, px + bw, py + bh], np.float32)
         if len(labels):  # drop earlier boxes that the paste hides
             iw = (np.minimum(labels[:, 3], box[2]) - np.maximum(labels[:, 1], box[0])).clip(0)
@@ -274,8 +330,9 @@ def copy_paste_boxes(img: np.ndarray, labels: np.ndarray, donor: np.ndarray, don
     return img, labels
 
 
-def random_flip(img: np.ndarray, labels_xywhn: np.ndarray, flipud: float, fliplr: float,
-                rng: np.random.Generator) -> np.ndarray:
+def random_flip(
+    img: np.ndarray, labels_xywhn: np.ndarray, flipud: float, fliplr: float, rng: np.random.Generator
+) -> np.ndarray:
     """Flip up-down / left-right with the given probabilities; ``labels_xywhn [n, 5]`` rows
     cls, cx, cy, w, h normalised.
 

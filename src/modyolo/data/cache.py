@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -69,7 +69,7 @@ class PackedImages:
         return int(self.buffer.nbytes + self.offsets.nbytes + self.shapes.nbytes)
 
     def view(self, i: int) -> np.ndarray:
-        return self.buffer[self.offsets[i]:self.offsets[i + 1]]
+        return self.buffer[self.offsets[i] : self.offsets[i + 1]]
 
 
 class ImageCache:
@@ -95,7 +95,7 @@ class RamCache(ImageCache):
             img = load(i)
             if img.shape[:2] != tuple(shapes_hw[i]):
                 raise RuntimeError(f"image {i} decoded to {img.shape[:2]}, expected {shapes_hw[i]}")
-            buf[offsets[i]:offsets[i + 1]] = img.reshape(-1)
+            buf[offsets[i] : offsets[i + 1]] = img.reshape(-1)
         self.packed = PackedImages(buf, offsets, np.asarray(shapes_hw, np.int32))
         self.nbytes = self.packed.nbytes
 
@@ -109,8 +109,9 @@ class RamCache(ImageCache):
 class EncodedCache(ImageCache):
     """Resized images as compressed bytes (JPEG q95 or PNG) in one buffer, decoded per sample."""
 
-    def __init__(self, shapes_hw: Sequence[tuple[int, int]], encode: Callable[[int], bytes], codec: str,
-                 progress) -> None:
+    def __init__(
+        self, shapes_hw: Sequence[tuple[int, int]], encode: Callable[[int], bytes], codec: str, progress
+    ) -> None:
         self.mode = "encoded" if codec == "jpeg" else f"encoded-{codec}"
         self.codec = codec
         n = len(shapes_hw)
@@ -162,8 +163,10 @@ class DiskCache(ImageCache):
                     np.save(tmp, load(i))
                     os.replace(tmp, f)
                 except OSError as e:
-                    raise OSError(f"cannot write disk cache file {f} ({e}); use --cache ram/encoded "
-                                  f"or make the image folder writable") from e
+                    raise OSError(
+                        f"cannot write disk cache file {f} ({e}); use --cache ram/encoded "
+                        f"or make the image folder writable"
+                    ) from e
             total += os.path.getsize(f)
         self.disk_bytes = total
 
@@ -187,7 +190,9 @@ class DiskCache(ImageCache):
         return img
 
 
-def estimate_bytes(mode: str, shapes_hw: Sequence[tuple[int, int]], sample_encode: Callable[[int], bytes] | None) -> int:
+def estimate_bytes(
+    mode: str, shapes_hw: Sequence[tuple[int, int]], sample_encode: Callable[[int], bytes] | None
+) -> int:
     """Bytes a cache will need: exact for raw modes, extrapolated from <= 16 samples for encoded."""
     raw = np.array([h * w * 3 for h, w in shapes_hw], dtype=np.int64)
     if not mode.startswith("encoded") or sample_encode is None or len(raw) == 0:
@@ -213,10 +218,17 @@ def check_fits(mode: str, need: int, n: int, img_size: int, where: str | None = 
         )
 
 
-def build_cache(mode: str | None, im_files: Sequence[str], shapes_hw: Sequence[tuple[int, int]],
-                load: Callable[[int], np.ndarray], img_size: int, interp_tag: str,
-                raw_jpeg: Callable[[int], bytes | None] | None = None, prefix: str = "",
-                progress_bar: bool = True) -> ImageCache | None:
+def build_cache(
+    mode: str | None,
+    im_files: Sequence[str],
+    shapes_hw: Sequence[tuple[int, int]],
+    load: Callable[[int], np.ndarray],
+    img_size: int,
+    interp_tag: str,
+    raw_jpeg: Callable[[int], bytes | None] | None = None,
+    prefix: str = "",
+    progress_bar: bool = True,
+) -> ImageCache | None:
     """Build the cache named by ``mode`` (None/"none"/False: no cache).
 
     ``load(i)`` returns the resized image i; ``shapes_hw[i]`` its (h, w). ``raw_jpeg(i)`` may
@@ -254,6 +266,13 @@ def build_cache(mode: str | None, im_files: Sequence[str], shapes_hw: Sequence[t
     else:
         cache = EncodedCache(shapes_hw, encode, codec, progress)
     raw = int(sum(h * w * 3 for h, w in shapes_hw))
-    LOGGER.info("%s%s cache: %s in RAM for %d images (%.1f%% of raw %s)", prefix, mode, gb(cache.nbytes),
-                len(im_files), 100 * cache.nbytes / max(raw, 1), gb(raw))
+    LOGGER.info(
+        "%s%s cache: %s in RAM for %d images (%.1f%% of raw %s)",
+        prefix,
+        mode,
+        gb(cache.nbytes),
+        len(im_files),
+        100 * cache.nbytes / max(raw, 1),
+        gb(raw),
+    )
     return cache

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -39,11 +39,25 @@ class DetectionDataset(Dataset):
     h, w), ``mosaic`` (settable; shared with DataLoader workers), ``report`` (VerifyReport).
     """
 
-    def __init__(self, sources: str | Path | Iterable[str | Path], img_size: int = 640, batch_size: int = 16,
-                 augment: bool = False, hyp: Mapping[str, float] | None = None, rect: bool = False,
-                 cache: str | None = None, single_cls: bool = False, stride: int = 32, pad: float = 0.0,
-                 prefix: str = "", fraction: float = 1.0, seed: int = 0, names: Sequence[str] | None = None,
-                 nc: int | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        sources: str | Path | Iterable[str | Path],
+        img_size: int = 640,
+        batch_size: int = 16,
+        augment: bool = False,
+        hyp: Mapping[str, float] | None = None,
+        rect: bool = False,
+        cache: str | None = None,
+        single_cls: bool = False,
+        stride: int = 32,
+        pad: float = 0.0,
+        prefix: str = "",
+        fraction: float = 1.0,
+        seed: int = 0,
+        names: Sequence[str] | None = None,
+        nc: int | None = None,
+        progress: bool = True,
+    ) -> None:
         self.img_size, self.augment, self.rect, self.stride = int(img_size), augment, rect, int(stride)
         self.hyp = A.aug_params(hyp)
         self.prefix = prefix
@@ -54,8 +68,10 @@ class DetectionDataset(Dataset):
         self.report = scan(im_files, nc, prefix=prefix, progress=progress)
         records = self.report.records
         if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"{prefix}fraction (--fraction) must be in (0, 1], got {fraction}; e.g. 0.5 trains "
-                             "on a seeded random half of the images")
+            raise ValueError(
+                f"{prefix}fraction (--fraction) must be in (0, 1], got {fraction}; e.g. 0.5 trains "
+                "on a seeded random half of the images"
+            )
         if fraction < 1.0:  # a seeded random subset (not the first N: sorted paths often group by source)
             keep = max(1, round(len(records) * fraction))
             chosen = np.sort(np.random.default_rng(seed).choice(len(records), size=keep, replace=False))
@@ -63,7 +79,8 @@ class DetectionDataset(Dataset):
         if not records:
             raise FileNotFoundError(
                 f"{prefix}no usable images in {sources}: {self.report.summary()}; "
-                f"see the per-file messages above (first: {self.report.messages[:1]})")
+                f"see the per-file messages above (first: {self.report.messages[:1]})"
+            )
         self.im_files = [r.im_file for r in records]
         self.label_files = img2label_paths(self.im_files)
         self.labels = [r.labels.copy() for r in records]
@@ -81,8 +98,17 @@ class DetectionDataset(Dataset):
             self._sort_for_rect(batch_size, pad)
         self._mosaic_flag = mp.Value("b", bool(augment and not rect), lock=False)  # shared with workers
         self.rng = np.random.default_rng(seed)
-        self.cache = build_cache(cache, self.im_files, self.resized_shapes(), self._load_uncached,
-                                 self.img_size, "l" if augment else "a", self._raw_jpeg, prefix, progress)
+        self.cache = build_cache(
+            cache,
+            self.im_files,
+            self.resized_shapes(),
+            self._load_uncached,
+            self.img_size,
+            "l" if augment else "a",
+            self._raw_jpeg,
+            prefix,
+            progress,
+        )
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
@@ -104,7 +130,7 @@ class DetectionDataset(Dataset):
                 shapes[i] = [hi, 1]
             elif lo > 1:
                 shapes[i] = [1, 1 / lo]
-        self.batch_shapes = (np.ceil(shapes * self.img_size / self.stride + pad).astype(int) * self.stride)
+        self.batch_shapes = np.ceil(shapes * self.img_size / self.stride + pad).astype(int) * self.stride
 
     @property
     def mosaic(self) -> bool:

@@ -68,7 +68,7 @@ def header_size(path: str) -> tuple[int, int] | None:
         try:
             with Image.open(path) as im:
                 return im.size
-        except Exception:  # not an image PIL knows: the decoder reports it
+        except Exception:  # noqa: BLE001 - not an image PIL knows: the decoder reports it
             return None
 
 
@@ -77,8 +77,10 @@ def check_pixels(path: str, size: tuple[int, int] | None = None) -> None:
     size = size or header_size(path)
     limit = max_pixels()
     if size is not None and size[0] * size[1] > limit:
-        raise ImageTooLarge(f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels is over the limit of {limit:,}; "
-                            "resize it, or raise MODYOLO_MAX_PIXELS to accept it")
+        raise ImageTooLarge(
+            f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels is over the limit of {limit:,}; "
+            "resize it, or raise MODYOLO_MAX_PIXELS to accept it"
+        )
 
 
 def decode_jpeg(buf: bytes | np.ndarray) -> np.ndarray:
@@ -97,8 +99,9 @@ def decode_jpeg(buf: bytes | np.ndarray) -> np.ndarray:
 def encode_jpeg(img: np.ndarray, quality: int = 95) -> bytes:
     """BGR uint8 ``[h, w, 3]`` -> JPEG bytes (4:4:4 with simplejpeg: no chroma blur of small objects)."""
     if simplejpeg is not None:
-        return simplejpeg.encode_jpeg(np.ascontiguousarray(img), quality=quality, colorspace="BGR",
-                                      colorsubsampling="444")
+        return simplejpeg.encode_jpeg(
+            np.ascontiguousarray(img), quality=quality, colorspace="BGR", colorsubsampling="444"
+        )
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding failed")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 import torch
@@ -35,12 +35,29 @@ def seed_worker(worker_id: int) -> None:
         info.dataset.rng = np.random.default_rng(torch.initial_seed())
 
 
-def create_dataloader(sources: str | Path | Iterable[str | Path], img_size: int, batch_size: int, stride: int,
-                      hyp: Mapping[str, float] | None = None, augment: bool = False, cache: str | None = None,
-                      rect: bool = False, workers: int = 2, shuffle: bool = False, seed: int = 0, rank: int = -1,
-                      world_size: int = 1, prefix: str = "", fraction: float = 1.0, single_cls: bool = False,
-                      pad: float = 0.0, names=None, nc: int | None = None, persistent: bool = True,
-                      progress: bool = True) -> tuple[DataLoader, DetectionDataset]:
+def create_dataloader(
+    sources: str | Path | Iterable[str | Path],
+    img_size: int,
+    batch_size: int,
+    stride: int,
+    hyp: Mapping[str, float] | None = None,
+    augment: bool = False,
+    cache: str | None = None,
+    rect: bool = False,
+    workers: int = 2,
+    shuffle: bool = False,
+    seed: int = 0,
+    rank: int = -1,
+    world_size: int = 1,
+    prefix: str = "",
+    fraction: float = 1.0,
+    single_cls: bool = False,
+    pad: float = 0.0,
+    names=None,
+    nc: int | None = None,
+    persistent: bool = True,
+    progress: bool = True,
+) -> tuple[DataLoader, DetectionDataset]:
     """Build a DetectionDataset and its DataLoader.
 
     ``rank != -1`` uses a DistributedSampler over ``world_size`` replicas (call
@@ -50,10 +67,24 @@ def create_dataloader(sources: str | Path | Iterable[str | Path], img_size: int,
     """
     if rect and shuffle:
         shuffle = False  # rect batches need the sorted order
-    dataset = DetectionDataset(sources, img_size=img_size, batch_size=batch_size, augment=augment, hyp=hyp,
-                               rect=rect, cache=cache, single_cls=single_cls, stride=stride, pad=pad,
-                               prefix=prefix, fraction=fraction, seed=seed, names=names, nc=nc,
-                               progress=progress)
+    dataset = DetectionDataset(
+        sources,
+        img_size=img_size,
+        batch_size=batch_size,
+        augment=augment,
+        hyp=hyp,
+        rect=rect,
+        cache=cache,
+        single_cls=single_cls,
+        stride=stride,
+        pad=pad,
+        prefix=prefix,
+        fraction=fraction,
+        seed=seed,
+        names=names,
+        nc=nc,
+        progress=progress,
+    )
     batch_size = min(batch_size, len(dataset))
     workers = max(0, min(os.cpu_count() or 1, workers))
     sampler = None

@@ -44,8 +44,9 @@ def _polygon(cls: int, cx: float, cy: float, r: float, angle: float) -> np.ndarr
     else:  # cross: a plus sign with arms a third of its width
         a = r / np.sqrt(1 + (1 / 3) ** 2)  # arm tip corner lies on the circumcircle
         b = a / 3
-        pts = np.array([[b, a], [b, b], [a, b], [a, -b], [b, -b], [b, -a],
-                        [-b, -a], [-b, -b], [-a, -b], [-a, b], [-b, b], [-b, a]])
+        pts = np.array(
+            [[b, a], [b, b], [a, b], [a, -b], [b, -b], [b, -a], [-b, -a], [-b, -b], [-a, -b], [-a, b], [-b, b], [-b, a]]
+        )
         t = np.arctan2(pts[:, 1], pts[:, 0])
         rad = np.hypot(pts[:, 0], pts[:, 1])
     t = t + angle
@@ -66,7 +67,9 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     else:  # sinusoidal stripes plus noise: texture that is not a shape
         a, period = rng.uniform(0, np.pi), rng.uniform(6, 40)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        s = 0.5 + 0.5 * np.sin((xx * np.float32(np.cos(a)) + yy * np.float32(np.sin(a))) * np.float32(2 * np.pi / period))
+        s = 0.5 + 0.5 * np.sin(
+            (xx * np.float32(np.cos(a)) + yy * np.float32(np.sin(a))) * np.float32(2 * np.pi / period)
+        )
         img = c1 + s[..., None] * (c2 - c1) * 0.5 + rng.standard_normal((h, w, 3), np.float32) * 8
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -98,15 +101,16 @@ def draw_shapes_image(rng: np.random.Generator, img_size: tuple[int, int]) -> tu
                 break
         else:
             continue
-        region = img[int(box[1]):int(box[3]) + 1, int(box[0]):int(box[2]) + 1].reshape(-1, 3).mean(0)
+        region = img[int(box[1]) : int(box[3]) + 1, int(box[0]) : int(box[2]) + 1].reshape(-1, 3).mean(0)
         for _c in range(20):  # a colour that stands out from the background under it
             colour = rng.uniform(0, 255, 3)
             if np.abs(colour - region).sum() > 160:
                 break
         cv2.fillPoly(img, [np.round(pts * 16).astype(np.int32)], colour.tolist(), cv2.LINE_AA, shift=4)
         boxes.append(box)
-        labels.append([cls, (box[0] + box[2]) / 2 / w, (box[1] + box[3]) / 2 / h,
-                       (box[2] - box[0]) / w, (box[3] - box[1]) / h])
+        labels.append(
+            [cls, (box[0] + box[2]) / 2 / w, (box[1] + box[3]) / 2 / h, (box[2] - box[0]) / w, (box[3] - box[1]) / h]
+        )
     return img, np.asarray(labels, np.float32).reshape(-1, 5)
 
 
@@ -125,16 +129,22 @@ def _generate(root: Path, n_train: int, n_val: int, seed: int, img_size: tuple[i
 
 def _write_yaml(root: Path) -> Path:
     path = root / "shapes.yaml"
-    cfg = {"path": str(root.resolve()), "train": "images/train", "val": "images/val",
-           "nc": len(CLASSES), "names": dict(enumerate(CLASSES))}
+    cfg = {
+        "path": str(root.resolve()),
+        "train": "images/train",
+        "val": "images/val",
+        "nc": len(CLASSES),
+        "names": dict(enumerate(CLASSES)),
+    }
     tmp = path.with_suffix(f".yaml.{os.getpid()}.tmp")
     tmp.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     os.replace(tmp, path)  # the YAML appears last and atomically: it marks a complete dataset
     return path
 
 
-def make_shapes_dataset(root: Path, n_train: int = 400, n_val: int = 100, seed: int = 0,
-                        img_size: tuple[int, int] = (256, 512)) -> Path:
+def make_shapes_dataset(
+    root: Path, n_train: int = 400, n_val: int = 100, seed: int = 0, img_size: tuple[int, int] = (256, 512)
+) -> Path:
     """Generate the shapes dataset under ``root`` and return its data YAML path.
 
     ``img_size`` bounds each image side independently (so aspect ratios vary). Layout:

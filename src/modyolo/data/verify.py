@@ -16,10 +16,10 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -75,7 +75,7 @@ def exif_size(img: Image.Image) -> tuple[tuple[int, int], bool]:
     w, h = img.size
     try:
         orientation = img.getexif().get(0x0112, 1)
-    except Exception:  # malformed EXIF is not fatal: the pixels are what count
+    except Exception:  # noqa: BLE001 - malformed EXIF is not fatal: the pixels are what count
         orientation = 1
     if orientation in (5, 6, 7, 8):
         return (h, w), True
@@ -158,13 +158,27 @@ def parse_labels(rows: list[list[str]], nc: int | None, shape: tuple[int, int]) 
         worst = xywh[(xywh < -OVERSHOOT_TOL) | (xywh > 1 + OVERSHOOT_TOL)][0]
         raise CorruptFile(f"coordinate {worst:g} outside [0, 1]; labels must be normalised cx cy w h")
     # clip box edges (not the centre) so a box overshooting the border keeps its visible part
-    xyxy = np.stack([xywh[:, 0] - xywh[:, 2] / 2, xywh[:, 1] - xywh[:, 3] / 2,
-                     xywh[:, 0] + xywh[:, 2] / 2, xywh[:, 1] + xywh[:, 3] / 2], 1)
+    xyxy = np.stack(
+        [
+            xywh[:, 0] - xywh[:, 2] / 2,
+            xywh[:, 1] - xywh[:, 3] / 2,
+            xywh[:, 0] + xywh[:, 2] / 2,
+            xywh[:, 1] + xywh[:, 3] / 2,
+        ],
+        1,
+    )
     clipped = xyxy.clip(0, 1)
     if not np.allclose(clipped, xyxy, atol=1e-6):
         fixes.append(f"{int((np.abs(clipped - xyxy) > 1e-6).any(1).sum())} box(es) clipped to the image")
-    lb[:, 1:] = np.stack([(clipped[:, 0] + clipped[:, 2]) / 2, (clipped[:, 1] + clipped[:, 3]) / 2,
-                          clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]], 1)
+    lb[:, 1:] = np.stack(
+        [
+            (clipped[:, 0] + clipped[:, 2]) / 2,
+            (clipped[:, 1] + clipped[:, 3]) / 2,
+            clipped[:, 2] - clipped[:, 0],
+            clipped[:, 3] - clipped[:, 1],
+        ],
+        1,
+    )
     w, h = shape
     keep = (lb[:, 3] * w >= 1) & (lb[:, 4] * h >= 1)
     if not keep.all():
@@ -227,8 +241,12 @@ def _load_cache(path: Path, key: str) -> dict | None:
         return None
     bad = next((f for f, r in (data.get("results") or {}).items() if not _valid_entry(r)), None)
     if not isinstance(data.get("results"), dict) or bad is not None:
-        LOGGER.warning("label cache %s is damaged (entry for %s is not what modyolo writes; edited by hand?); "
-                       "ignoring it and re-scanning the dataset", path, bad)
+        LOGGER.warning(
+            "label cache %s is damaged (entry for %s is not what modyolo writes; edited by hand?); "
+            "ignoring it and re-scanning the dataset",
+            path,
+            bad,
+        )
         return None
     return data
 
@@ -241,9 +259,13 @@ def _valid_entry(r: object) -> bool:
         return isinstance(r["corrupt"], str)
     shape, labels = r.get("shape"), r.get("labels")
     num = (int, float)
-    return (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and v > 0 for v in shape)
-            and isinstance(labels, list)
-            and all(isinstance(row, list) and len(row) == 5 and all(isinstance(v, num) for v in row) for row in labels))
+    return (
+        isinstance(shape, list)
+        and len(shape) == 2
+        and all(isinstance(v, int) and v > 0 for v in shape)
+        and isinstance(labels, list)
+        and all(isinstance(row, list) and len(row) == 5 and all(isinstance(v, num) for v in row) for row in labels)
+    )
 
 
 def _save_cache(path: Path, data: dict) -> None:
@@ -256,8 +278,14 @@ def _save_cache(path: Path, data: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def scan(im_files: Sequence[str], nc: int | None, prefix: str = "", workers: int = 8,
-         progress: bool = True, use_cache: bool = True) -> VerifyReport:
+def scan(
+    im_files: Sequence[str],
+    nc: int | None,
+    prefix: str = "",
+    workers: int = 8,
+    progress: bool = True,
+    use_cache: bool = True,
+) -> VerifyReport:
     """Verify ``im_files`` (or load the verified result from the label cache) and log a summary."""
     lb_files = img2label_paths(list(im_files))
     cache_path = label_cache_path(lb_files)
@@ -281,7 +309,9 @@ def scan(im_files: Sequence[str], nc: int | None, prefix: str = "", workers: int
         if use_cache:
             _save_cache(cache_path, data)
     report = _report_from(data["results"], im_files, cache_path, from_cache)
-    LOGGER.info("%s%s: %s%s", prefix, cache_path.with_suffix(""), report.summary(), " (from cache)" if from_cache else "")
+    LOGGER.info(
+        "%s%s: %s%s", prefix, cache_path.with_suffix(""), report.summary(), " (from cache)" if from_cache else ""
+    )
     for m in report.messages:
         LOGGER.warning("%s%s", prefix, m)
     return report

@@ -50,8 +50,7 @@ class Backend:
         self.end2end = bool(meta.nms)
         self.max_det = int(meta.max_det)
 
-    def __call__(self, x: torch.Tensor, conf_thres: float = 0.25, iou_thres: float = 0.45,
-                 multi_label: bool = False):
+    def __call__(self, x: torch.Tensor, conf_thres: float = 0.25, iou_thres: float = 0.45, multi_label: bool = False):
         """``pred [B, N, 5+nc]``; for an NMS graph ``(detections [B, max_det, 6], num_dets [B])``
         at the given thresholds (ignored by plain models)."""
         self.check_input(x)
@@ -68,7 +67,7 @@ class Backend:
             return forward(x)
         outs = []
         for start in range(0, b, n):
-            chunk = x[start:start + n]
+            chunk = x[start : start + n]
             k = chunk.shape[0]
             if k < n:  # pad with copies of the last image: the outputs for them are dropped
                 chunk = torch.cat((chunk, chunk[-1:].expand(n - k, *chunk.shape[1:])))
@@ -91,12 +90,17 @@ class Backend:
         """
         expected = [self.batch_size, 3, *self.imgsz] if not self.dynamic else [None, 3, None, None]
         fixed = [f if isinstance(f, int) and f > 0 else None for f in found]
-        if len(fixed) != 4 or any(e is not None and f is not None and e != f for e, f in zip(expected, fixed)) or \
-                (not self.dynamic and fixed[2:] != expected[2:]):
+        if (
+            len(fixed) != 4
+            or any(e is not None and f is not None and e != f for e, f in zip(expected, fixed))
+            or (not self.dynamic and fixed[2:] != expected[2:])
+        ):
             show = lambda dims: "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"  # noqa: E731
-            raise ValueError(f"{self.path}: the graph's input has shape {show(fixed)} but its metadata says "
-                             f"{show(expected)} (B, 3, H, W); the file was changed after export — re-export it "
-                             "with `modyolo export`")
+            raise ValueError(
+                f"{self.path}: the graph's input has shape {show(fixed)} but its metadata says "
+                f"{show(expected)} (B, 3, H, W); the file was changed after export — re-export it "
+                "with `modyolo export`"
+            )
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError saying how to fix a batch the model cannot take."""
@@ -110,8 +114,10 @@ class Backend:
                 "batches) or re-export with --dynamic"
             )
         if h % self.stride or w % self.stride:
-            raise ValueError(f"{self.path.name}: input {h}x{w} is not a multiple of the model stride {self.stride}; "
-                             "letterbox to a multiple of it")
+            raise ValueError(
+                f"{self.path.name}: input {h}x{w} is not a multiple of the model stride {self.stride}; "
+                "letterbox to a multiple of it"
+            )
 
     def warmup(self, imgsz: tuple[int, int] | None = None) -> None:
         """One forward on a blank image (first runs allocate and pick kernels)."""
@@ -119,8 +125,10 @@ class Backend:
         self(torch.zeros(self.batch_size or 1, 3, h, w, device=self.device))
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.path}, nc={self.nc}, imgsz={self.imgsz}, stride={self.stride}, "
-                f"batch={self.batch_size}, dynamic={self.dynamic})")
+        return (
+            f"{type(self).__name__}({self.path}, nc={self.nc}, imgsz={self.imgsz}, stride={self.stride}, "
+            f"batch={self.batch_size}, dynamic={self.dynamic})"
+        )
 
 
 # ----------------------------------------------------------------------------------- ONNX
@@ -141,8 +149,10 @@ def ort_session(model: bytes | str | Path, threads: int | None = None, device: t
     providers = ["CPUExecutionProvider"]
     if torch.device(device).type == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ValueError("device cuda needs onnxruntime-gpu (CUDAExecutionProvider is not available); "
-                             "use device='cpu' or install onnxruntime-gpu")
+            raise ValueError(
+                "device cuda needs onnxruntime-gpu (CUDAExecutionProvider is not available); "
+                "use device='cpu' or install onnxruntime-gpu"
+            )
         providers.insert(0, "CUDAExecutionProvider")
     data = str(model) if isinstance(model, Path) else model
     return ort.InferenceSession(data, sess_options=opts, providers=providers)
@@ -187,8 +197,7 @@ class OpenVinoBackend(Backend):
 
     kind = "openvino"
 
-    def __init__(self, path: Path, device: torch.device, threads: int | None = None,
-                 precision: str = "f32") -> None:
+    def __init__(self, path: Path, device: torch.device, threads: int | None = None, precision: str = "f32") -> None:
         from modyolo.deploy.openvino_export import get_metadata, read_ir, require_openvino
 
         if device.type != "cpu":
@@ -201,14 +210,19 @@ class OpenVinoBackend(Backend):
         self.check_file_shape([d.get_length() if d.is_static else None for d in shape])
         self.threads = int(threads or torch.get_num_threads())
         self.precision = precision
-        config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": precision}
+        config = {
+            "INFERENCE_NUM_THREADS": self.threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": precision,
+        }
         try:
             self.compiled = ov.Core().compile_model(model, "CPU", config)
-        except Exception as e:  # noqa: BLE001 — a corrupt .bin often passes read_model and fails here
-            raise ValueError(f"{path}: OpenVINO cannot compile this model ({str(e).splitlines()[0][:200]}); the "
-                             ".xml/.bin pair is corrupt or mismatched — re-export with `modyolo export --include "
-                             "openvino`") from e
+        except Exception as e:
+            raise ValueError(
+                f"{path}: OpenVINO cannot compile this model ({str(e).splitlines()[0][:200]}); the "
+                ".xml/.bin pair is corrupt or mismatched — re-export with `modyolo export --include "
+                "openvino`"
+            ) from e
         self.request = self.compiled.create_infer_request()
 
     def _forward(self, x: torch.Tensor, *thresholds: torch.Tensor):
@@ -232,11 +246,15 @@ class TorchScriptBackend(Backend):
                 warnings.simplefilter("ignore", FutureWarning)  # "torch.jit is deprecated": it still loads
                 self.module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
         except RuntimeError as e:
-            raise ValueError(f"{path} is not a TorchScript archive ({str(e).splitlines()[0]}); "
-                             "export one with `modyolo export --include torchscript`") from e
+            raise ValueError(
+                f"{path} is not a TorchScript archive ({str(e).splitlines()[0]}); "
+                "export one with `modyolo export --include torchscript`"
+            ) from e
         if not extra[TORCHSCRIPT_FILE]:
-            raise MetadataError(f"{path} has no {TORCHSCRIPT_FILE} metadata; it was not exported by `modyolo "
-                                "export`. Re-export it from the .pt with --include torchscript")
+            raise MetadataError(
+                f"{path} has no {TORCHSCRIPT_FILE} metadata; it was not exported by `modyolo "
+                "export`. Re-export it from the .pt with --include torchscript"
+            )
         super().__init__(path, ExportMetadata.from_json(extra[TORCHSCRIPT_FILE], str(path)), device)
         self.module.eval()
 
@@ -258,10 +276,18 @@ class TorchBackend(Backend):
         from modyolo.deploy.prepare import load_model, prepare_for_export
 
         model = load_model(path, cfg)
-        meta = ExportMetadata(names=model.names, stride=int(model.stride.max()),
-                              strides=[int(s) for s in model.stride.tolist()], imgsz=(640, 640), batch=None,
-                              dynamic=True, nc=model.nc, model=str(model.yaml.get("yaml_file", model.source)),
-                              version=__version__, exporter="")
+        meta = ExportMetadata(
+            names=model.names,
+            stride=int(model.stride.max()),
+            strides=[int(s) for s in model.stride.tolist()],
+            imgsz=(640, 640),
+            batch=None,
+            dynamic=True,
+            nc=model.nc,
+            model=str(model.yaml.get("yaml_file", model.source)),
+            version=__version__,
+            exporter="",
+        )
         super().__init__(path, meta, device)
         self.model = prepare_for_export(model).to(device)
 
@@ -270,8 +296,12 @@ class TorchBackend(Backend):
             return self.model(x.to(self.device, torch.float32))
 
 
-def load_backend(path: str | Path, device: str | torch.device = "cpu", threads: int | None = None,
-                 cfg: str | Path | dict | None = None) -> Backend:
+def load_backend(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+    cfg: str | Path | dict | None = None,
+) -> Backend:
     """The backend for ``path`` by its suffix: ``.onnx``, ``.torchscript``, ``.pt`` / ``.pth``.
 
     threads: onnxruntime / OpenVINO inference threads (default ``torch.get_num_threads()``); the
@@ -282,8 +312,10 @@ def load_backend(path: str | Path, device: str | torch.device = "cpu", threads: 
         raise FileNotFoundError(f"weights {path} not found")
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
-        raise ValueError(f"{path}: unknown weights format {path.suffix!r}; modyolo runs "
-                         f"{', '.join(sorted(SUFFIXES))} files (export with `modyolo export`)")
+        raise ValueError(
+            f"{path}: unknown weights format {path.suffix!r}; modyolo runs "
+            f"{', '.join(sorted(SUFFIXES))} files (export with `modyolo export`)"
+        )
     dev = torch.device(device)
     if kind == "onnx":
         return OnnxBackend(path, dev, threads)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -129,8 +129,9 @@ def layer_name(model: DetectionModel, i: int) -> str:
     return type(model.model[i]).__name__
 
 
-def locate_failure(model: DetectionModel, trace_x: torch.Tensor, check_x: torch.Tensor,
-                   attempt: Attempt) -> tuple[LayerCall, BaseException] | None:
+def locate_failure(
+    model: DetectionModel, trace_x: torch.Tensor, check_x: torch.Tensor, attempt: Attempt
+) -> tuple[LayerCall, BaseException] | None:
     """The first layer (and its error) for which ``attempt`` fails, or None if every layer passes.
 
     trace_x: the export input; check_x: the input to compare on (another shape when dynamic).
@@ -147,26 +148,42 @@ def locate_failure(model: DetectionModel, trace_x: torch.Tensor, check_x: torch.
     return None
 
 
-def explain_failure(fmt: str, model: DetectionModel, trace_x: torch.Tensor, check_x: torch.Tensor,
-                    attempt: Attempt, whole_error: BaseException, dynamic: bool) -> ExportError:
+def explain_failure(
+    fmt: str,
+    model: DetectionModel,
+    trace_x: torch.Tensor,
+    check_x: torch.Tensor,
+    attempt: Attempt,
+    whole_error: BaseException,
+    dynamic: bool,
+) -> ExportError:
     """An :class:`ExportError` for a failed whole-model export, naming the first failing layer."""
     found = locate_failure(model, trace_x, check_x, attempt)
-    fix = ("export with a fixed batch size and input size (drop --dynamic)" if dynamic else
-           "make the block's forward traceable: tensor operations only, no Python branches on tensor "
-           "values, no ops without an equivalent in the target format; or replace the block")
+    fix = (
+        "export with a fixed batch size and input size (drop --dynamic)"
+        if dynamic
+        else "make the block's forward traceable: tensor operations only, no Python branches on tensor "
+        "values, no ops without an equivalent in the target format; or replace the block"
+    )
     if found is None:
-        return _chained(ExportError(
-            f"{fmt} export of {model.source} failed, though every layer exports on its own, so the "
-            f"problem is in how layers connect: {short_reason(whole_error)}; {fix}"
-        ), whole_error)
+        return _chained(
+            ExportError(
+                f"{fmt} export of {model.source} failed, though every layer exports on its own, so the "
+                f"problem is in how layers connect: {short_reason(whole_error)}; {fix}"
+            ),
+            whole_error,
+        )
     call, err = found
     block = type(call.module).__name__
     what = call.name if call.name == block else f"{call.name}, class {block}"
     shapes = ", ".join(str(tuple(t.shape)) for t in call.inputs)
-    return _chained(ExportError(
-        f"{fmt} export failed at layer {call.index} ({what}) of {model.source}, input {shapes}: "
-        f"{short_reason(err)}. Fix: {fix}"
-    ), err)
+    return _chained(
+        ExportError(
+            f"{fmt} export failed at layer {call.index} ({what}) of {model.source}, input {shapes}: "
+            f"{short_reason(err)}. Fix: {fix}"
+        ),
+        err,
+    )
 
 
 def _chained(error: ExportError, cause: BaseException) -> ExportError:

@@ -41,13 +41,27 @@ DEFAULT_OPSET = 17  # ONNX Runtime >= 1.12 runs it; Detect needs nothing newer
 BOX_ATOL, BOX_RTOL, SCORE_ATOL = 1e-3, 1e-4, 1e-4
 
 
-def export(weights_or_model: str | Path | DetectionModel, include: Iterable[str] = ("onnx",),
-           imgsz: int | Sequence[int] = 640, batch_size: int = 1, dynamic: bool = False,
-           simplify: bool = False, opset: int | None = None, nms: bool = False,
-           out_dir: str | Path | None = None, cfg: str | Path | dict | None = None,
-           dynamo: bool = False, verify: bool = True, max_det: int = 300, int8: bool = False,
-           data: str | Path | None = None, fraction: float = 1.0, int8_max_drop: float = 1.0,
-           int8_allow_drop: bool = False, workers: int = 0) -> dict[str, Path]:
+def export(
+    weights_or_model: str | Path | DetectionModel,
+    include: Iterable[str] = ("onnx",),
+    imgsz: int | Sequence[int] = 640,
+    batch_size: int = 1,
+    dynamic: bool = False,
+    simplify: bool = False,
+    opset: int | None = None,
+    nms: bool = False,
+    out_dir: str | Path | None = None,
+    cfg: str | Path | dict | None = None,
+    dynamo: bool = False,
+    verify: bool = True,
+    max_det: int = 300,
+    int8: bool = False,
+    data: str | Path | None = None,
+    fraction: float = 1.0,
+    int8_max_drop: float = 1.0,
+    int8_allow_drop: bool = False,
+    workers: int = 0,
+) -> dict[str, Path]:
     """Write the requested formats; returns ``{format: path}``.
 
     weights_or_model: a ``.pt`` (modyolo checkpoint or state_dict + ``cfg``) or a DetectionModel
@@ -66,8 +80,10 @@ def export(weights_or_model: str | Path | DetectionModel, include: Iterable[str]
     if unknown or not include:
         raise ValueError(f"unknown export format(s) {unknown or include}; choose from {list(FORMATS)}")
     if nms and "torchscript" in include:
-        raise ValueError("--nms puts NMS inside ONNX / OpenVINO graphs only; export TorchScript in a separate "
-                         "run without --nms (its NMS runs in Python after the model)")
+        raise ValueError(
+            "--nms puts NMS inside ONNX / OpenVINO graphs only; export TorchScript in a separate "
+            "run without --nms (its NMS runs in Python after the model)"
+        )
     if int8:
         from modyolo.deploy.quantize import check_int8_request
 
@@ -90,18 +106,26 @@ def export(weights_or_model: str | Path | DetectionModel, include: Iterable[str]
         _check_nms_head(model)
     if not needs_nms(model.head):  # an NMS-free head: the graph ends in final detections anyway
         if "torchscript" in include:
-            raise ValueError(f"{model.source}: the NMS-free head exports to ONNX / OpenVINO graphs that output "
-                             "final detections; export TorchScript from a model with an NMS head")
+            raise ValueError(
+                f"{model.source}: the NMS-free head exports to ONNX / OpenVINO graphs that output "
+                "final detections; export TorchScript from a model with an NMS head"
+            )
         nms, max_det = True, int(model.head.max_det)
     size = check_imgsz(imgsz, model)
     x = _example(batch_size, size, seed=0)
     check_x = _example(2, (size[0] + int(model.stride.max()), size[1]), seed=1) if dynamic else x
     meta = ExportMetadata(
         names=list(getattr(source_model, "names", [])) or [str(i) for i in range(model.nc)],
-        stride=int(model.stride.max()), strides=[int(s) for s in model.stride.tolist()], imgsz=size,
-        batch=None if dynamic else batch_size, dynamic=dynamic, nc=model.nc,
-        model=str(model.yaml.get("yaml_file", model.source)), version=__version__,
-        nms=nms, max_det=max_det if nms else 0,
+        stride=int(model.stride.max()),
+        strides=[int(s) for s in model.stride.tolist()],
+        imgsz=size,
+        batch=None if dynamic else batch_size,
+        dynamic=dynamic,
+        nc=model.nc,
+        model=str(model.yaml.get("yaml_file", model.source)),
+        version=__version__,
+        nms=nms,
+        max_det=max_det if nms else 0,
     )
     if nms:
         from modyolo.deploy.nms_graph import NMS_LAYOUT
@@ -111,13 +135,32 @@ def export(weights_or_model: str | Path | DetectionModel, include: Iterable[str]
     for fmt in include:
         path = out / f"{stem}{FORMATS[fmt]}"
         if fmt == "onnx":
-            written[fmt] = export_onnx(model, x, check_x, path, meta, opset=opset, dynamic=dynamic,
-                                       simplify=simplify, dynamo=dynamo, verify=verify)
+            written[fmt] = export_onnx(
+                model,
+                x,
+                check_x,
+                path,
+                meta,
+                opset=opset,
+                dynamic=dynamic,
+                simplify=simplify,
+                dynamo=dynamo,
+                verify=verify,
+            )
         elif fmt == "openvino":
             from modyolo.deploy.openvino_export import export_openvino
 
-            written[fmt] = export_openvino(model, x, check_x, path, meta, onnx_path=written.get("onnx"),
-                                           opset=opset, dynamic=dynamic, verify=verify)
+            written[fmt] = export_openvino(
+                model,
+                x,
+                check_x,
+                path,
+                meta,
+                onnx_path=written.get("onnx"),
+                opset=opset,
+                dynamic=dynamic,
+                verify=verify,
+            )
         else:
             written[fmt] = export_torchscript(model, x, check_x, path, meta, dynamic=dynamic, verify=verify)
         LOGGER.info("%s export: %s (%.1f MB)", fmt, path, path.stat().st_size / 1e6)
@@ -125,8 +168,14 @@ def export(weights_or_model: str | Path | DetectionModel, include: Iterable[str]
         from modyolo.deploy.quantize import quantize_openvino
 
         written["openvino_int8"] = quantize_openvino(
-            written["openvino"], model, data, fraction=fraction, max_drop=int8_max_drop,
-            allow_drop=int8_allow_drop, workers=workers)
+            written["openvino"],
+            model,
+            data,
+            fraction=fraction,
+            max_drop=int8_max_drop,
+            allow_drop=int8_allow_drop,
+            workers=workers,
+        )
     return written
 
 
@@ -136,8 +185,10 @@ def _check_nms_head(model: DetectionModel) -> None:
 
     if not needs_nms(model.head):
         i = len(model.model) - 1
-        raise ValueError(f"--nms: layer {i} ({type(model.head).__name__}) of {model.source} is an NMS-free head whose "
-                         "export already outputs final detections; export without --nms")
+        raise ValueError(
+            f"--nms: layer {i} ({type(model.head).__name__}) of {model.source} is an NMS-free head whose "
+            "export already outputs final detections; export without --nms"
+        )
 
 
 def check_imgsz(imgsz: int | Sequence[int], model: DetectionModel) -> tuple[int, int]:
@@ -147,8 +198,10 @@ def check_imgsz(imgsz: int | Sequence[int], model: DetectionModel) -> tuple[int,
     bad = [v for v in (h, w) if v % s or v <= 0]
     if bad:
         ok = [max(s, -(-v // s) * s) for v in (h, w)]
-        raise ValueError(f"--img {h} {w}: every side must be a positive multiple of the model's stride {s}; "
-                         f"use --img {ok[0]} {ok[1]}")
+        raise ValueError(
+            f"--img {h} {w}: every side must be a positive multiple of the model's stride {s}; "
+            f"use --img {ok[0]} {ok[1]}"
+        )
     return int(h), int(w)
 
 
@@ -166,8 +219,10 @@ def compare_pred(ref: torch.Tensor, out: torch.Tensor) -> str | None:
     box_tol = BOX_ATOL + BOX_RTOL * ref[..., :4].abs()
     score_err = (out[..., 4:] - ref[..., 4:]).abs()
     if bool((box_err > box_tol).any()) or bool((score_err > SCORE_ATOL).any()) or not bool(out.isfinite().all()):
-        return (f"output differs from PyTorch's: boxes by up to {float(box_err.max()):.3g} px, scores by up to "
-                f"{float(score_err.max()):.3g}")
+        return (
+            f"output differs from PyTorch's: boxes by up to {float(box_err.max()):.3g} px, scores by up to "
+            f"{float(score_err.max()):.3g}"
+        )
     return None
 
 
@@ -191,17 +246,30 @@ def _compare_any(ref, out) -> str | None:
 def _onnx_attempt(opset: int, dynamic: bool, dynamo: bool) -> Attempt:
     """Export one module to memory, run it in onnxruntime on the check inputs, compare."""
 
-    def attempt(module: torch.nn.Module, trace_in: tuple[torch.Tensor, ...], check_in: tuple[torch.Tensor, ...]) -> None:
+    def attempt(
+        module: torch.nn.Module, trace_in: tuple[torch.Tensor, ...], check_in: tuple[torch.Tensor, ...]
+    ) -> None:
         import io
 
         from modyolo.deploy.backends import ort_session
 
         names = [f"x{i}" for i in range(len(trace_in))]
-        axes = {n: {0: "batch", 2: "height", 3: "width"} for n, t in zip(names, trace_in) if t.dim() == 4} \
-            if dynamic else None
+        axes = (
+            {n: {0: "batch", 2: "height", 3: "width"} for n, t in zip(names, trace_in) if t.dim() == 4}
+            if dynamic
+            else None
+        )
         buf = io.BytesIO()
-        torch.onnx.export(module, trace_in, buf, dynamo=dynamo, opset_version=opset, input_names=names,
-                          dynamic_axes=axes, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            trace_in,
+            buf,
+            dynamo=dynamo,
+            opset_version=opset,
+            input_names=names,
+            dynamic_axes=axes,
+            do_constant_folding=True,
+        )
         session = ort_session(buf.getvalue(), threads=1)
         outs = session.run(None, {n: t.numpy() for n, t in zip(names, check_in)})
         problem = _compare_any(module(*check_in), tuple(torch.from_numpy(o) for o in outs))
@@ -211,9 +279,19 @@ def _onnx_attempt(opset: int, dynamic: bool, dynamo: bool) -> Attempt:
     return attempt
 
 
-def export_onnx(model: DetectionModel, x: torch.Tensor, check_x: torch.Tensor, path: Path,
-                meta: ExportMetadata, *, opset: int | None = None, dynamic: bool = False,
-                simplify: bool = False, dynamo: bool = False, verify: bool = True) -> Path:
+def export_onnx(
+    model: DetectionModel,
+    x: torch.Tensor,
+    check_x: torch.Tensor,
+    path: Path,
+    meta: ExportMetadata,
+    *,
+    opset: int | None = None,
+    dynamic: bool = False,
+    simplify: bool = False,
+    dynamo: bool = False,
+    verify: bool = True,
+) -> Path:
     """Write ``path`` (.onnx): export, ``onnx.checker``, optional onnxslim, metadata, parity check."""
     import onnx
 
@@ -224,9 +302,17 @@ def export_onnx(model: DetectionModel, x: torch.Tensor, check_x: torch.Tensor, p
     net, args, in_names, out_names, axes = _graph_io(model, x, meta, dynamic)
     try:
         with quiet_exporter():
-            torch.onnx.export(net, args, str(path), dynamo=dynamo, opset_version=opset,
-                              input_names=in_names, output_names=out_names, dynamic_axes=axes,
-                              do_constant_folding=True)
+            torch.onnx.export(
+                net,
+                args,
+                str(path),
+                dynamo=dynamo,
+                opset_version=opset,
+                input_names=in_names,
+                output_names=out_names,
+                dynamic_axes=axes,
+                do_constant_folding=True,
+            )
         proto = onnx.load(str(path))
         onnx.checker.check_model(proto)
         if simplify:
@@ -239,7 +325,7 @@ def export_onnx(model: DetectionModel, x: torch.Tensor, check_x: torch.Tensor, p
                 verify_end_to_end(model, inputs, _run_onnx_nms(path), meta.max_det)
             else:
                 _verify(model, inputs, _run_onnx(path))
-    except Exception as e:  # noqa: BLE001 — exporter internals raise anything; name the layer instead
+    except Exception as e:
         path.unlink(missing_ok=True)  # never leave a file that does not match the model
         raise explain_failure("ONNX", model, x, check_x, _onnx_attempt(opset, dynamic, dynamo), e, dynamic) from e
     return path
@@ -259,8 +345,13 @@ def _graph_io(model: DetectionModel, x: torch.Tensor, meta: ExportMetadata, dyna
         net: nn.Module = NmsFreeGraph(model)
     else:
         net = EndToEnd(model, meta.max_det)
-    return (net.eval(), (x, *threshold_inputs(0.25, 0.45, False)), list(INPUTS), list(OUTPUTS),
-            axes if dynamic else None)
+    return (
+        net.eval(),
+        (x, *threshold_inputs(0.25, 0.45, False)),
+        list(INPUTS),
+        list(OUTPUTS),
+        axes if dynamic else None,
+    )
 
 
 # (conf, iou, multi_label) an NMS graph is checked at: validation's and detection's settings
@@ -288,13 +379,16 @@ def verify_end_to_end(model: DetectionModel, inputs: list[torch.Tensor], run, ma
             ref = non_max_suppression(pred, conf, iou, multi_label=multi, max_det=max_det, max_nms=10**9)
             try:
                 out = split_detections(*run(x, conf, iou, multi))
-            except Exception as e:  # noqa: BLE001
-                raise ExportError(f"the exported NMS graph fails on an input of shape {tuple(x.shape)}: "
-                                  f"{short_reason(e)}") from e
+            except Exception as e:
+                raise ExportError(
+                    f"the exported NMS graph fails on an input of shape {tuple(x.shape)}: {short_reason(e)}"
+                ) from e
             problem = compare_detections(ref, out, slack=0.02)  # near-ties: see compare_detections
             if problem:
-                raise ExportError(f"on an input of shape {tuple(x.shape)} at conf {conf}, iou {iou}, "
-                                  f"multi_label {multi} the exported NMS graph's {problem}")
+                raise ExportError(
+                    f"on an input of shape {tuple(x.shape)} at conf {conf}, iou {iou}, "
+                    f"multi_label {multi} the exported NMS graph's {problem}"
+                )
 
 
 def _run_onnx_nms(path: Path):
@@ -348,8 +442,10 @@ def _verify(model: DetectionModel, inputs: list[torch.Tensor], run) -> None:
             ref = model(x)
         try:
             out = run(x)
-        except Exception as e:  # noqa: BLE001
-            raise ExportError(f"the exported file fails on an input of shape {tuple(x.shape)}: {short_reason(e)}") from e
+        except Exception as e:
+            raise ExportError(
+                f"the exported file fails on an input of shape {tuple(x.shape)}: {short_reason(e)}"
+            ) from e
         problem = compare_pred(ref, out)
         if problem:
             raise ExportError(f"on an input of shape {tuple(x.shape)} the exported {problem}")
@@ -358,8 +454,9 @@ def _verify(model: DetectionModel, inputs: list[torch.Tensor], run) -> None:
 # ----------------------------------------------------------------------------- TorchScript
 
 
-def _torchscript_attempt(module: torch.nn.Module, trace_in: tuple[torch.Tensor, ...],
-                         check_in: tuple[torch.Tensor, ...]) -> None:
+def _torchscript_attempt(
+    module: torch.nn.Module, trace_in: tuple[torch.Tensor, ...], check_in: tuple[torch.Tensor, ...]
+) -> None:
     import io
 
     buf = io.BytesIO()
@@ -370,8 +467,16 @@ def _torchscript_attempt(module: torch.nn.Module, trace_in: tuple[torch.Tensor, 
         raise ExportError(problem)
 
 
-def export_torchscript(model: DetectionModel, x: torch.Tensor, check_x: torch.Tensor, path: Path,
-                       meta: ExportMetadata, *, dynamic: bool = False, verify: bool = True) -> Path:
+def export_torchscript(
+    model: DetectionModel,
+    x: torch.Tensor,
+    check_x: torch.Tensor,
+    path: Path,
+    meta: ExportMetadata,
+    *,
+    dynamic: bool = False,
+    verify: bool = True,
+) -> Path:
     """Write ``path`` (.torchscript) by ``torch.jit.trace``; metadata in the ``config.txt`` extra file."""
     meta.exporter, meta.opset = "torch.jit.trace", None
     try:
@@ -381,7 +486,7 @@ def export_torchscript(model: DetectionModel, x: torch.Tensor, check_x: torch.Te
             if verify:
                 loaded = torch.jit.load(str(path), map_location="cpu")
                 _verify(model, [x] if check_x is x else [x, check_x], loaded)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         path.unlink(missing_ok=True)
         raise explain_failure("TorchScript", model, x, check_x, _torchscript_attempt, e, dynamic) from e
     return path

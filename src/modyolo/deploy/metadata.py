@@ -70,7 +70,7 @@ class ExportMetadata:
         return {k: json.dumps(v) for k, v in self.to_dict().items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str) -> "ExportMetadata":
+    def from_dict(cls, data: dict[str, Any], source: str) -> ExportMetadata:
         known = {f.name for f in fields(cls)}
         missing = [k for k in ("names", "stride", "imgsz", "batch", "dynamic") if k not in data]
         if data.get("format") != FORMAT or missing:
@@ -85,7 +85,7 @@ class ExportMetadata:
             raise MetadataError(f"{source}: unreadable metadata {data!r}: {e}") from e
 
     @classmethod
-    def from_json(cls, text: str | bytes, source: str) -> "ExportMetadata":
+    def from_json(cls, text: str | bytes, source: str) -> ExportMetadata:
         try:
             data = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -95,7 +95,7 @@ class ExportMetadata:
         return cls.from_dict(data, source)
 
     @classmethod
-    def from_onnx_props(cls, props: dict[str, str], source: str) -> "ExportMetadata":
+    def from_onnx_props(cls, props: dict[str, str], source: str) -> ExportMetadata:
         data: dict[str, Any] = {}
         for k, v in props.items():
             try:

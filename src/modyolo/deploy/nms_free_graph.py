@@ -23,8 +23,9 @@ class NmsFreeGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor, conf_thres: torch.Tensor, iou_thres: torch.Tensor,
-                multi_label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, conf_thres: torch.Tensor, iou_thres: torch.Tensor, multi_label: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         dets = self.model(images)
         # iou_thres / multi_label mean nothing without NMS; they stay graph inputs (a zero term keeps
         # the exporter from pruning them) so callers feed every end-to-end file the same way.
@@ -54,8 +55,10 @@ def verify_nms_free(model: nn.Module, inputs: list[torch.Tensor], run, checks) -
                     for r in rows:
                         if _has_match(r, other) or _tied(r, rows, conf):
                             continue
-                        return (f"image {b} at conf {conf}: {side} detection {[round(v, 3) for v in r.tolist()]} "
-                                f"has no counterpart (input {tuple(x.shape)}; {len(got)} vs {len(want)} detections)")
+                        return (
+                            f"image {b} at conf {conf}: {side} detection {[round(v, 3) for v in r.tolist()]} "
+                            f"has no counterpart (input {tuple(x.shape)}; {len(got)} vs {len(want)} detections)"
+                        )
     return None
 
 

@@ -32,8 +32,10 @@ from modyolo.eval.boxes import xywh2xyxy
 
 INPUTS = ("images", "conf_thres", "iou_thres", "multi_label")
 OUTPUTS = ("detections", "num_dets")
-NMS_LAYOUT = ("detections[B,max_det,6]: x1,y1,x2,y2 (input pixels), conf, cls; num_dets[B]; "
-              "inputs images, conf_thres[1], iou_thres[1], multi_label[1]")
+NMS_LAYOUT = (
+    "detections[B,max_det,6]: x1,y1,x2,y2 (input pixels), conf, cls; num_dets[B]; "
+    "inputs images, conf_thres[1], iou_thres[1], multi_label[1]"
+)
 
 
 class _NonMaxSuppression(torch.autograd.Function):
@@ -44,7 +46,7 @@ class _NonMaxSuppression(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, boxes, scores, max_out, iou_thres, conf_thres):  # noqa: D102
+    def forward(ctx, boxes, scores, max_out, iou_thres, conf_thres):
         rows = []
         limit = int(max_out)
         for b in range(scores.shape[0]):
@@ -63,7 +65,7 @@ class _NonMaxSuppression(torch.autograd.Function):
         return torch.cat(rows) if rows else torch.zeros((0, 3), dtype=torch.int64)
 
     @staticmethod
-    def symbolic(g, boxes, scores, max_out, iou_thres, conf_thres):  # noqa: D102
+    def symbolic(g, boxes, scores, max_out, iou_thres, conf_thres):
         return g.op("NonMaxSuppression", boxes, scores, max_out, iou_thres, conf_thres)
 
 
@@ -77,8 +79,9 @@ class EndToEnd(nn.Module):
         self.model, self.max_det = model, int(max_det)
         self.register_buffer("max_out", torch.tensor([self.max_det], dtype=torch.int64), persistent=False)
 
-    def forward(self, images: torch.Tensor, conf_thres: torch.Tensor, iou_thres: torch.Tensor,
-                multi_label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, conf_thres: torch.Tensor, iou_thres: torch.Tensor, multi_label: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model(images)
         pred = out[0] if isinstance(out, (tuple, list)) else out
         boxes = xywh2xyxy(pred[..., :4])  # [B, N, 4]
@@ -86,7 +89,7 @@ class EndToEnd(nn.Module):
         best = (scores == scores.amax(2, keepdim=True)).to(scores.dtype)
         scores = torch.where(multi_label > 0.5, scores, scores * best)  # single label: other classes 0
         scores = scores.transpose(1, 2).contiguous()  # [B, C, N] as NonMaxSuppression wants
-        b, c, n = scores.shape
+        b, _, n = scores.shape
         sel = _NonMaxSuppression.apply(boxes, scores, self.max_out, iou_thres, conf_thres)
         kept = torch.full_like(scores, -1.0)
         bi, ci, ni = sel[:, 0], sel[:, 1], sel[:, 2]
@@ -104,8 +107,11 @@ class EndToEnd(nn.Module):
 
 def threshold_inputs(conf_thres: float, iou_thres: float, multi_label: bool) -> tuple[torch.Tensor, ...]:
     """The three threshold inputs of an :class:`EndToEnd` graph as float32 ``[1]`` tensors."""
-    return (torch.tensor([float(conf_thres)]), torch.tensor([float(iou_thres)]),
-            torch.tensor([1.0 if multi_label else 0.0]))
+    return (
+        torch.tensor([float(conf_thres)]),
+        torch.tensor([float(iou_thres)]),
+        torch.tensor([1.0 if multi_label else 0.0]),
+    )
 
 
 def split_detections(dets: torch.Tensor, num: torch.Tensor) -> list[torch.Tensor]:
@@ -113,8 +119,14 @@ def split_detections(dets: torch.Tensor, num: torch.Tensor) -> list[torch.Tensor
     return [d[: int(k)] for d, k in zip(dets, num)]
 
 
-def compare_detections(ref: list[torch.Tensor], out: list[torch.Tensor], atol: float = 1e-3,
-                       rtol: float = 1e-4, score_atol: float = 1e-4, slack: float = 0.0) -> str | None:
+def compare_detections(
+    ref: list[torch.Tensor],
+    out: list[torch.Tensor],
+    atol: float = 1e-3,
+    rtol: float = 1e-4,
+    score_atol: float = 1e-4,
+    slack: float = 0.0,
+) -> str | None:
     """None when per image the same detections come out, else a sentence saying how they differ.
 
     Order is not compared (equal scores may come out in any order): each reference row must
@@ -135,8 +147,10 @@ def compare_detections(ref: list[torch.Tensor], out: list[torch.Tensor], atol: f
             continue
         if len(missing):
             x1, y1, x2, y2, conf, cls = r[missing[0]].tolist()
-            return (f"image {i}: the Python NMS keeps ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}) conf {conf:.4f} "
-                    f"class {int(cls)}, which the graph does not return ({len(missing)} such, {len(r)} kept)")
+            return (
+                f"image {i}: the Python NMS keeps ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}) conf {conf:.4f} "
+                f"class {int(cls)}, which the graph does not return ({len(missing)} such, {len(r)} kept)"
+            )
         return f"image {i}: {len(o)} detections where the Python NMS keeps {len(r)}"
     return None
 

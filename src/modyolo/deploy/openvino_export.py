@@ -29,8 +29,10 @@ def require_openvino():
     try:
         import openvino
     except ImportError as e:
-        raise ExportError("OpenVINO export and inference need the openvino package: pip install 'modyolo[openvino]' "
-                          "(or pip install openvino)") from e
+        raise ExportError(
+            "OpenVINO export and inference need the openvino package: pip install 'modyolo[openvino]' "
+            "(or pip install openvino)"
+        ) from e
     return openvino
 
 
@@ -50,13 +52,24 @@ def get_metadata(ov_model, source: str) -> ExportMetadata:
             try:
                 data[f.name] = json.loads(text)
             except json.JSONDecodeError as e:
-                raise MetadataError(f"{source}: metadata field {f.name} is not JSON ({text[:40]!r}); re-export the model") from e
+                raise MetadataError(
+                    f"{source}: metadata field {f.name} is not JSON ({text[:40]!r}); re-export the model"
+                ) from e
     return ExportMetadata.from_dict(data, source)
 
 
-def export_openvino(model: DetectionModel, x: torch.Tensor, check_x: torch.Tensor, path: Path,
-                    meta: ExportMetadata, *, onnx_path: Path | None = None, opset: int | None = None,
-                    dynamic: bool = False, verify: bool = True) -> Path:
+def export_openvino(
+    model: DetectionModel,
+    x: torch.Tensor,
+    check_x: torch.Tensor,
+    path: Path,
+    meta: ExportMetadata,
+    *,
+    onnx_path: Path | None = None,
+    opset: int | None = None,
+    dynamic: bool = False,
+    verify: bool = True,
+) -> Path:
     """Write ``path`` (.xml) and its ``.bin``; check them against PyTorch like the ONNX file.
 
     onnx_path: an ONNX file this export already wrote for the same model and settings (reused);
@@ -69,14 +82,17 @@ def export_openvino(model: DetectionModel, x: torch.Tensor, check_x: torch.Tenso
     with tempfile.TemporaryDirectory(prefix="modyolo-ov-") as tmp:
         if onnx_path is None:
             onnx_meta = ExportMetadata(**{**meta.to_dict(), "imgsz": meta.imgsz})
-            onnx_path = export_onnx(model, x, check_x, Path(tmp) / "model.onnx", onnx_meta, opset=opset,
-                                    dynamic=dynamic, verify=verify)
+            onnx_path = export_onnx(
+                model, x, check_x, Path(tmp) / "model.onnx", onnx_meta, opset=opset, dynamic=dynamic, verify=verify
+            )
         meta.exporter, meta.opset = f"openvino {ov.__version__} (from ONNX)", None
         try:
             ov_model = ov.convert_model(str(onnx_path))
-        except Exception as e:  # noqa: BLE001 — the converter raises its own types
-            raise ExportError(f"OpenVINO cannot convert the ONNX graph of {meta.model}: {short_reason(e)}; "
-                              f"{unsupported_ops_hint(onnx_path)}") from e
+        except Exception as e:
+            raise ExportError(
+                f"OpenVINO cannot convert the ONNX graph of {meta.model}: {short_reason(e)}; "
+                f"{unsupported_ops_hint(onnx_path)}"
+            ) from e
         set_metadata(ov_model, meta)
         ov.save_model(ov_model, str(path), compress_to_fp16=False)
     if verify:
@@ -96,14 +112,21 @@ def unsupported_ops_hint(onnx_path: Path) -> str:
 
         fe = FrontEndManager().load_by_framework("onnx")
         partial = fe.convert_partially(fe.load(str(onnx_path)))
-        bad = sorted({op.get_type_name() + ": " + op.get_friendly_name() for op in partial.get_ordered_ops()
-                      if op.get_type_name() == "FrameworkNode"})
+        bad = sorted(
+            {
+                op.get_type_name() + ": " + op.get_friendly_name()
+                for op in partial.get_ordered_ops()
+                if op.get_type_name() == "FrameworkNode"
+            }
+        )
         del onnx
     except Exception:  # noqa: BLE001 — the hint is best effort; the converter's message stands
         bad = []
     where = f"unconverted nodes: {', '.join(bad[:5])}; " if bad else ""
-    return (f"{where}ONNX node names start with the modyolo layer (/model.<index>/...): replace that block, or "
-            "export --include onnx and run it in ONNX Runtime")
+    return (
+        f"{where}ONNX node names start with the modyolo layer (/model.<index>/...): replace that block, or "
+        "export --include onnx and run it in ONNX Runtime"
+    )
 
 
 def remove_ir(path: Path) -> None:
@@ -128,13 +151,17 @@ def read_ir(path: Path):
     ov = require_openvino()
     weights = path.with_suffix(".bin")
     if not weights.is_file():
-        raise ValueError(f"{path}: its weights file {weights.name} is missing; an OpenVINO model is an .xml + .bin "
-                         "pair written by `modyolo export --include openvino` — copy both")
+        raise ValueError(
+            f"{path}: its weights file {weights.name} is missing; an OpenVINO model is an .xml + .bin "
+            "pair written by `modyolo export --include openvino` — copy both"
+        )
     try:
         return ov.Core().read_model(str(path), str(weights))
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path} / {weights.name} is not a readable OpenVINO IR pair ({short_reason(e)}); the files are "
-                         "corrupt or truncated — re-export with `modyolo export --include openvino`") from e
+    except Exception as e:
+        raise ValueError(
+            f"{path} / {weights.name} is not a readable OpenVINO IR pair ({short_reason(e)}); the files are "
+            "corrupt or truncated — re-export with `modyolo export --include openvino`"
+        ) from e
 
 
-__all__ = ["export_openvino", "read_ir", "get_metadata", "set_metadata", "require_openvino", "MetadataError"]
+__all__ = ["MetadataError", "export_openvino", "get_metadata", "read_ir", "require_openvino", "set_metadata"]

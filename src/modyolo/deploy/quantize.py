@@ -33,9 +33,11 @@ MAX_CALIBRATION = 300  # NNCF's default subset: more images move the ranges very
 def check_int8_request(data: str | Path | None, fraction: float) -> None:
     """Fail before any work when INT8 cannot be calibrated or checked."""
     if not data:
-        raise ValueError("--int8 needs calibration images: pass --data my.yaml (its train images calibrate the INT8 "
-                         "ranges, its val split checks mAP50-95), e.g. `modyolo export --weights best.pt --int8 "
-                         "--data my.yaml --fraction 0.5`")
+        raise ValueError(
+            "--int8 needs calibration images: pass --data my.yaml (its train images calibrate the INT8 "
+            "ranges, its val split checks mAP50-95), e.g. `modyolo export --weights best.pt --int8 "
+            "--data my.yaml --fraction 0.5`"
+        )
     if not 0 < fraction <= 1:
         raise ValueError(f"--fraction {fraction}: the share of train images used to calibrate must be in (0, 1]")
     _require_nncf()
@@ -63,13 +65,33 @@ def _loader(data_cfg, split: str, imgsz: int, batch: int, workers: int):
     from modyolo.data.loader import create_dataloader
 
     sources = getattr(data_cfg, split) or data_cfg.val
-    return create_dataloader(sources, imgsz, batch, 32, augment=False, rect=False, workers=workers, shuffle=False,
-                             prefix=f"{split}: ", names=data_cfg.names, nc=data_cfg.nc, persistent=False,
-                             progress=False)
+    return create_dataloader(
+        sources,
+        imgsz,
+        batch,
+        32,
+        augment=False,
+        rect=False,
+        workers=workers,
+        shuffle=False,
+        prefix=f"{split}: ",
+        names=data_cfg.names,
+        nc=data_cfg.nc,
+        persistent=False,
+        progress=False,
+    )
 
 
-def quantize_openvino(xml: Path, model: DetectionModel, data: str | Path, *, fraction: float = 1.0,
-                      max_drop: float = 1.0, allow_drop: bool = False, workers: int = 0) -> Path:
+def quantize_openvino(
+    xml: Path,
+    model: DetectionModel,
+    data: str | Path,
+    *,
+    fraction: float = 1.0,
+    max_drop: float = 1.0,
+    allow_drop: bool = False,
+    workers: int = 0,
+) -> Path:
     """Write ``<stem>_int8.xml`` next to ``xml`` and return it, or raise when it loses too much mAP."""
     from modyolo.data.dataset_yaml import load_data_config
     from modyolo.deploy.backends import OpenVinoBackend
@@ -81,8 +103,9 @@ def quantize_openvino(xml: Path, model: DetectionModel, data: str | Path, *, fra
     meta = get_metadata(float_ir, str(xml))
     h, w = meta.imgsz
     if h != w:
-        raise ValueError(f"--int8 calibrates and validates on square letterboxed images; export with a square --img "
-                         f"(got {h}x{w})")
+        raise ValueError(
+            f"--int8 calibrates and validates on square letterboxed images; export with a square --img (got {h}x{w})"
+        )
     data_cfg = load_data_config(data)
     batch = meta.batch or 1
     loader, dataset = _loader(data_cfg, "train", h, batch, workers)
@@ -101,13 +124,18 @@ def quantize_openvino(xml: Path, model: DetectionModel, data: str | Path, *, fra
     nncf_log.setLevel(max(level, logging.WARNING))  # NNCF logs one INFO line per node it leaves float
     try:
         quantized = nncf.quantize(
-            float_ir, nncf.Dataset(loader, transform), subset_size=n_batches * batch,
+            float_ir,
+            nncf.Dataset(loader, transform),
+            subset_size=n_batches * batch,
             preset=nncf.QuantizationPreset.MIXED,
-            ignored_scope=nncf.IgnoredScope(patterns=ignored_patterns(model, meta.nms), validate=False))
-    except Exception as e:  # noqa: BLE001 — NNCF raises its own types; say which model and why
-        raise ExportError(f"NNCF could not quantise {meta.model}: {str(e).splitlines()[0][:300]}; the node named in "
-                          "the message starts with its modyolo layer (/model.<index>/...); export without --int8 "
-                          "or replace that block") from e
+            ignored_scope=nncf.IgnoredScope(patterns=ignored_patterns(model, meta.nms), validate=False),
+        )
+    except Exception as e:
+        raise ExportError(
+            f"NNCF could not quantise {meta.model}: {str(e).splitlines()[0][:300]}; the node named in "
+            "the message starts with its modyolo layer (/model.<index>/...); export without --int8 "
+            "or replace that block"
+        ) from e
     finally:
         nncf_log.setLevel(level)
     out = xml.with_name(f"{xml.stem}_int8.xml")
@@ -115,18 +143,23 @@ def quantize_openvino(xml: Path, model: DetectionModel, data: str | Path, *, fra
     set_metadata(quantized, meta)
     ov.save_model(quantized, str(out), compress_to_fp16=False)  # validated from the file, as it will be run
 
-    fp32_map, int8_map = (_map50_95(OpenVinoBackend(p, torch.device("cpu")), data_cfg, h, batch, workers)
-                          for p in (xml, out))
+    fp32_map, int8_map = (
+        _map50_95(OpenVinoBackend(p, torch.device("cpu")), data_cfg, h, batch, workers) for p in (xml, out)
+    )
     drop = (fp32_map - int8_map) * 100
-    report = (f"INT8 check on the val split: mAP50-95 fp32 {fp32_map:.4f}, int8 {int8_map:.4f} "
-              f"(drop {drop:.2f} points, limit {max_drop:g})")
+    report = (
+        f"INT8 check on the val split: mAP50-95 fp32 {fp32_map:.4f}, int8 {int8_map:.4f} "
+        f"(drop {drop:.2f} points, limit {max_drop:g})"
+    )
     LOGGER.info(report)
     if drop > max_drop:
         if not allow_drop:
             remove_ir(out)
-            raise ExportError(f"{report}: INT8 model refused and deleted. Calibrate on more or more typical images "
-                              "(--fraction 1, a --data whose train split looks like deployment), raise "
-                              "--int8-max-drop, or keep it anyway with --int8-allow-drop")
+            raise ExportError(
+                f"{report}: INT8 model refused and deleted. Calibrate on more or more typical images "
+                "(--fraction 1, a --data whose train split looks like deployment), raise "
+                "--int8-max-drop, or keep it anyway with --int8-allow-drop"
+            )
         LOGGER.warning("%s — kept because of --int8-allow-drop", report)
     # the check travels with the file: `modyolo export` prints it, read_metadata shows it later
     meta.calibration = f"{n_batches * batch} images of {data_cfg.source}; {report}"

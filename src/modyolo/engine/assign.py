@@ -64,7 +64,7 @@ def build_targets(
     Returns one :class:`LevelTargets` per level.
     """
     device = targets.device
-    nl, na = anchors.shape[:2]
+    na = anchors.shape[1]
     nt = targets.shape[0]
     anchors = anchors.to(device=device, dtype=torch.float32)
     # (na, nt, 7): every target once per anchor, with the anchor index as the last column.

@@ -31,14 +31,15 @@ def ciou_xyxy(box1: Tensor, box2: Tensor, eps: float = 1e-7) -> Tensor:
     b2x1, b2y1, b2x2, b2y2 = box2.unbind(-1)
     w1, h1 = b1x2 - b1x1, b1y2 - b1y1 + eps
     w2, h2 = b2x2 - b2x1, b2y2 - b2y1 + eps
-    inter = (torch.minimum(b1x2, b2x2) - torch.maximum(b1x1, b2x1)).clamp(0) * \
-        (torch.minimum(b1y2, b2y2) - torch.maximum(b1y1, b2y1)).clamp(0)
+    inter = (torch.minimum(b1x2, b2x2) - torch.maximum(b1x1, b2x1)).clamp(0) * (
+        torch.minimum(b1y2, b2y2) - torch.maximum(b1y1, b2y1)
+    ).clamp(0)
     iou = inter / (w1 * h1 + w2 * h2 - inter + eps)
     cw = torch.maximum(b1x2, b2x2) - torch.minimum(b1x1, b2x1)
     ch = torch.maximum(b1y2, b2y2) - torch.minimum(b1y1, b2y1)
-    diag2 = cw ** 2 + ch ** 2 + eps
+    diag2 = cw**2 + ch**2 + eps
     rho2 = ((b2x1 + b2x2 - b1x1 - b1x2) ** 2 + (b2y1 + b2y2 - b1y1 - b1y2) ** 2) / 4
-    v = (4 / math.pi ** 2) * (torch.atan(w2 / h2) - torch.atan(w1 / h1)) ** 2
+    v = (4 / math.pi**2) * (torch.atan(w2 / h2) - torch.atan(w1 / h1)) ** 2
     with torch.no_grad():
         alpha = v / (v - iou + (1 + eps))
     return iou - (rho2 / diag2 + v * alpha)
@@ -58,23 +59,34 @@ class Assignment:
 class TaskAlignedAssigner:
     """``topk`` positives per ground truth by ``score**alpha * CIoU**beta`` (YOLOv8: 10, 0.5, 6)."""
 
-    def __init__(self, num_classes: int, topk: int = 10, alpha: float = 0.5, beta: float = 6.0,
-                 strides: list[float] | None = None, eps: float = 1e-9) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        topk: int = 10,
+        alpha: float = 0.5,
+        beta: float = 6.0,
+        strides: list[float] | None = None,
+        eps: float = 1e-9,
+    ) -> None:
         self.nc, self.topk, self.alpha, self.beta, self.eps = num_classes, topk, alpha, beta, eps
         strides = strides or [8.0, 16.0, 32.0]
         self.min_side = float(strides[1] if len(strides) > 1 else strides[0])
 
     @torch.no_grad()
-    def __call__(self, scores: Tensor, boxes: Tensor, points: Tensor, gt_labels: Tensor, gt_boxes: Tensor,
-                 gt_mask: Tensor) -> Assignment:
+    def __call__(
+        self, scores: Tensor, boxes: Tensor, points: Tensor, gt_labels: Tensor, gt_boxes: Tensor, gt_mask: Tensor
+    ) -> Assignment:
         """scores ``[B, A, C]`` (sigmoid), boxes ``[B, A, 4]``, points ``[A, 2]``, gt_labels ``[B, M, 1]``,
         gt_boxes ``[B, M, 4]``, gt_mask ``[B, M, 1]`` (1 = a real ground truth, 0 = padding)."""
         b, a, _ = scores.shape
         m = gt_boxes.shape[1]
         if m == 0:
-            return Assignment(torch.zeros_like(boxes), torch.zeros_like(scores),
-                              torch.zeros(b, a, dtype=torch.bool, device=scores.device),
-                              torch.zeros(b, a, dtype=torch.long, device=scores.device))
+            return Assignment(
+                torch.zeros_like(boxes),
+                torch.zeros_like(scores),
+                torch.zeros(b, a, dtype=torch.bool, device=scores.device),
+                torch.zeros(b, a, dtype=torch.long, device=scores.device),
+            )
         inside = self._centres_inside(points, gt_boxes, gt_mask)  # [B, M, A]
         candidate = inside & gt_mask.bool()
         metric, overlap = self._metrics(scores, boxes, gt_labels, gt_boxes, candidate)
@@ -99,8 +111,9 @@ class TaskAlignedAssigner:
         d = torch.cat((points - lt, rb - points), -1)  # [B, M, A, 4]
         return d.amin(-1) > self.eps
 
-    def _metrics(self, scores: Tensor, boxes: Tensor, gt_labels: Tensor, gt_boxes: Tensor,
-                 candidate: Tensor) -> tuple[Tensor, Tensor]:
+    def _metrics(
+        self, scores: Tensor, boxes: Tensor, gt_labels: Tensor, gt_boxes: Tensor, candidate: Tensor
+    ) -> tuple[Tensor, Tensor]:
         bi, mi, ai = candidate.nonzero(as_tuple=True)
         s = scores[bi, ai, gt_labels[bi, mi, 0].long()]
         u = ciou_xyxy(gt_boxes[bi, mi], boxes[bi, ai]).clamp(0)

@@ -44,7 +44,9 @@ def _ratio_quality(wh: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     return torch.min(r, 1 / r).min(2).values
 
 
-def anchor_metrics(wh: np.ndarray | torch.Tensor, anchors_px: np.ndarray | torch.Tensor, thr: float) -> tuple[float, float]:
+def anchor_metrics(
+    wh: np.ndarray | torch.Tensor, anchors_px: np.ndarray | torch.Tensor, thr: float
+) -> tuple[float, float]:
     """(best possible recall, anchors above threshold per box) of pixel anchors Tensor[K, 2]."""
     wh_t = torch.as_tensor(np.asarray(wh), dtype=torch.float32)
     x = _ratio_quality(wh_t, torch.as_tensor(np.asarray(anchors_px), dtype=torch.float32))
@@ -79,9 +81,7 @@ def kmeans(points: np.ndarray, k: int, rng: np.random.Generator, restarts: int =
     return best
 
 
-def evolve_anchors(
-    wh: np.ndarray, n: int, imgsz: int, thr: float = 4.0, gen: int = 1000, seed: int = 0
-) -> np.ndarray:
+def evolve_anchors(wh: np.ndarray, n: int, imgsz: int, thr: float = 4.0, gen: int = 1000, seed: int = 0) -> np.ndarray:
     """``n`` anchors (np.ndarray[n, 2], pixels, sorted by area) for box sizes ``wh`` [N, 2] pixels."""
     rng = np.random.default_rng(seed)
     wh = np.asarray(wh, dtype=np.float64)
@@ -103,7 +103,9 @@ def evolve_anchors(
     for _ in range(gen):
         v = np.ones_like(k)
         while (v == 1).all():  # mutate until something changes
-            v = ((rng.random(k.shape) < mutation_p) * rng.random() * rng.standard_normal(k.shape) * sigma + 1).clip(0.3, 3.0)
+            v = ((rng.random(k.shape) < mutation_p) * rng.random() * rng.standard_normal(k.shape) * sigma + 1).clip(
+                0.3, 3.0
+            )
         candidate = (k * v).clip(min=MIN_SIDE_PX)
         candidate_fit = _fitness(wh_t, candidate, thr)
         if candidate_fit > fit:
@@ -156,7 +158,9 @@ def check_anchors(
     new = evolve_anchors(wh, nl * na, imgsz, thr, gen, seed)
     new_bpr, new_aat = anchor_metrics(measured, new, thr)
     if new_bpr <= bpr:
-        LOGGER.info("autoanchor: new anchors reach recall %.4f, no better than %.4f; keeping the old ones", new_bpr, bpr)
+        LOGGER.info(
+            "autoanchor: new anchors reach recall %.4f, no better than %.4f; keeping the old ones", new_bpr, bpr
+        )
         return bpr, bpr, False
     order = torch.argsort(head.stride.detach().cpu())  # smallest anchors to the smallest stride
     grouped = torch.as_tensor(new, dtype=torch.float32).view(nl, na, 2)
@@ -172,6 +176,9 @@ def check_anchors(
         reset()
     LOGGER.info(
         "autoanchor: new anchors (pixels) %s; %.2f anchors/target, best possible recall %.4f (was %.4f)",
-        np.round(new).astype(int).tolist(), new_aat, new_bpr, bpr,
+        np.round(new).astype(int).tolist(),
+        new_aat,
+        new_bpr,
+        bpr,
     )
     return bpr, new_bpr, True

@@ -16,7 +16,8 @@ A callback raising :class:`StopTraining` ends the run cleanly after the current 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 EVENTS = ("on_train_start", "on_epoch_start", "on_batch_end", "on_fit_epoch_end", "on_train_end")
 

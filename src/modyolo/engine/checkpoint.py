@@ -81,8 +81,13 @@ def capture_rng_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": {"version": version, "state": list(mt), "gauss": gauss},
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -186,14 +191,20 @@ def _write_error(e: OSError, path: Path) -> OSError:
     """
     resume = path.parent / "last.pt"
     if e.errno == errno.ENOSPC and not resume.is_file():
-        why = (f"no space left on the device writing {path}, the run's first checkpoint; free some space (or "
-               "choose another --project) and start the run again")
+        why = (
+            f"no space left on the device writing {path}, the run's first checkpoint; free some space (or "
+            "choose another --project) and start the run again"
+        )
     elif e.errno == errno.ENOSPC:
-        why = (f"no space left on the device writing {path}; the last good {resume.name} there is unchanged. "
-               f"Free some space, then resume with: modyolo train --resume {resume}")
+        why = (
+            f"no space left on the device writing {path}; the last good {resume.name} there is unchanged. "
+            f"Free some space, then resume with: modyolo train --resume {resume}"
+        )
     elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        why = (f"cannot write {path} ({e.strerror}); choose a writable folder with --project, "
-               f"or fix the permissions and resume with: modyolo train --resume {resume}")
+        why = (
+            f"cannot write {path} ({e.strerror}); choose a writable folder with --project, "
+            f"or fix the permissions and resume with: modyolo train --resume {resume}"
+        )
     else:
         why = f"cannot write checkpoint {path} ({e.strerror or e}); the last good {path.name} there is unchanged"
     return OSError(e.errno, why, str(path))
@@ -237,17 +248,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{path} holds pickled Python objects, not plain data ({culprit}); save a state_dict instead"
         ) from e
-    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, IndexError, KeyError, TypeError, ValueError,
-            AttributeError) as e:  # a damaged pickle inside a valid zip reaches torch's unpickler in many ways
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (truncated, damaged or another format): "
-                              f"{type(e).__name__}: {e}") from e
+    except (
+        RuntimeError,
+        zipfile.BadZipFile,
+        EOFError,
+        OSError,
+        IndexError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+    ) as e:  # a damaged pickle inside a valid zip reaches torch's unpickler in many ways
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (truncated, damaged or another format): {type(e).__name__}: {e}"
+        ) from e
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         version = obj.get("version", 0)
         if not isinstance(version, int):
             raise CheckpointError(f"{path}: damaged checkpoint (version {version!r} is not an integer)")
         if version > VERSION:
             raise CheckpointError(
-                f"{path} is checkpoint version {obj['version']}, newer than this modyolo reads ({VERSION}); upgrade modyolo"
+                f"{path} is checkpoint version {obj['version']}, newer than this modyolo reads ({VERSION}); "
+                "upgrade modyolo"
             )
         return dict(obj)
     if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -317,7 +339,9 @@ class EarlyStopping:
         if stop:
             LOGGER.info(
                 "early stop: no improvement for %d epochs; best was epoch %d (fitness %.4f)",
-                self.patience, self.best_epoch, self.best_fitness,
+                self.patience,
+                self.best_epoch,
+                self.best_fitness,
             )
         return bool(stop)
 

@@ -61,7 +61,7 @@ class TrainConfig:
     verbose: bool = True
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "arguments") -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any], source: str = "arguments") -> TrainConfig:
         """Build from a dict, rejecting unknown keys with the nearest valid one."""
         known = {f.name for f in dataclasses.fields(cls)}
         for key in values:
@@ -74,5 +74,5 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

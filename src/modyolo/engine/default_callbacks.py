@@ -16,7 +16,7 @@ LOGGER = logging.getLogger("modyolo.train")
 BATCH_PICTURES = 3  # training-batch mosaics saved in the first epoch
 
 
-def attach(trainer: "Trainer") -> None:
+def attach(trainer: Trainer) -> None:
     save_dir = trainer.run.save_dir
     csv_logger = CSVLogger(save_dir / "results.csv")
     tb = TensorBoardLogger(save_dir)
@@ -28,17 +28,17 @@ def attach(trainer: "Trainer") -> None:
     if trainer.cfg.noplots:
         return
 
-    def labels_picture(tr: "Trainer") -> None:
+    def labels_picture(tr: Trainer) -> None:
         if tr.start_epoch == 0:
             plot_labels(tr.dataset.labels, tr.names, save_dir / "labels.png")
 
-    def batch_pictures(tr: "Trainer", i: int, imgs: Any, targets: Any, paths: Any) -> None:
+    def batch_pictures(tr: Trainer, i: int, imgs: Any, targets: Any, paths: Any) -> None:
         if i < BATCH_PICTURES and not (save_dir / f"train_batch{i}.jpg").exists():
             grid = batch_mosaic(imgs, targets, tr.names)
             save_rgb(grid, save_dir / f"train_batch{i}.jpg")
             tb.image(f"train_batch{i}", grid, 0)
 
-    def results_picture(tr: "Trainer", result: Any) -> None:
+    def results_picture(tr: Trainer, result: Any) -> None:
         if (save_dir / "results.csv").exists():
             plot_results(save_dir / "results.csv")
 
@@ -47,14 +47,18 @@ def attach(trainer: "Trainer") -> None:
     trainer.callbacks.add("on_train_end", results_picture)
 
 
-def log_epoch(trainer: "Trainer", epoch: int, row: dict[str, float]) -> None:
+def log_epoch(trainer: Trainer, epoch: int, row: dict[str, float]) -> None:
     """The epoch's results.csv row, into the run log (the terminal had it in the progress bar)."""
-    LOGGER.info("epoch %d/%d: %s", epoch + 1, trainer.cfg.epochs,
-                "  ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"),
-                extra=FILE_ONLY)
+    LOGGER.info(
+        "epoch %d/%d: %s",
+        epoch + 1,
+        trainer.cfg.epochs,
+        "  ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"),
+        extra=FILE_ONLY,
+    )
 
 
-def print_summary(trainer: "Trainer", result: Any) -> None:
+def print_summary(trainer: Trainer, result: Any) -> None:
     m = result.metrics
     lines = [
         f"{result.epochs_completed} epochs in {result.train_seconds / 60:.1f} min "
@@ -62,8 +66,10 @@ def print_summary(trainer: "Trainer", result: Any) -> None:
         + (f"; stopped early: {result.stopped_early}" if result.stopped_early else ""),
     ]
     if m:
-        lines.append(f"P {m.get('precision', 0):.3f}  R {m.get('recall', 0):.3f}  mAP50 {m.get('mAP50', 0):.3f}  "
-                     f"mAP50-95 {m.get('mAP50-95', 0):.3f}")
+        lines.append(
+            f"P {m.get('precision', 0):.3f}  R {m.get('recall', 0):.3f}  mAP50 {m.get('mAP50', 0):.3f}  "
+            f"mAP50-95 {m.get('mAP50-95', 0):.3f}"
+        )
     lines.append(f"results saved to {result.save_dir} (best: {result.best}, last: {result.last})")
     print("\n".join(lines))
     LOGGER.info("%s", "\n".join(lines), extra=FILE_ONLY)  # stdout has it; the run log keeps it too

@@ -86,9 +86,7 @@ def parse_freeze_schedule(spec: str) -> list[FreezeStage]:
     for chunk in filter(None, (c.strip() for c in spec.split(";"))):
         epoch_text, sep, layer_text = chunk.partition(":")
         if not sep or not epoch_text.strip().isdigit():
-            raise ValueError(
-                f"--freeze-schedule: cannot read stage {chunk!r}; write 'EPOCHS:LAYERS' such as '10:0-9'"
-            )
+            raise ValueError(f"--freeze-schedule: cannot read stage {chunk!r}; write 'EPOCHS:LAYERS' such as '10:0-9'")
         stages.append(FreezeStage(int(epoch_text), tuple(sorted(set(_parse_indices(layer_text, "--freeze-schedule"))))))
     if any(b.until_epoch <= a.until_epoch for a, b in zip(stages, stages[1:])):
         raise ValueError(f"--freeze-schedule {spec!r}: stage epochs must increase")

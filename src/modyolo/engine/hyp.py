@@ -20,9 +20,10 @@ import dataclasses
 import difflib
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -93,12 +94,12 @@ class Hyp:
             del out["anchors"]
         return out
 
-    def replace(self, **changes: Any) -> "Hyp":
+    def replace(self, **changes: Any) -> Hyp:
         """A validated copy with some values changed (``hyp.replace(lr0=0.001)``)."""
         return Hyp.from_dict({**self.to_dict(), **changes}, source="Hyp.replace", log_missing=False)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str = "<dict>", log_missing: bool = True) -> "Hyp":
+    def from_dict(cls, values: Mapping[str, Any], source: str = "<dict>", log_missing: bool = True) -> Hyp:
         """Build from a mapping; unknown keys and bad values raise :class:`HypError` naming ``source``."""
         if not isinstance(values, Mapping):
             raise HypError(f"{source}: a hyp file must be a mapping of key: value, got {type(values).__name__}")
@@ -109,10 +110,7 @@ class Hyp:
             for key in unknown:
                 near = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.5)
                 msgs.append(f"{key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
-            raise HypError(
-                f"{source}: unknown hyperparameter {', '.join(msgs)}; "
-                f"valid keys are: {', '.join(known)}"
-            )
+            raise HypError(f"{source}: unknown hyperparameter {', '.join(msgs)}; valid keys are: {', '.join(known)}")
         missing = [k for k in known if k not in values and k != "anchors"]
         if missing and log_missing:
             defaults = cls()
@@ -135,9 +133,24 @@ class Hyp:
         for key in ("lr0",):
             if not getattr(self, key) > 0:
                 raise bad(key, "> 0")
-        positive_or_zero = ("lrf", "weight_decay", "warmup_epochs", "warmup_bias_lr", "box", "cls",
-                            "obj", "box_af", "dfl", "fl_gamma", "degrees", "translate", "shear", "perspective",
-                            "vfl_gamma", "rho")
+        positive_or_zero = (
+            "lrf",
+            "weight_decay",
+            "warmup_epochs",
+            "warmup_bias_lr",
+            "box",
+            "cls",
+            "obj",
+            "box_af",
+            "dfl",
+            "fl_gamma",
+            "degrees",
+            "translate",
+            "shear",
+            "perspective",
+            "vfl_gamma",
+            "rho",
+        )
         for key in positive_or_zero:
             if getattr(self, key) < 0:
                 raise bad(key, ">= 0")
@@ -146,8 +159,21 @@ class Hyp:
                 raise bad(key, "> 0 (a BCE positive weight)")
         if not self.anchor_t > 1:
             raise bad("anchor_t", "> 1 (the largest allowed ratio between a box side and its anchor side)")
-        unit = ("momentum", "warmup_momentum", "iou_t", "hsv_h", "hsv_s", "hsv_v", "translate",
-                "flipud", "fliplr", "mosaic", "mixup", "copy_paste", "vfl_alpha")
+        unit = (
+            "momentum",
+            "warmup_momentum",
+            "iou_t",
+            "hsv_h",
+            "hsv_s",
+            "hsv_v",
+            "translate",
+            "flipud",
+            "fliplr",
+            "mosaic",
+            "mixup",
+            "copy_paste",
+            "vfl_alpha",
+        )
         for key in unit:
             if not 0 <= getattr(self, key) <= 1:
                 raise bad(key, "in [0, 1]")
@@ -164,8 +190,11 @@ class Hyp:
         if not 0 <= self.paste_in <= 1:
             raise bad("paste_in", "in [0, 1]")
         if self.paste_in > 0:
-            LOGGER.warning("%s: paste_in=%s (yolov7's paste-in augmentation) is not implemented and is ignored",
-                           source, self.paste_in)
+            LOGGER.warning(
+                "%s: paste_in=%s (yolov7's paste-in augmentation) is not implemented and is ignored",
+                source,
+                self.paste_in,
+            )
         if self.anchors is not None and not self.anchors > 0:
             raise bad("anchors", "> 0 or left out")
 

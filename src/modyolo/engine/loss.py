@@ -89,7 +89,7 @@ def bbox_ciou(box1: Tensor, box2: Tensor, eps: float = 1e-7) -> Tensor:
     cw = torch.max(b1x2, b2x2) - torch.min(b1x1, b2x1)
     ch = torch.max(b1y2, b2y2) - torch.min(b1y1, b2y1)
     c2 = cw**2 + ch**2 + eps
-    rho2 = ((x2 - x1) ** 2 + (y2 - y1) ** 2)
+    rho2 = (x2 - x1) ** 2 + (y2 - y1) ** 2
     v = (4 / math.pi**2) * (torch.atan(w2 / h2.clamp(eps)) - torch.atan(w1 / h1.clamp(eps))).pow(2)
     with torch.no_grad():
         alpha = v / (v - iou + (1 + eps))
@@ -129,7 +129,9 @@ class DetectionLoss:
     hyp: gains already scaled by :func:`scale_loss_gains`.
     """
 
-    def __init__(self, model: nn.Module, hyp: Hyp, loss_type: str | None = None, label_smoothing: float | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, hyp: Hyp, loss_type: str | None = None, label_smoothing: float | None = None
+    ) -> None:
         self.head = getattr(model, "head", None)
         if self.head is None or not hasattr(self.head, "anchors"):
             raise TypeError(

@@ -38,21 +38,31 @@ class AnchorFreeLoss:
 
     names = LOSS_NAMES
 
-    def __init__(self, model: nn.Module, box: float = 7.5, cls: float = 0.5, dfl: float = 1.5, topk: int = 10,
-                 alpha: float = 0.5, beta: float = 6.0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        box: float = 7.5,
+        cls: float = 0.5,
+        dfl: float = 1.5,
+        topk: int = 10,
+        alpha: float = 0.5,
+        beta: float = 6.0,
+    ) -> None:
         head = getattr(model, "head", None)
         if head is None or getattr(head, "loss_kind", None) != "anchor_free":
-            raise TypeError(f"AnchorFreeLoss needs a model whose .head is the anchor-free head, got "
-                            f"{type(head).__name__}")
+            raise TypeError(
+                f"AnchorFreeLoss needs a model whose .head is the anchor-free head, got {type(head).__name__}"
+            )
         self.head = head
         self.gains = (box, cls, dfl)
         self.nc, self.reg_max = int(head.nc), int(head.reg_max)
         self.topk, self.alpha, self.beta = topk, alpha, beta
 
     @classmethod
-    def from_hyp(cls, model: nn.Module, hyp: Any) -> "AnchorFreeLoss":
-        return cls(model, box=float(getattr(hyp, "box_af", 7.5)), cls=float(hyp.cls),
-                   dfl=float(getattr(hyp, "dfl", 1.5)))
+    def from_hyp(cls, model: nn.Module, hyp: Any) -> AnchorFreeLoss:
+        return cls(
+            model, box=float(getattr(hyp, "box_af", 7.5)), cls=float(hyp.cls), dfl=float(getattr(hyp, "dfl", 1.5))
+        )
 
     def __call__(self, preds: Any, targets: Tensor) -> tuple[Tensor, Tensor]:
         preds = preds[1] if isinstance(preds, tuple) else preds  # eval output (pred, raw) during validation
@@ -75,8 +85,9 @@ class AnchorFreeLoss:
 
         pred_boxes = self._decode(points, dist)  # xyxy, grid units of each anchor's level
         assigner = TaskAlignedAssigner(self.nc, topk, self.alpha, self.beta, strides.tolist())
-        a = assigner(logits.detach().sigmoid(), pred_boxes.detach() * stride_t, points * stride_t,
-                     gt_labels, gt_boxes, gt_mask)
+        a = assigner(
+            logits.detach().sigmoid(), pred_boxes.detach() * stride_t, points * stride_t, gt_labels, gt_boxes, gt_mask
+        )
         total = a.target_scores.sum().clamp(min=1)
         lcls = F.binary_cross_entropy_with_logits(logits, a.target_scores, reduction="none").sum() / total
 
@@ -102,8 +113,10 @@ class AnchorFreeLoss:
         left = target.long()
         w_left = left + 1 - target
         logp = F.log_softmax(logits, dim=1)
-        nll = -(logp.gather(1, left.view(-1, 1)).view(left.shape) * w_left
-                + logp.gather(1, (left + 1).view(-1, 1)).view(left.shape) * (1 - w_left))
+        nll = -(
+            logp.gather(1, left.view(-1, 1)).view(left.shape) * w_left
+            + logp.gather(1, (left + 1).view(-1, 1)).view(left.shape) * (1 - w_left)
+        )
         return nll.mean(-1, keepdim=True)
 
     @staticmethod

@@ -7,8 +7,8 @@ Assignment, per image (Ge et al. 2021, "OTA", in its SimOTA form as yolov7 uses 
    auxiliary head uses all 4 neighbours (``reach`` 1.0, 5 cells);
 2. cost of each (box, candidate) pair = class BCE of ``sqrt(sigmoid(cls) * sigmoid(obj))`` +
    3 * ``-log(IoU)``, with the candidate's decoded box, over *all* candidates of the image;
-3. dynamic k per box = ``int(sum of its 10 best IoUs)`` (20 with an auxiliary head; at least 1); the box takes its k cheapest
-   candidates, and a candidate claimed by several boxes goes to the cheapest one.
+3. dynamic k per box = ``int(sum of its 10 best IoUs)`` (20 with an auxiliary head; at least 1);
+   the box takes its k cheapest candidates, and a candidate claimed by several boxes goes to the cheapest one.
 
 The loss on the matched cells is then yolov5's (CIoU box loss, IoU-target objectness with the
 level balance, class BCE; :class:`~modyolo.engine.loss.DetectionLoss` supplies the BCE / focal /
@@ -59,8 +59,9 @@ class Candidates:
     anchor_wh: Tensor
 
 
-def candidates(shapes: list[tuple[int, int]], targets: Tensor, anchors: Tensor, anchor_t: float,
-               reach: float = 0.5) -> list[Candidates]:
+def candidates(
+    shapes: list[tuple[int, int]], targets: Tensor, anchors: Tensor, anchor_t: float, reach: float = 0.5
+) -> list[Candidates]:
     """yolov5's candidate cells per level. targets: Tensor[N, 6] (image, cls, cx, cy, w, h) 0-1;
     anchors: Tensor[nl, na, 2] grid units. ``reach`` 0.5: centre + 2 nearest neighbours (yolov5);
     1.0: centre + all 4 neighbours away from the border (yolov7's auxiliary targets)."""
@@ -123,8 +124,9 @@ class Matched:
 
 
 @torch.no_grad()
-def ota_match(preds: list[Tensor], targets: Tensor, cands: list[Candidates], strides: list[float],
-              nc: int, topk: int = TOPK_IOU) -> list[Matched]:
+def ota_match(
+    preds: list[Tensor], targets: Tensor, cands: list[Candidates], strides: list[float], nc: int, topk: int = TOPK_IOU
+) -> list[Matched]:
     """Dynamic-k matching by cost (see the module docstring). preds: raw lead maps
     ``[bs, na, ny, nx, 5 + nc]``; returns one :class:`Matched` per level."""
     device = targets.device
@@ -137,7 +139,7 @@ def ota_match(preds: list[Tensor], targets: Tensor, cands: list[Candidates], str
         parts = []
         for i, (p, c) in enumerate(zip(preds, cands)):
             sel = c.image == b
-            a, gy, gx, gt, awh = c.anchor[sel], c.gy[sel], c.gx[sel], c.gt[sel], c.anchor_wh[sel]
+            a, gy, gx, awh = c.anchor[sel], c.gy[sel], c.gx[sel], c.anchor_wh[sel]
             ps = p[b, a, gy, gx].float()
             grid = torch.stack((gx, gy), 1).float()
             xy = (ps[:, :2].sigmoid() * 2 - 0.5 + grid) * strides[i]
@@ -155,9 +157,9 @@ def ota_match(preds: list[Tensor], targets: Tensor, cands: list[Candidates], str
         score = (pcls.sigmoid() * pobj.sigmoid()).sqrt()  # [n_cand, nc]
         onehot = F.one_hot(gts[:, 1].long(), nc).float()  # [n_gt, nc]
         logit = torch.log(score / (1 - score))
-        cls_cost = F.binary_cross_entropy_with_logits(logit[None].expand(len(gts), -1, -1),
-                                                      onehot[:, None].expand(-1, len(a), -1),
-                                                      reduction="none").sum(-1)
+        cls_cost = F.binary_cross_entropy_with_logits(
+            logit[None].expand(len(gts), -1, -1), onehot[:, None].expand(-1, len(a), -1), reduction="none"
+        ).sum(-1)
         cost = cls_cost + IOU_COST * -torch.log(iou + 1e-8)
         match = torch.zeros_like(cost, dtype=torch.bool)
         for g in range(len(gts)):
@@ -170,16 +172,18 @@ def ota_match(preds: list[Tensor], targets: Tensor, cands: list[Candidates], str
         owner = match[:, fg].float().argmax(0)
         for i in range(nl):
             on = level[fg] == i
-            per_level[i].append((torch.full_like(a[fg][on], b), a[fg][on], gy[fg][on], gx[fg][on],
-                                 gts[owner[on]], awh[fg][on]))
+            per_level[i].append(
+                (torch.full_like(a[fg][on], b), a[fg][on], gy[fg][on], gx[fg][on], gts[owner[on]], awh[fg][on])
+            )
     out = []
     for i in range(nl):
         if per_level[i]:
             out.append(Matched(*(torch.cat(x) for x in zip(*per_level[i]))))
         else:
             empty = torch.zeros(0, dtype=torch.long, device=device)
-            out.append(Matched(empty, empty, empty, empty, torch.zeros(0, 6, device=device),
-                               torch.zeros(0, 2, device=device)))
+            out.append(
+                Matched(empty, empty, empty, empty, torch.zeros(0, 6, device=device), torch.zeros(0, 2, device=device))
+            )
     return out
 
 
@@ -190,19 +194,26 @@ class OTALoss(DetectionLoss):
 
     def __call__(self, preds: list[Tensor], targets: Tensor) -> tuple[Tensor, Tensor]:
         preds = [p.float() for p in preds]
-        lead, aux = preds[: self.nl], preds[self.nl:]
+        lead, aux = preds[: self.nl], preds[self.nl :]
         device = lead[0].device
         targets = targets.to(device)
         shapes = [(p.shape[2], p.shape[3]) for p in lead]
         anchors = self.head.anchors.detach()
         strides = [float(s) for s in self.head.stride]
         topk = TOPK_IOU_AUX if aux else TOPK_IOU
-        matched = ota_match(lead, targets, candidates(shapes, targets, anchors, self.hyp.anchor_t), strides,
-                            self.nc, topk)
+        matched = ota_match(
+            lead, targets, candidates(shapes, targets, anchors, self.hyp.anchor_t), strides, self.nc, topk
+        )
         parts = self._terms(lead, matched, 1.0)
         if aux:
-            matched_aux = ota_match(lead, targets, candidates(shapes, targets, anchors, self.hyp.anchor_t, reach=1.0),
-                                    strides, self.nc, topk)
+            matched_aux = ota_match(
+                lead,
+                targets,
+                candidates(shapes, targets, anchors, self.hyp.anchor_t, reach=1.0),
+                strides,
+                self.nc,
+                topk,
+            )
             parts = parts + self._terms(aux, matched_aux, AUX_WEIGHT)
         lbox, lobj, lcls = parts[0:1] * self.hyp.box, parts[1:2] * self.hyp.obj, parts[2:3] * self.hyp.cls
         bs = lead[0].shape[0]

@@ -27,9 +27,7 @@ LOGGER = logging.getLogger(__name__)
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
 GROUP_NAMES = ("bias", "weight", "norm")
 
-_NORM_TYPES = tuple(
-    v for k, v in vars(nn).items() if "Norm" in k and isinstance(v, type) and issubclass(v, nn.Module)
-)
+_NORM_TYPES = tuple(v for k, v in vars(nn).items() if "Norm" in k and isinstance(v, type) and issubclass(v, nn.Module))
 
 
 def parameter_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
@@ -103,6 +101,11 @@ def build_optimizer(
         group["initial_lr"] = lr
     LOGGER.info(
         "optimizer: %s(lr=%g) with parameter groups %d weight(decay=%g), %d norm weight(decay=0), %d bias(decay=0)",
-        key, lr, len(weights), weight_decay, len(norms), len(biases),
+        key,
+        lr,
+        len(weights),
+        weight_decay,
+        len(norms),
+        len(biases),
     )
     return opt

@@ -93,8 +93,9 @@ def resolve_precision(requested: str, device: torch.device, sam: bool = False, b
         if kind != "cuda":
             raise ValueError("--precision fp16 needs a CUDA device; on a CPU use --precision bf16 (or fp32)")
         if sam:
-            raise ValueError("--precision fp16 cannot be used with --sam (two backward passes, one GradScaler); "
-                             "use --precision bf16")
+            raise ValueError(
+                "--precision fp16 cannot be used with --sam (two backward passes, one GradScaler); use --precision bf16"
+            )
     if requested != "auto":
         return Precision(requested, kind, "as given")
     if kind == "cuda":

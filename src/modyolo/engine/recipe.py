@@ -60,8 +60,16 @@ def run_recipe(path: str | Path, base: TrainConfig) -> list[Any]:
         if previous_best is not None:
             values["weights"] = str(previous_best)
         config = TrainConfig.from_dict(values, f"{path} stage {i} ({name})")
-        LOGGER.info("recipe stage %d/%d '%s': %d epochs, freeze %s, fraction %s, lr x%s", i + 1, len(stages), name,
-                    config.epochs, config.freeze or "none", config.fraction, config.lr_scale)
+        LOGGER.info(
+            "recipe stage %d/%d '%s': %d epochs, freeze %s, fraction %s, lr x%s",
+            i + 1,
+            len(stages),
+            name,
+            config.epochs,
+            config.freeze or "none",
+            config.fraction,
+            config.lr_scale,
+        )
         result = Trainer(config).fit()
         results.append(result)
         previous_best = result.best if result.best and result.best.exists() else result.last

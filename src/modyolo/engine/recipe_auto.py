@@ -104,29 +104,60 @@ def resolve_recipe(
     if optimizer.lower() != AUTO:
         nbs = nbs or YOLOV5_NBS
         close = max(close_mosaic, 0)
-        return Recipe(optimizer, nbs, close, hyp, batches, auto=False, summary=(
-            f"optimizer {optimizer} (as given): lr0={hyp.lr0:g}, momentum={hyp.momentum:g}, nbs {nbs}, "
-            f"warmup {hyp.warmup_epochs:g} epochs, close-mosaic {close}"))
+        return Recipe(
+            optimizer,
+            nbs,
+            close,
+            hyp,
+            batches,
+            auto=False,
+            summary=(
+                f"optimizer {optimizer} (as given): lr0={hyp.lr0:g}, momentum={hyp.momentum:g}, nbs {nbs}, "
+                f"warmup {hyp.warmup_epochs:g} epochs, close-mosaic {close}"
+            ),
+        )
     close = auto_close_mosaic(epochs) if close_mosaic < 0 else close_mosaic
     tail = f"close-mosaic {close}"
     user_lr = sorted(SGD_CHOICE_KEYS & set(stated))
     if user_lr or batches >= SHORT_RUN_BATCHES:
         nbs = nbs or YOLOV5_NBS
-        why = (f"the hyp sets {'/'.join(user_lr)} (SGD values in yolov5's hyp files)" if user_lr
-               else f"{batches} batches in total >= {SHORT_RUN_BATCHES}")
-        return Recipe("SGD", nbs, close, hyp, batches, auto=True, summary=(
-            f"optimizer auto: {why} -> yolov5's SGD(lr={hyp.lr0:g}, momentum={hyp.momentum:g}), nbs {nbs}, "
-            f"warmup {hyp.warmup_epochs:g}, {tail} (pass --optimizer SGD for yolov5's recipe exactly)"))
+        why = (
+            f"the hyp sets {'/'.join(user_lr)} (SGD values in yolov5's hyp files)"
+            if user_lr
+            else f"{batches} batches in total >= {SHORT_RUN_BATCHES}"
+        )
+        return Recipe(
+            "SGD",
+            nbs,
+            close,
+            hyp,
+            batches,
+            auto=True,
+            summary=(
+                f"optimizer auto: {why} -> yolov5's SGD(lr={hyp.lr0:g}, momentum={hyp.momentum:g}), nbs {nbs}, "
+                f"warmup {hyp.warmup_epochs:g}, {tail} (pass --optimizer SGD for yolov5's recipe exactly)"
+            ),
+        )
     nbs = nbs or batch
     changed = {"lr0": fitted_adamw_lr(batch, nbs), **ADAMW_HYP}
     changed = {k: v for k, v in changed.items() if k not in stated}
     hyp = hyp.replace(**changed)
     kept = sorted(set(ADAMW_HYP) & set(stated))
     kept_note = f"; kept from the hyp: {', '.join(f'{k}={getattr(hyp, k):g}' for k in kept)}" if kept else ""
-    return Recipe("AdamW", nbs, close, hyp, batches, auto=True, changed=changed, summary=(
-        f"optimizer auto: {batches} batches in total < {SHORT_RUN_BATCHES} -> AdamW(lr={hyp.lr0:g}, "
-        f"momentum={hyp.momentum:g}), nbs {nbs}, lrf {hyp.lrf:g}, warmup {hyp.warmup_epochs:g}, {tail}{kept_note} "
-        "(pass --optimizer SGD --hyp scratch-low to get yolov5's recipe)"))
+    return Recipe(
+        "AdamW",
+        nbs,
+        close,
+        hyp,
+        batches,
+        auto=True,
+        changed=changed,
+        summary=(
+            f"optimizer auto: {batches} batches in total < {SHORT_RUN_BATCHES} -> AdamW(lr={hyp.lr0:g}, "
+            f"momentum={hyp.momentum:g}), nbs {nbs}, lrf {hyp.lrf:g}, warmup {hyp.warmup_epochs:g}, {tail}{kept_note} "
+            "(pass --optimizer SGD --hyp scratch-low to get yolov5's recipe)"
+        ),
+    )
 
 
 def count_train_images(data: str, fraction: float = 1.0) -> int:
@@ -147,10 +178,22 @@ def resolve_config(cfg: TrainConfig) -> tuple[TrainConfig, Recipe]:
     from modyolo.engine.hyp import load_hyp, stated_keys
 
     hyp = load_hyp(cfg.hyp)
-    recipe = resolve_recipe(count_train_images(cfg.data, cfg.fraction), cfg.batch_size, cfg.epochs, hyp,
-                            cfg.optimizer, cfg.nbs, cfg.close_mosaic, stated_keys(cfg.hyp))
-    resolved = cfg.replace(optimizer=recipe.optimizer, nbs=recipe.nbs, close_mosaic=recipe.close_mosaic,
-                           hyp=recipe.hyp.to_dict() if recipe.changed else cfg.hyp)
+    recipe = resolve_recipe(
+        count_train_images(cfg.data, cfg.fraction),
+        cfg.batch_size,
+        cfg.epochs,
+        hyp,
+        cfg.optimizer,
+        cfg.nbs,
+        cfg.close_mosaic,
+        stated_keys(cfg.hyp),
+    )
+    resolved = cfg.replace(
+        optimizer=recipe.optimizer,
+        nbs=recipe.nbs,
+        close_mosaic=recipe.close_mosaic,
+        hyp=recipe.hyp.to_dict() if recipe.changed else cfg.hyp,
+    )
     return resolved, recipe
 
 
@@ -159,5 +202,14 @@ def train_flags(cfg: TrainConfig) -> str:
     return f"--optimizer {cfg.optimizer} --nbs {cfg.nbs} --close-mosaic {cfg.close_mosaic}"
 
 
-__all__ = ["AUTO", "SHORT_RUN_BATCHES", "Recipe", "auto_close_mosaic", "count_train_images", "fitted_adamw_lr",
-           "resolve_config", "resolve_recipe", "train_flags"]
+__all__ = [
+    "AUTO",
+    "SHORT_RUN_BATCHES",
+    "Recipe",
+    "auto_close_mosaic",
+    "count_train_images",
+    "fitted_adamw_lr",
+    "resolve_config",
+    "resolve_recipe",
+    "train_flags",
+]

@@ -26,8 +26,9 @@ unscale per step cannot serve two backward passes); bf16 autocast needs no scale
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -38,7 +39,9 @@ class SAM:
     """Wraps ``base`` (any ``torch.optim.Optimizer``); shares its ``param_groups`` so the LR
     schedule and warmup act on the base optimizer through this object unchanged."""
 
-    def __init__(self, base: torch.optim.Optimizer, rho: float = 0.05, adaptive: bool = False, eps: float = 1e-12) -> None:
+    def __init__(
+        self, base: torch.optim.Optimizer, rho: float = 0.05, adaptive: bool = False, eps: float = 1e-12
+    ) -> None:
         if rho < 0:
             raise ValueError(f"SAM rho must be >= 0, got {rho} (set 'rho' in the hyp file)")
         self.base = base

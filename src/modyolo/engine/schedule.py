@@ -18,7 +18,8 @@ and the optimizer's ``initial_lr`` (saved with the optimizer), so a resumed run 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

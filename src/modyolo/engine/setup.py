@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -63,8 +64,16 @@ def prepare_run(cfg: TrainConfig) -> RunContext:
         resume_ckpt = _resume_checkpoint(cfg)
         saved = TrainConfig.from_dict(resume_ckpt["train_args"], "the checkpoint's train_args")
         epochs = cfg.epochs if cfg.epochs != TrainConfig.epochs and cfg.epochs > saved.epochs else saved.epochs
-        cfg.__dict__.update({**saved.to_dict(), "resume": cfg.resume, "epochs": epochs, "exist_ok": True,
-                             "verbose": cfg.verbose, "workers": cfg.workers})
+        cfg.__dict__.update(
+            {
+                **saved.to_dict(),
+                "resume": cfg.resume,
+                "epochs": epochs,
+                "exist_ok": True,
+                "verbose": cfg.verbose,
+                "workers": cfg.workers,
+            }
+        )
     dist = dist_info_from_env()
     device = select_device(cfg.device, dist.local_rank if dist.enabled else None)
     init_process_group(dist, device)
@@ -77,8 +86,11 @@ def prepare_run(cfg: TrainConfig) -> RunContext:
     if resume_ckpt is not None:
         save_dir = Path(cfg.resume if isinstance(cfg.resume, str) else resume_ckpt["_path"]).resolve().parents[1]
     else:  # the folder is created once the model has built (see write_run_files)
-        save_dir = increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=False) \
-            if dist.is_main else Path(cfg.project) / cfg.name
+        save_dir = (
+            increment_path(Path(cfg.project) / cfg.name, exist_ok=cfg.exist_ok, mkdir=False)
+            if dist.is_main
+            else Path(cfg.project) / cfg.name
+        )
     return RunContext(save_dir, save_dir / "weights", device, dist, hyp, data, names, len(names), resume_ckpt)
 
 
@@ -142,21 +154,35 @@ def _transfer(model: nn.Module, ckpt: dict, exclude_anchors: bool, source: str) 
 
     incoming = inference_state_dict(ckpt) if ckpt.get("format") != "state_dict" else ckpt["model"]
     own = model.state_dict()
-    matched = {k: v for k, v in incoming.items()
-               if k in own and v.shape == own[k].shape and not (exclude_anchors and k.endswith("anchors"))}
+    matched = {
+        k: v
+        for k, v in incoming.items()
+        if k in own and v.shape == own[k].shape and not (exclude_anchors and k.endswith("anchors"))
+    }
     if not matched:
-        raise CheckpointError(f"--weights {source}: no tensor matches this model's names and shapes; "
-                              "is it for another architecture? Pass the matching --cfg")
+        raise CheckpointError(
+            f"--weights {source}: no tensor matches this model's names and shapes; "
+            "is it for another architecture? Pass the matching --cfg"
+        )
     model.load_state_dict(matched, strict=False)
     LOGGER.info("transferred %d/%d tensors from %s", len(matched), len(own), source)
     left = [k for k in own if k not in matched and not k.endswith(("num_batches_tracked", "anchors"))]
     if left:  # a partial load is never silent: say what starts from its random initialisation, and why
         shapes = [k for k in left if k in incoming and incoming[k].shape != own[k].shape]
         layers = sorted({".".join(k.split(".")[:2]) for k in left}, key=lambda s: (len(s), s))
-        why = (f"{len(shapes)} differ in shape (e.g. {shapes[0]}: {tuple(incoming[shapes[0]].shape)} in the file, "
-               f"{tuple(own[shapes[0]].shape)} here; a different nc changes the head)" if shapes else "")
-        LOGGER.warning("--weights %s: partial load, %d tensors re-initialised in %s%s", source, len(left),
-                       ", ".join(layers[:8]) + (" ..." if len(layers) > 8 else ""), f"; {why}" if why else "")
+        why = (
+            f"{len(shapes)} differ in shape (e.g. {shapes[0]}: {tuple(incoming[shapes[0]].shape)} in the file, "
+            f"{tuple(own[shapes[0]].shape)} here; a different nc changes the head)"
+            if shapes
+            else ""
+        )
+        LOGGER.warning(
+            "--weights %s: partial load, %d tensors re-initialised in %s%s",
+            source,
+            len(left),
+            ", ".join(layers[:8]) + (" ..." if len(layers) > 8 else ""),
+            f"; {why}" if why else "",
+        )
 
 
 def freeze_stages(cfg: TrainConfig) -> list[FreezeStage]:
@@ -170,18 +196,50 @@ def _grid_size(model: DetectionModel) -> int:
 def train_loader(cfg: TrainConfig, run: RunContext, model: DetectionModel):
     batch = max(cfg.batch_size // run.dist.world_size, 1)
     return create_dataloader(
-        run.data.train, cfg.imgsz, batch, _grid_size(model), hyp=run.hyp.to_dict(), augment=True,
-        cache=cfg.cache, rect=cfg.rect, workers=cfg.workers, shuffle=not cfg.rect, seed=cfg.seed,
-        rank=run.dist.rank, world_size=run.dist.world_size, prefix="train: ", fraction=cfg.fraction,
-        single_cls=cfg.single_cls, names=run.names, nc=run.nc, persistent=False, progress=cfg.verbose)
+        run.data.train,
+        cfg.imgsz,
+        batch,
+        _grid_size(model),
+        hyp=run.hyp.to_dict(),
+        augment=True,
+        cache=cfg.cache,
+        rect=cfg.rect,
+        workers=cfg.workers,
+        shuffle=not cfg.rect,
+        seed=cfg.seed,
+        rank=run.dist.rank,
+        world_size=run.dist.world_size,
+        prefix="train: ",
+        fraction=cfg.fraction,
+        single_cls=cfg.single_cls,
+        names=run.names,
+        nc=run.nc,
+        persistent=False,
+        progress=cfg.verbose,
+    )
 
 
 def val_loader(cfg: TrainConfig, run: RunContext, model: DetectionModel):
     loader, _ = create_dataloader(
-        run.data.val, cfg.imgsz, max(cfg.batch_size // run.dist.world_size, 1) * 2, _grid_size(model),
-        hyp=run.hyp.to_dict(), augment=False, cache=None if cfg.cache == "disk" else cfg.cache, rect=True,
-        workers=cfg.workers, shuffle=False, seed=cfg.seed, prefix="val: ", single_cls=cfg.single_cls,
-        pad=0.5, names=run.names, nc=run.nc, persistent=True, progress=cfg.verbose)
+        run.data.val,
+        cfg.imgsz,
+        max(cfg.batch_size // run.dist.world_size, 1) * 2,
+        _grid_size(model),
+        hyp=run.hyp.to_dict(),
+        augment=False,
+        cache=None if cfg.cache == "disk" else cfg.cache,
+        rect=True,
+        workers=cfg.workers,
+        shuffle=False,
+        seed=cfg.seed,
+        prefix="val: ",
+        single_cls=cfg.single_cls,
+        pad=0.5,
+        names=run.names,
+        nc=run.nc,
+        persistent=True,
+        progress=cfg.verbose,
+    )
     return loader
 
 
@@ -206,8 +264,10 @@ def build_loss(cfg: TrainConfig, model: DetectionModel, hyp: Hyp) -> DetectionLo
         from modyolo.engine.loss_af import AnchorFreeLoss
 
         if cfg.loss:
-            raise ValueError(f"--loss {cfg.loss}: chooses the anchor-based head's objectness loss; "
-                             f"{model.source} has the anchor-free head (BCE + CIoU + DFL); drop --loss")
+            raise ValueError(
+                f"--loss {cfg.loss}: chooses the anchor-based head's objectness loss; "
+                f"{model.source} has the anchor-free head (BCE + CIoU + DFL); drop --loss"
+            )
         return AnchorFreeLoss.from_hyp(model, hyp)  # type: ignore[return-value]
     if getattr(model.head, "uses_ota", False):  # yolov7 heads: OTA loss unless the hyp says loss_ota: 0
         from modyolo.engine.loss_ota import yolov7_loss
@@ -229,15 +289,17 @@ def build_optimization(cfg: TrainConfig, run: RunContext, model: DetectionModel,
     return optimizer, schedule
 
 
-def resume_state(trainer: "Trainer") -> tuple[int, float]:
+def resume_state(trainer: Trainer) -> tuple[int, float]:
     ckpt = trainer.run.resume_ckpt
     start = resume_training(ckpt, model=trainer.model, optimizer=trainer.optimizer, ema=trainer.ema)
     extra = ckpt.get("extra") or {}
     if extra.get("early_stopping"):
         trainer.stopper.load_state_dict(extra["early_stopping"])
     if start >= trainer.cfg.epochs:
-        raise ValueError(f"{trainer.cfg.resume} already finished {start} of {trainer.cfg.epochs} epochs; "
-                         "nothing to resume (pass a larger --epochs to train further)")
+        raise ValueError(
+            f"{trainer.cfg.resume} already finished {start} of {trainer.cfg.epochs} epochs; "
+            "nothing to resume (pass a larger --epochs to train further)"
+        )
     LOGGER.info("resuming %s from epoch %d of %d", trainer.cfg.resume, start, trainer.cfg.epochs)
     return start, float(ckpt.get("best_fitness") or 0.0)
 
@@ -269,14 +331,21 @@ def grad_scaler(cfg: TrainConfig, device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not cfg.sam)
 
 
-def validate(trainer: "Trainer", plots: bool = False) -> dict[str, float]:
+def validate(trainer: Trainer, plots: bool = False) -> dict[str, float]:
     """Validate the EMA weights on the val split (rank 0 only)."""
     from modyolo.eval.validator import validate as run_validation
 
-    result = run_validation(trainer.ema.ema, trainer.val_loader, names=trainer.names,
-                            compute_loss=trainer.loss_fn, single_cls=trainer.cfg.single_cls,
-                            plots=plots, save_dir=trainer.run.save_dir, verbose=False,
-                            progress=trainer.cfg.verbose)
+    result = run_validation(
+        trainer.ema.ema,
+        trainer.val_loader,
+        names=trainer.names,
+        compute_loss=trainer.loss_fn,
+        single_cls=trainer.cfg.single_cls,
+        plots=plots,
+        save_dir=trainer.run.save_dir,
+        verbose=False,
+        progress=trainer.cfg.verbose,
+    )
     metrics = dict(result.metrics)
     if result.loss is not None:
         names = getattr(trainer.loss_fn, "names", LOSS_PARTS)
@@ -285,7 +354,7 @@ def validate(trainer: "Trainer", plots: bool = False) -> dict[str, float]:
     return metrics
 
 
-def attach_default_callbacks(trainer: "Trainer") -> None:
+def attach_default_callbacks(trainer: Trainer) -> None:
     from modyolo.engine.default_callbacks import attach
 
     attach(trainer)

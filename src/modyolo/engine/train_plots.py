@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -36,7 +36,7 @@ def plot_results(csv_path: Path, out: Path | None = None) -> Path | None:
         ax.plot(data["epoch"], data[key], marker=".", linewidth=1.5)
         ax.set_title(key, fontsize=10)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     fig.tight_layout()
     out = out or csv_path.with_name("results.png")
@@ -51,8 +51,9 @@ def plot_labels(labels: Sequence[np.ndarray], names: Sequence[str], out: Path) -
     labels: per image ``ndarray[n, 5]`` (cls, cx, cy, w, h), normalised.
     """
     plt = _pyplot()
-    all_labels = np.concatenate([lb for lb in labels if len(lb)], 0) if any(len(lb) for lb in labels) \
-        else np.zeros((0, 5))
+    all_labels = (
+        np.concatenate([lb for lb in labels if len(lb)], 0) if any(len(lb) for lb in labels) else np.zeros((0, 5))
+    )
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     counts = np.bincount(all_labels[:, 0].astype(int), minlength=len(names))
     axes[0].bar(range(len(names)), counts, color="tab:blue")
@@ -73,8 +74,9 @@ def plot_labels(labels: Sequence[np.ndarray], names: Sequence[str], out: Path) -
     return out
 
 
-def batch_mosaic(imgs: torch.Tensor, targets: torch.Tensor, names: Sequence[str], max_images: int = 16,
-                 max_side: int = 1280) -> np.ndarray:
+def batch_mosaic(
+    imgs: torch.Tensor, targets: torch.Tensor, names: Sequence[str], max_images: int = 16, max_side: int = 1280
+) -> np.ndarray:
     """A grid of a training batch with its boxes drawn. imgs: uint8 or 0-1 float ``[B, 3, H, W]``;
     targets: ``[N, 6]`` (image, cls, cx, cy, w, h) normalised. Returns an RGB ``uint8`` array."""
     imgs = imgs[:max_images].detach().cpu().float()
@@ -98,13 +100,25 @@ def batch_mosaic(imgs: torch.Tensor, targets: torch.Tensor, names: Sequence[str]
             label = names[int(c)] if int(c) < len(names) else str(int(c))
             cv2.putText(tile, label, (x1, max(y1 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, color, 1, cv2.LINE_AA)
         r, col = divmod(i, ncol)
-        grid[r * th:(r + 1) * th, col * tw:(col + 1) * tw] = tile
+        grid[r * th : (r + 1) * th, col * tw : (col + 1) * tw] = tile
     return grid
 
 
 def _color(i: int) -> tuple[int, int, int]:
-    palette = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (146, 204, 23), (26, 147, 52),
-               (0, 212, 187), (44, 153, 168), (52, 69, 147), (100, 115, 255), (255, 149, 200), (255, 178, 29)]
+    palette = [
+        (255, 56, 56),
+        (72, 249, 10),
+        (0, 194, 255),
+        (255, 157, 151),
+        (146, 204, 23),
+        (26, 147, 52),
+        (0, 212, 187),
+        (44, 153, 168),
+        (52, 69, 147),
+        (100, 115, 255),
+        (255, 149, 200),
+        (255, 178, 29),
+    ]
     return palette[i % len(palette)]
 
 

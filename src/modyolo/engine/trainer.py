@@ -138,10 +138,16 @@ class Trainer:
         finally:
             destroy(self.dist)
         result = TrainResult(
-            save_dir=self.run.save_dir, last=self.run.weights_dir / "last.pt" if self.is_main else None,
-            best=self.run.weights_dir / "best.pt" if self.is_main else None, metrics=metrics,
-            epochs_completed=epoch + 1, train_seconds=time.time() - t_start,
-            train_images_per_s=seen_steady / t_steady if t_steady else 0.0, stopped_early=stopped, history=history)
+            save_dir=self.run.save_dir,
+            last=self.run.weights_dir / "last.pt" if self.is_main else None,
+            best=self.run.weights_dir / "best.pt" if self.is_main else None,
+            metrics=metrics,
+            epochs_completed=epoch + 1,
+            train_seconds=time.time() - t_start,
+            train_images_per_s=seen_steady / t_steady if t_steady else 0.0,
+            stopped_early=stopped,
+            history=history,
+        )
         if self.is_main:
             self.callbacks.run("on_train_end", self, result)
         return result
@@ -172,8 +178,13 @@ class Trainer:
         cfg = self.cfg
         mean_loss = torch.zeros(3)
         images = 0
-        bar = tqdm(enumerate(self.train_loader), total=nb, disable=not (self.is_main and cfg.verbose),
-                   bar_format="{l_bar}{bar:10}{r_bar}", desc=f"{epoch + 1}/{cfg.epochs}")
+        bar = tqdm(
+            enumerate(self.train_loader),
+            total=nb,
+            disable=not (self.is_main and cfg.verbose),
+            bar_format="{l_bar}{bar:10}{r_bar}",
+            desc=f"{epoch + 1}/{cfg.epochs}",
+        )
         self.optimizer.zero_grad()
         last_step, pending, t0 = nb * epoch - 1, False, time.time()
         for i, (imgs, targets, paths, _) in bar:
@@ -192,9 +203,13 @@ class Trainer:
             if self.is_main:
                 rate = images / max(time.time() - t0, 1e-9)
                 bar.set_postfix_str(
-                    " ".join(f"{n.removesuffix('_loss')} {v:.4f}" for n, v in
-                             zip(getattr(self.loss_fn, "names", LOSS_NAMES), mean_loss.tolist())) + " "
-                    f"inst {targets.shape[0]} size {imgs.shape[-1]} {rate:.1f} img/s{_memory(self.device)}")
+                    " ".join(
+                        f"{n.removesuffix('_loss')} {v:.4f}"
+                        for n, v in zip(getattr(self.loss_fn, "names", LOSS_NAMES), mean_loss.tolist())
+                    )
+                    + " "
+                    f"inst {targets.shape[0]} size {imgs.shape[-1]} {rate:.1f} img/s{_memory(self.device)}"
+                )
                 self.callbacks.run("on_batch_end", self, i, imgs, targets, paths)
         if pending:  # step with the gradients still accumulating: none are lost at the epoch end
             self._optimizer_step()
@@ -223,7 +238,8 @@ class Trainer:
             raise NonFiniteLoss(
                 f"loss became {loss.item()} at epoch {epoch}, step {ni} (box, obj, cls = "
                 f"{', '.join(f'{p:.4g}' for p in parts.tolist())}); last good checkpoint: "
-                f"{self.run.weights_dir / 'last.pt'}. Lower lr0 (hyp), check labels, or pass --precision fp32")
+                f"{self.run.weights_dir / 'last.pt'}. Lower lr0 (hyp), check labels, or pass --precision fp32"
+            )
         self.scaler.scale(loss).backward()
         if self.cfg.sam:
             self.optimizer.first_step()
@@ -259,11 +275,14 @@ class Trainer:
         if improved:
             self.best_fitness = metrics["fitness"]
         names = getattr(self.loss_fn, "names", LOSS_NAMES)  # the head's loss names its parts
-        row = {"epoch": epoch, **{k: float(v) for k, v in zip(names, mean_loss.tolist())},
-               **{k: float(metrics[k]) for k in ("precision", "recall", "mAP50", "mAP50-95")},
-               **{f"val_{k}": float(metrics.get(f"val_{k}", 0.0)) for k in names},
-               **{f"lr{j}": float(g["lr"]) for j, g in enumerate(self.optimizer.param_groups)},
-               "epoch_seconds": time.time() - t_epoch}
+        row = {
+            "epoch": epoch,
+            **{k: float(v) for k, v in zip(names, mean_loss.tolist())},
+            **{k: float(metrics[k]) for k in ("precision", "recall", "mAP50", "mAP50-95")},
+            **{f"val_{k}": float(metrics.get(f"val_{k}", 0.0)) for k in names},
+            **{f"lr{j}": float(g["lr"]) for j, g in enumerate(self.optimizer.param_groups)},
+            "epoch_seconds": time.time() - t_epoch,
+        }
         if not cfg.nosave or final:
             last = self._save(epoch, metrics, self.run.weights_dir / "last.pt")
             if improved:
@@ -275,11 +294,20 @@ class Trainer:
 
     def _save(self, epoch: int, metrics: dict[str, float], path: Path) -> Path:
         return save_checkpoint(
-            path, model=self.model, ema=self.ema, optimizer=self.optimizer, epoch=epoch,
-            best_fitness=self.best_fitness, hyp=self.run.hyp, names=self.names, model_yaml=self.model.yaml,
+            path,
+            model=self.model,
+            ema=self.ema,
+            optimizer=self.optimizer,
+            epoch=epoch,
+            best_fitness=self.best_fitness,
+            hyp=self.run.hyp,
+            names=self.names,
+            model_yaml=self.model.yaml,
             metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
-            train_args=self.cfg.to_dict(), rng_state=capture_rng_state(),
-            extra={"early_stopping": self.stopper.state_dict(), "frozen": list(self.frozen)})
+            train_args=self.cfg.to_dict(),
+            rng_state=capture_rng_state(),
+            extra={"early_stopping": self.stopper.state_dict(), "frozen": list(self.frozen)},
+        )
 
     def _resolve_recipe(self, cfg: TrainConfig) -> TrainConfig:
         """Resolve ``--optimizer auto`` / ``--nbs 0`` / ``--close-mosaic -1`` (engine/recipe_auto.py).
@@ -287,8 +315,16 @@ class Trainer:
         The resolved values replace the config and the run's hyp, so ``args.yaml``, ``hyp.yaml``
         and the checkpoints hold what the run really trained with, and ``--resume`` repeats it.
         """
-        recipe = resolve_recipe(len(self.dataset), cfg.batch_size, cfg.epochs, self.run.hyp, cfg.optimizer,
-                                cfg.nbs, cfg.close_mosaic, stated_keys(cfg.hyp) if not cfg.resume else frozenset())
+        recipe = resolve_recipe(
+            len(self.dataset),
+            cfg.batch_size,
+            cfg.epochs,
+            self.run.hyp,
+            cfg.optimizer,
+            cfg.nbs,
+            cfg.close_mosaic,
+            stated_keys(cfg.hyp) if not cfg.resume else frozenset(),
+        )
         if self.is_main:
             LOGGER.info(recipe.summary)
         self.run.hyp = recipe.hyp
@@ -320,4 +356,4 @@ def train(**kwargs: Any) -> TrainResult:
     return Trainer(TrainConfig.from_dict(kwargs)).fit()
 
 
-__all__ = ["Trainer", "TrainResult", "NonFiniteLoss", "train"]
+__all__ = ["NonFiniteLoss", "TrainResult", "Trainer", "train"]

@@ -15,12 +15,12 @@ boxes predicted on a letterboxed input map back exactly onto the original image.
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-Array = Union[torch.Tensor, np.ndarray]
+Array = torch.Tensor | np.ndarray
 
 
 def _copy(x: Array) -> Array:

@@ -33,8 +33,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,8 +46,18 @@ from .boxes import xyxy2xywh
 COCO80_TO_91 = [i for i in range(1, 91) if i not in {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}]
 
 COCO_STAT_NAMES = (
-    "mAP50-95", "mAP50", "mAP75", "mAP50-95_small", "mAP50-95_medium", "mAP50-95_large",
-    "AR1", "AR10", "AR100", "AR100_small", "AR100_medium", "AR100_large",
+    "mAP50-95",
+    "mAP50",
+    "mAP75",
+    "mAP50-95_small",
+    "mAP50-95_medium",
+    "mAP50-95_large",
+    "AR1",
+    "AR10",
+    "AR100",
+    "AR100_small",
+    "AR100_medium",
+    "AR100_large",
 )
 _STAT_LINES = (
     "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]",
@@ -68,8 +79,10 @@ def _category(cls: int, class_map: Sequence[int] | None, where: str) -> int:
     if class_map is None:
         return cls
     if not 0 <= cls < len(class_map):
-        raise ValueError(f"{where}: class id {cls} has no entry in class_map (length {len(class_map)}); "
-                         "pass a map covering every class id")
+        raise ValueError(
+            f"{where}: class id {cls} has no entry in class_map (length {len(class_map)}); "
+            "pass a map covering every class id"
+        )
     return int(class_map[cls])
 
 
@@ -99,12 +112,14 @@ def detections_to_coco_json(
         xywh = xyxy2xywh(det[:, :4])
         xywh[:, :2] -= xywh[:, 2:] / 2  # centre -> top-left corner
         for box, score, cls in zip(xywh.tolist(), det[:, 4].tolist(), det[:, 5].tolist()):
-            out.append({
-                "image_id": image_id,
-                "category_id": _category(int(cls), class_map, f"detections_to_coco_json(image {image_id!r})"),
-                "bbox": [round(v, 3) for v in box],
-                "score": round(score, 5),
-            })
+            out.append(
+                {
+                    "image_id": image_id,
+                    "category_id": _category(int(cls), class_map, f"detections_to_coco_json(image {image_id!r})"),
+                    "bbox": [round(v, 3) for v in box],
+                    "score": round(score, 5),
+                }
+            )
     return out
 
 
@@ -132,14 +147,26 @@ def build_coco_gt(
         lab = torch.as_tensor(lab, dtype=torch.float64).reshape(-1, 5)
         for cls, x1, y1, x2, y2 in lab.tolist():
             w, h = x2 - x1, y2 - y1
-            anns.append({
-                "id": len(anns) + 1, "image_id": img["id"], "iscrowd": 0, "area": w * h,
-                "category_id": _category(int(cls), class_map, f"build_coco_gt(image {img['id']!r})"),
-                "bbox": [x1, y1, w, h],
-            })
-    cats = [{"id": _category(i, class_map, "build_coco_gt"), "name": n, "supercategory": "none"} for i, n in names.items()]
-    return {"info": {"description": "modyolo ground truth"}, "licenses": [], "images": [dict(i) for i in images],
-            "annotations": anns, "categories": cats}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img["id"],
+                    "iscrowd": 0,
+                    "area": w * h,
+                    "category_id": _category(int(cls), class_map, f"build_coco_gt(image {img['id']!r})"),
+                    "bbox": [x1, y1, w, h],
+                }
+            )
+    cats = [
+        {"id": _category(i, class_map, "build_coco_gt"), "name": n, "supercategory": "none"} for i, n in names.items()
+    ]
+    return {
+        "info": {"description": "modyolo ground truth"},
+        "licenses": [],
+        "images": [dict(i) for i in images],
+        "annotations": anns,
+        "categories": cats,
+    }
 
 
 def _load_json(x: Any, what: str) -> Any:
@@ -147,8 +174,10 @@ def _load_json(x: Any, what: str) -> Any:
         try:
             return json.loads(Path(x).read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"coco_evaluate: cannot read {what} JSON {str(x)!r}: {e}; "
-                             f"pass a COCO {what} file or an in-memory object") from e
+            raise ValueError(
+                f"coco_evaluate: cannot read {what} JSON {str(x)!r}: {e}; "
+                f"pass a COCO {what} file or an in-memory object"
+            ) from e
     return x
 
 
@@ -182,8 +211,10 @@ def coco_evaluate(
     gt_ids = {img["id"] for img in gt_data["images"]}
     unknown = {d["image_id"] for d in det_data} - gt_ids
     if unknown:
-        raise ValueError(f"coco_evaluate: detections reference {len(unknown)} image ids absent from the ground truth, "
-                         f"e.g. {sorted(map(str, unknown))[:3]}; image ids must match the annotation file's 'images'")
+        raise ValueError(
+            f"coco_evaluate: detections reference {len(unknown)} image ids absent from the ground truth, "
+            f"e.g. {sorted(map(str, unknown))[:3]}; image ids must match the annotation file's 'images'"
+        )
     sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with sink:
         coco_gt = COCO()

@@ -17,8 +17,9 @@ often each cause explains a zero, and names the first failing one as the likely 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,10 +48,15 @@ class Diagnosis:
     @property
     def cause(self) -> str:
         """The most likely cause (first failing check), or a fallback when every check passed."""
-        return self.causes[0] if self.causes else (
-            "the model makes detections but none overlaps a label of its class: check that labels are YOLO "
-            "format (class cx cy w h, normalised 0-1), that class ids mean the same classes as in training, "
-            "and that the model was trained long enough (see the PR curve in the run folder)")
+        return (
+            self.causes[0]
+            if self.causes
+            else (
+                "the model makes detections but none overlaps a label of its class: check that labels are YOLO "
+                "format (class cx cy w h, normalised 0-1), that class ids mean the same classes as in training, "
+                "and that the model was trained long enough (see the PR curve in the run folder)"
+            )
+        )
 
     def report(self) -> str:
         lines = ["Zero-metric diagnosis (labels exist but P/R/mAP are 0):"]
@@ -89,12 +95,16 @@ def check_nonfinite(model: nn.Module) -> Check:
     where = "; ".join(bad_bn[:5] + [f"parameter {n}" for n in bad_params[:5]])
     more = len(bad_bn) + len(bad_params) - min(len(bad_bn), 5) - min(len(bad_params), 5)
     detail = f"non-finite values in {where}" + (f" and {more} more" if more > 0 else "")
-    first = (bad_bn[0].split(" (")[0] if bad_bn else bad_params[0])
+    first = bad_bn[0].split(" (")[0] if bad_bn else bad_params[0]
     kind = "BatchNorm running statistics" if bad_bn else "weights"
-    return Check("weights finite", False, detail,
-                 f"NaN/inf in {kind} ({first}): every prediction is NaN, so nothing passes the confidence "
-                 "threshold. Training diverged (lower lr0, check the loss curve) or the file is damaged; "
-                 "use an earlier checkpoint, or the raw weights if they are finite")
+    return Check(
+        "weights finite",
+        False,
+        detail,
+        f"NaN/inf in {kind} ({first}): every prediction is NaN, so nothing passes the confidence "
+        "threshold. Training diverged (lower lr0, check the loss curve) or the file is damaged; "
+        "use an earlier checkpoint, or the raw weights if they are finite",
+    )
 
 
 def check_label_classes(labels: Sequence[np.ndarray], nc: int, files: Sequence[str] | None = None) -> Check:
@@ -111,17 +121,26 @@ def check_label_classes(labels: Sequence[np.ndarray], nc: int, files: Sequence[s
             if files is not None and len(bad_files) < 3:
                 bad_files.append(str(files[i]))
     if n_total == 0:
-        return Check("labels present", False, "the set has no labels at all",
-                     "there are no labels, so every metric is 0 by definition; check the labels/ folder next to images/")
+        return Check(
+            "labels present",
+            False,
+            "the set has no labels at all",
+            "there are no labels, so every metric is 0 by definition; check the labels/ folder next to images/",
+        )
     if n_bad == 0:
         return Check("label class ids < model nc", True, f"{n_total} labels, all with class ids in [0, {nc})")
     share = n_bad / n_total
-    detail = (f"{n_bad}/{n_total} labels ({share:.0%}) have class ids {sorted(bad_ids)} >= model nc={nc}"
-              + (f", e.g. in {', '.join(bad_files)}" if bad_files else ""))
-    return Check("label class ids < model nc", False, detail,
-                 f"{share:.0%} of the labels use class ids {sorted(bad_ids)} that this {nc}-class model cannot "
-                 "predict: the weights were trained on a dataset with other classes; pass the --data they "
-                 "were trained with (or retrain on this one)")
+    detail = f"{n_bad}/{n_total} labels ({share:.0%}) have class ids {sorted(bad_ids)} >= model nc={nc}" + (
+        f", e.g. in {', '.join(bad_files)}" if bad_files else ""
+    )
+    return Check(
+        "label class ids < model nc",
+        False,
+        detail,
+        f"{share:.0%} of the labels use class ids {sorted(bad_ids)} that this {nc}-class model cannot "
+        "predict: the weights were trained on a dataset with other classes; pass the --data they "
+        "were trained with (or retrain on this one)",
+    )
 
 
 def check_candidates(stats: Mapping[str, Any], conf_thres: float) -> Check:
@@ -129,21 +148,33 @@ def check_candidates(stats: Mapping[str, Any], conf_thres: float) -> Check:
     before = int(stats.get("candidates_before_nms", 0))
     after = int(stats.get("detections_after_nms", 0))
     top = float(stats.get("max_objectness", 0.0))
-    detail = f"{before} candidates above conf {conf_thres:g} before NMS, {after} detections after; largest objectness {top:.4g}"
+    detail = (
+        f"{before} candidates above conf {conf_thres:g} before NMS, {after} detections after; "
+        f"largest objectness {top:.4g}"
+    )
     if after > 0 and top >= UNTRAINED_OBJECTNESS:
         return Check("detections exist", True, detail)
     if after > 0:
-        return Check("confident detections exist", False, detail,
-                     f"the largest objectness is only {top:.3g}: the model has barely learnt to find objects "
-                     "(too few epochs, or a too small/large learning rate); train longer and validate again")
-    return Check("detections exist", False, detail,
-                 f"no box scores above conf_thres={conf_thres:g} (largest objectness {top:.3g}): the model is "
-                 "untrained or far undertrained for this data; train longer, check the learning rate, or "
-                 "lower --conf-thres to see what it predicts")
+        return Check(
+            "confident detections exist",
+            False,
+            detail,
+            f"the largest objectness is only {top:.3g}: the model has barely learnt to find objects "
+            "(too few epochs, or a too small/large learning rate); train longer and validate again",
+        )
+    return Check(
+        "detections exist",
+        False,
+        detail,
+        f"no box scores above conf_thres={conf_thres:g} (largest objectness {top:.3g}): the model is "
+        "untrained or far undertrained for this data; train longer, check the learning rate, or "
+        "lower --conf-thres to see what it predicts",
+    )
 
 
-def check_raw_vs_ema(evaluate: Callable[[Mapping[str, torch.Tensor]], Mapping[str, Any]],
-                     ckpt: Mapping[str, Any]) -> Check | None:
+def check_raw_vs_ema(
+    evaluate: Callable[[Mapping[str, torch.Tensor]], Mapping[str, Any]], ckpt: Mapping[str, Any]
+) -> Check | None:
     """Evaluate the checkpoint's raw and EMA weights with ``evaluate(state_dict) -> metrics``.
 
     None when the checkpoint does not hold both.
@@ -156,9 +187,13 @@ def check_raw_vs_ema(evaluate: Callable[[Mapping[str, torch.Tensor]], Mapping[st
     updates = ema.get("updates")
     detail = f"EMA ({updates} updates): {f(m_ema)}; raw: {f(m_raw)} (on a sample of the set)"
     if m_raw["mAP50"] > 0 and m_ema["mAP50"] == 0:
-        return Check("raw vs EMA weights", False, detail,
-                     f"the EMA weights score 0 while the raw weights score {m_raw['mAP50']:.3f} mAP50: the EMA has "
-                     f"too few updates ({updates}) to have caught up; train longer, or evaluate the raw weights")
+        return Check(
+            "raw vs EMA weights",
+            False,
+            detail,
+            f"the EMA weights score 0 while the raw weights score {m_raw['mAP50']:.3f} mAP50: the EMA has "
+            f"too few updates ({updates}) to have caught up; train longer, or evaluate the raw weights",
+        )
     return Check("raw vs EMA weights", True, detail)
 
 
@@ -179,17 +214,29 @@ def check_fused(model: nn.Module, images: torch.Tensor, atol: float = 1e-3) -> C
     detail = f"max |fused - unfused| = {diff:.3g} (output scale {scale:.3g})"
     if diff <= atol * max(scale, 1.0):
         return Check("fused == unfused", True, detail)
-    return Check("fused == unfused", False, detail,
-                 "fusing Conv+BN changes the outputs: a block's fuse() is wrong; validate unfused meanwhile")
+    return Check(
+        "fused == unfused",
+        False,
+        detail,
+        "fusing Conv+BN changes the outputs: a block's fuse() is wrong; validate unfused meanwhile",
+    )
 
 
 # --------------------------------------------------------------------------- all of them
 
 
-def diagnose(model: nn.Module | None, *, stats: Mapping[str, Any], labels: Sequence[np.ndarray], nc: int,
-             conf_thres: float, files: Sequence[str] | None = None, sample: torch.Tensor | None = None,
-             ckpt: Mapping[str, Any] | None = None,
-             evaluate: Callable[[Mapping[str, torch.Tensor]], Mapping[str, Any]] | None = None) -> Diagnosis:
+def diagnose(
+    model: nn.Module | None,
+    *,
+    stats: Mapping[str, Any],
+    labels: Sequence[np.ndarray],
+    nc: int,
+    conf_thres: float,
+    files: Sequence[str] | None = None,
+    sample: torch.Tensor | None = None,
+    ckpt: Mapping[str, Any] | None = None,
+    evaluate: Callable[[Mapping[str, torch.Tensor]], Mapping[str, Any]] | None = None,
+) -> Diagnosis:
     """Run every check that the inputs allow.
 
     Args:

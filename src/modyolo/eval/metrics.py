@@ -19,8 +19,8 @@ matching and AP sampling instead; ``coco.py`` explains and sizes the differences
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -108,7 +108,9 @@ def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
     return float(((y[1:] + y[:-1]) * np.diff(x)).sum() / 2)
 
 
-def compute_ap(recall: np.ndarray, precision: np.ndarray, method: str = "interp") -> tuple[float, np.ndarray, np.ndarray]:
+def compute_ap(
+    recall: np.ndarray, precision: np.ndarray, method: str = "interp"
+) -> tuple[float, np.ndarray, np.ndarray]:
     """AP of one class at one IoU threshold.
 
     Args:
@@ -209,8 +211,9 @@ def ap_per_class(
     p, r, f1 = p_curve[:, best], r_curve[:, best], f1_curve[:, best]
     tp_at = (r * nt).round()
     fp_at = (tp_at / (p + eps) - tp_at).round()
-    return APResult(classes.astype(int), nt, tp_at, fp_at, p, r, f1, ap, float(px[best]),
-                    px, p_curve, r_curve, f1_curve, pr_curve)
+    return APResult(
+        classes.astype(int), nt, tp_at, fp_at, p, r, f1, ap, float(px[best]), px, p_curve, r_curve, f1_curve, pr_curve
+    )
 
 
 class ConfusionMatrix:
@@ -309,14 +312,17 @@ class DetectionMetrics:
         and no detections adds misses; one with detections and no labels adds false positives.
         """
         if len(detections) != len(labels):
-            raise ValueError(f"DetectionMetrics.update: {len(detections)} detection tensors but {len(labels)} "
-                             "label tensors; pass one of each per image")
+            raise ValueError(
+                f"DetectionMetrics.update: {len(detections)} detection tensors but {len(labels)} "
+                "label tensors; pass one of each per image"
+            )
         for det, lab in zip(detections, labels):
             self.seen += 1
             lab = lab.reshape(-1, 5)
             correct = match_predictions(det, lab, self.iouv.to(det.device), self._rule)
-            self._stats.append((correct.cpu().numpy(), det[:, 4].cpu().numpy(),
-                                det[:, 5].cpu().numpy(), lab[:, 0].cpu().numpy()))
+            self._stats.append(
+                (correct.cpu().numpy(), det[:, 4].cpu().numpy(), det[:, 5].cpu().numpy(), lab[:, 0].cpu().numpy())
+            )
             self.confusion.process_batch(det, lab)
         self._result = None
 
@@ -399,13 +405,35 @@ def format_table(metrics: Mapping, names: Mapping[int, str] | Sequence[str], per
     header = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
     row = "%22s" + "%11i" * 2 + "%11.3g" * 4
     inst = np.asarray(metrics["instances"])
-    lines = [header, row % ("all", metrics["images"], inst.sum(), metrics["precision"], metrics["recall"],
-                            metrics["mAP50"], metrics["mAP50-95"])]
+    lines = [
+        header,
+        row
+        % (
+            "all",
+            metrics["images"],
+            inst.sum(),
+            metrics["precision"],
+            metrics["recall"],
+            metrics["mAP50"],
+            metrics["mAP50-95"],
+        ),
+    ]
     if inst.sum() == 0:
-        lines.append("WARNING: no labels found in this set, so P, R and mAP are 0 by definition; "
-                     "check the dataset's label files")
+        lines.append(
+            "WARNING: no labels found in this set, so P, R and mAP are 0 by definition; check the dataset's label files"
+        )
     if per_class:
         for i, c in enumerate(metrics["classes"]):
-            lines.append(row % (names.get(int(c), str(int(c))), metrics["images"], inst[int(c)], metrics["p"][i],
-                                metrics["r"][i], metrics["ap50"][i], metrics["ap"][i]))
+            lines.append(
+                row
+                % (
+                    names.get(int(c), str(int(c))),
+                    metrics["images"],
+                    inst[int(c)],
+                    metrics["p"][i],
+                    metrics["r"][i],
+                    metrics["ap50"][i],
+                    metrics["ap"][i],
+                )
+            )
     return "\n".join(lines)

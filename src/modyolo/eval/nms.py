@@ -18,7 +18,7 @@ until that holds or every candidate is in, so results equal a full run.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torchvision
@@ -90,11 +90,14 @@ NMS_METHODS: dict[str, NMSFn] = {"offset": nms_offset, "batched": nms_batched, "
 
 def _check_args(pred: torch.Tensor, conf_thres: float, iou_thres: float, max_det: int, method: str) -> None:
     if not 0.0 <= conf_thres <= 1.0:
-        raise ValueError(f"non_max_suppression: conf_thres={conf_thres} is outside [0, 1]; "
-                         "pass a probability such as 0.001 (val) or 0.25 (detect)")
+        raise ValueError(
+            f"non_max_suppression: conf_thres={conf_thres} is outside [0, 1]; "
+            "pass a probability such as 0.001 (val) or 0.25 (detect)"
+        )
     if not 0.0 <= iou_thres <= 1.0:
-        raise ValueError(f"non_max_suppression: iou_thres={iou_thres} is outside [0, 1]; "
-                         "pass e.g. 0.6 (val) or 0.45 (detect)")
+        raise ValueError(
+            f"non_max_suppression: iou_thres={iou_thres} is outside [0, 1]; pass e.g. 0.6 (val) or 0.45 (detect)"
+        )
     if max_det < 1:
         raise ValueError(f"non_max_suppression: max_det={max_det} must be >= 1")
     if method not in NMS_METHODS:
@@ -106,9 +109,7 @@ def _check_args(pred: torch.Tensor, conf_thres: float, iou_thres: float, max_det
         )
 
 
-def _candidates(
-    x: torch.Tensor, conf_thres: float, multi_label: bool, classes: torch.Tensor | None
-) -> torch.Tensor:
+def _candidates(x: torch.Tensor, conf_thres: float, multi_label: bool, classes: torch.Tensor | None) -> torch.Tensor:
     """One image's rows ``x: [N, 5 + nc]`` -> candidate detections ``[n, 6]`` (xyxy, conf, cls)."""
     x = x[x[:, 4] > conf_thres]  # objectness first: cheap, removes most rows
     scores = x[:, 5:] * x[:, 4:5]

@@ -11,8 +11,9 @@ File names follow yolov5's run folders: ``PR_curve.png``, ``F1_curve.png``, ``P_
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ def _legend(ax) -> None:
         ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
 
 
-def plot_pr_curve(result: "APResult", save_path: Path | str, names: Names | None = None) -> Path:
+def plot_pr_curve(result: APResult, save_path: Path | str, names: Names | None = None) -> Path:
     """Precision against recall at IoU 0.5, one thin line per class (when < 21), mean in bold."""
     names = _names(names, result.classes)
     fig = _figure()
@@ -70,14 +71,19 @@ def plot_pr_curve(result: "APResult", save_path: Path | str, names: Names | None
         for i in range(len(result.classes)):
             ax.plot(result.px, result.pr_curve[i], linewidth=1, color="grey")
     if len(result.classes):
-        ax.plot(result.px, result.pr_curve.mean(0), linewidth=3, color="blue",
-                label=f"all classes {ap50.mean():.3f} mAP@0.5")
+        ax.plot(
+            result.px,
+            result.pr_curve.mean(0),
+            linewidth=3,
+            color="blue",
+            label=f"all classes {ap50.mean():.3f} mAP@0.5",
+        )
     ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1), title="Precision-Recall Curve")
     _legend(ax)
     return _save(fig, save_path)
 
 
-def plot_metric_curve(result: "APResult", save_path: Path | str, kind: str = "F1", names: Names | None = None) -> Path:
+def plot_metric_curve(result: APResult, save_path: Path | str, kind: str = "F1", names: Names | None = None) -> Path:
     """``kind`` in {"F1", "P", "R"} against confidence; bold line = smoothed class mean, whose
     maximum (for F1: the confidence P and R are reported at) is given in the legend."""
     from .metrics import smooth
@@ -103,7 +109,7 @@ def plot_metric_curve(result: "APResult", save_path: Path | str, kind: str = "F1
 
 
 def plot_confusion_matrix(
-    cm: "ConfusionMatrix | np.ndarray", save_path: Path | str, names: Names | None = None, normalize: bool = True
+    cm: ConfusionMatrix | np.ndarray, save_path: Path | str, names: Names | None = None, normalize: bool = True
 ) -> Path:
     """Heat map of ``matrix[pred, true]`` with the background row/column last.
 
@@ -124,8 +130,15 @@ def plot_confusion_matrix(
     if nc < 30:
         for (r, c), v in np.ndenumerate(shown):
             if not np.isnan(v):
-                ax.text(c, r, f"{v:.2f}" if normalize else f"{v:.0f}", ha="center", va="center", fontsize=8,
-                        color="white" if v > 0.5 * np.nanmax(shown) else "black")
+                ax.text(
+                    c,
+                    r,
+                    f"{v:.2f}" if normalize else f"{v:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if v > 0.5 * np.nanmax(shown) else "black",
+                )
         ax.set_xticks(range(nc + 1), ticks, rotation=90)
         ax.set_yticks(range(nc + 1), ticks)
     ax.set(xlabel="True", ylabel="Predicted", title="Confusion Matrix" + (" (normalised)" if normalize else ""))
@@ -218,8 +231,9 @@ def plot_val_images(
     path = Path(save_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), grid):
-        raise OSError(f"plot_val_images: cv2 could not write {path}; "
-                      "check the folder is writable and the suffix is .jpg/.png")
+        raise OSError(
+            f"plot_val_images: cv2 could not write {path}; check the folder is writable and the suffix is .jpg/.png"
+        )
     return path
 
 
@@ -236,7 +250,7 @@ def _fit(img: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     return canvas, r
 
 
-def plot_metrics(metrics: "DetectionMetrics", save_dir: Path | str) -> list[Path]:
+def plot_metrics(metrics: DetectionMetrics, save_dir: Path | str) -> list[Path]:
     """All curve plots and the normalised confusion matrix of a finished run, into ``save_dir``."""
     save_dir = Path(save_dir)
     res = metrics.result

@@ -9,9 +9,10 @@ an exported backend.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,11 +38,23 @@ class ValResult:
 
 
 @torch.inference_mode()
-def validate(model: Callable, dataloader, *, names: Sequence[str], conf_thres: float = 0.001,
-             iou_thres: float = 0.6, max_det: int = 300, single_cls: bool = False,
-             compute_loss: Callable | None = None, plots: bool = False, save_dir: Path | None = None,
-             verbose: bool = False, progress: bool = True, device: torch.device | None = None,
-             on_image: Callable[[str, torch.Tensor, tuple], None] | None = None) -> ValResult:
+def validate(
+    model: Callable,
+    dataloader,
+    *,
+    names: Sequence[str],
+    conf_thres: float = 0.001,
+    iou_thres: float = 0.6,
+    max_det: int = 300,
+    single_cls: bool = False,
+    compute_loss: Callable | None = None,
+    plots: bool = False,
+    save_dir: Path | None = None,
+    verbose: bool = False,
+    progress: bool = True,
+    device: torch.device | None = None,
+    on_image: Callable[[str, torch.Tensor, tuple], None] | None = None,
+) -> ValResult:
     """Run ``model`` over ``dataloader`` (batches from ``DetectionDataset.collate_fn``).
 
     on_image: called per image with (path, detections ``[n, 6]`` xyxy in original pixels, original
@@ -62,8 +75,12 @@ def validate(model: Callable, dataloader, *, names: Sequence[str], conf_thres: f
     plot_batches: list[tuple] = []
     channels_last = getattr(model, "channels_last", False) or _is_channels_last(model)  # once, not per batch
     end2end = bool(getattr(model, "end2end", False))
-    bar = tqdm(dataloader, desc=f"{'Class':>22}{'Images':>11}{'Instances':>11}{'P':>11}{'R':>11}"
-               f"{'mAP50':>11}{'mAP50-95':>11}", bar_format="{l_bar}{bar:10}{r_bar}", disable=not progress)
+    bar = tqdm(
+        dataloader,
+        desc=f"{'Class':>22}{'Images':>11}{'Instances':>11}{'P':>11}{'R':>11}{'mAP50':>11}{'mAP50-95':>11}",
+        bar_format="{l_bar}{bar:10}{r_bar}",
+        disable=not progress,
+    )
     for imgs, targets, paths, shapes in bar:
         t0 = time.perf_counter()
         imgs = imgs.to(device, non_blocking=True).float() / 255
@@ -84,8 +101,9 @@ def validate(model: Callable, dataloader, *, names: Sequence[str], conf_thres: f
                 loss_sum += compute_loss(raw if isinstance(raw, dict) else [r.float() for r in raw], targets)[1]
             stats["max_objectness"] = max(stats["max_objectness"], float(pred[..., 4].max()) if pred.numel() else 0.0)
             stats["candidates_before_nms"] += int((pred[..., 4] > conf_thres).sum())
-            dets = non_max_suppression(pred, conf_thres, iou_thres, multi_label=True, agnostic=single_cls,
-                                       max_det=max_det)
+            dets = non_max_suppression(
+                pred, conf_thres, iou_thres, multi_label=True, agnostic=single_cls, max_det=max_det
+            )
             t3 = time.perf_counter()
         labels_px = targets[:, 2:] * torch.tensor((w, h, w, h), device=device)
         batch_dets, batch_labels = [], []
@@ -95,7 +113,7 @@ def validate(model: Callable, dataloader, *, names: Sequence[str], conf_thres: f
             det = det.clone()
             if single_cls:
                 det[:, 5] = 0
-            h0w0, ratio_pad = (shapes[si] if shapes[si] is not None else ((h, w), None))
+            h0w0, ratio_pad = shapes[si] if shapes[si] is not None else ((h, w), None)
             det[:, :4] = scale_boxes((h, w), det[:, :4], h0w0, ratio_pad)
             lab_xyxy = scale_boxes((h, w), lab_xyxy, h0w0, ratio_pad)
             labels = torch.cat((lab[:, 1:2], lab_xyxy), 1)
@@ -112,8 +130,9 @@ def validate(model: Callable, dataloader, *, names: Sequence[str], conf_thres: f
             plot_batches.append((list(paths), batch_labels, batch_dets))
     metrics = tracker.compute()
     speed = dict(zip(("preprocess", "inference", "nms"), (times * 1e3 / max(seen_images, 1)).tolist()))
-    result = ValResult(metrics, (loss_sum / max(stats["batches"], 1)).cpu() if compute_loss else None, speed,
-                       tracker, stats)
+    result = ValResult(
+        metrics, (loss_sum / max(stats["batches"], 1)).cpu() if compute_loss else None, speed, tracker, stats
+    )
     if verbose:
         print(tracker.table(per_class=nc > 1))
         print("Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image" % tuple(speed.values()))
@@ -124,8 +143,9 @@ def validate(model: Callable, dataloader, *, names: Sequence[str], conf_thres: f
     return result
 
 
-def _end_to_end(model: Callable, imgs: torch.Tensor, conf_thres: float, iou_thres: float, max_det: int,
-                stats: dict) -> list[torch.Tensor]:
+def _end_to_end(
+    model: Callable, imgs: torch.Tensor, conf_thres: float, iou_thres: float, max_det: int, stats: dict
+) -> list[torch.Tensor]:
     """Detections from a graph with NMS inside (class-aware, multi-label as validation wants).
 
     Its objectness is not an output: ``max_objectness`` records the best detection's conf (a lower
@@ -140,8 +160,12 @@ def _end_to_end(model: Callable, imgs: torch.Tensor, conf_thres: float, iou_thre
 
 def _is_channels_last(model: Any) -> bool:
     first = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
-    return first is not None and first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last) \
+    return (
+        first is not None
+        and first.dim() == 4
+        and first.is_contiguous(memory_format=torch.channels_last)
         and not first.is_contiguous()
+    )
 
 
 def _save_plots(tracker: DetectionMetrics, batches: list[tuple], save_dir: Path, names: Sequence[str]) -> None:
@@ -154,5 +178,10 @@ def _save_plots(tracker: DetectionMetrics, batches: list[tuple], save_dir: Path,
     for i, (paths, labels, dets) in enumerate(batches):
         images = [cv2.imread(p) for p in paths]
         keep = [k for k, im in enumerate(images) if im is not None]
-        plot_val_images([images[k] for k in keep], [labels[k] for k in keep], [dets[k] for k in keep],
-                        save_dir / f"val_batch{i}_pred.jpg", names=list(names))
+        plot_val_images(
+            [images[k] for k in keep],
+            [labels[k] for k in keep],
+            [dets[k] for k in keep],
+            save_dir / f"val_batch{i}_pred.jpg",
+            names=list(names),
+        )

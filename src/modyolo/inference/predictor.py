@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,8 +43,13 @@ def _build(model_yaml: Any, where: str) -> torch.nn.Module:
         raise ValueError(f"{where}: cannot build the model stored with these weights: {e}") from e
 
 
-def load_model(weights: str | Path, device: str | torch.device = "cpu", fuse: bool = True,
-               cfg: str | Path | dict | None = None, use_ema: bool = True) -> tuple[Any, list[str], dict]:
+def load_model(
+    weights: str | Path,
+    device: str | torch.device = "cpu",
+    fuse: bool = True,
+    cfg: str | Path | dict | None = None,
+    use_ema: bool = True,
+) -> tuple[Any, list[str], dict]:
     """Load weights for inference.
 
     Args:
@@ -78,9 +84,11 @@ def load_model(weights: str | Path, device: str | torch.device = "cpu", fuse: bo
     ckpt = load_checkpoint(path, map_location="cpu")
     if ckpt.get("format") == "state_dict":
         if cfg is None:
-            raise CheckpointError(f"{path} is a bare state_dict without its model YAML; pass the YAML it was "
-                                  f"trained from: modyolo detect / val / export --weights {path} --cfg yolov5n.yaml "
-                                  "(your YAML), or modyolo.load(path, cfg=...)")
+            raise CheckpointError(
+                f"{path} is a bare state_dict without its model YAML; pass the YAML it was "
+                f"trained from: modyolo detect / val / export --weights {path} --cfg yolov5n.yaml "
+                "(your YAML), or modyolo.load(path, cfg=...)"
+            )
         model_yaml, state, names = cfg, ckpt["model"], None
         meta = {"format": "state_dict", "path": str(path), "imgsz": None, "has_ema": False, "epoch": None}
     else:
@@ -89,14 +97,21 @@ def load_model(weights: str | Path, device: str | torch.device = "cpu", fuse: bo
             raise CheckpointError(f"{path} stores no model YAML; pass the YAML it was trained from")
         state = inference_state_dict(ckpt) if use_ema else dict(ckpt["model"])
         names = ckpt.get("names")
-        meta = {"format": "checkpoint", "path": str(path), "imgsz": (ckpt.get("train_args") or {}).get("imgsz"),
-                "has_ema": bool(ckpt.get("ema")), "epoch": ckpt.get("epoch")}
+        meta = {
+            "format": "checkpoint",
+            "path": str(path),
+            "imgsz": (ckpt.get("train_args") or {}).get("imgsz"),
+            "has_ema": bool(ckpt.get("ema")),
+            "epoch": ckpt.get("epoch"),
+        }
     model = _build(model_yaml, str(path))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the model YAML ({str(e).splitlines()[0]}...); "
-                              "pass the YAML these weights were trained with") from e
+        raise CheckpointError(
+            f"{path}: weights do not fit the model YAML ({str(e).splitlines()[0]}...); "
+            "pass the YAML these weights were trained with"
+        ) from e
     if isinstance(names, dict):
         names = [str(names[k]) for k in sorted(names, key=int)]
     names = list(names) if names else list(model.names)
@@ -125,18 +140,30 @@ def _load_backend(path: Path, dev: torch.device) -> tuple[Any, list[str], dict]:
     try:
         from modyolo.deploy.backends import load_backend
     except ImportError as e:
-        raise ValueError(f"{path}: running exported {path.suffix} files needs modyolo.deploy.backends, which is "
-                         "not available in this installation; validate the .pt checkpoint instead, or "
-                         "install a modyolo with export support") from e
+        raise ValueError(
+            f"{path}: running exported {path.suffix} files needs modyolo.deploy.backends, which is "
+            "not available in this installation; validate the .pt checkpoint instead, or "
+            "install a modyolo with export support"
+        ) from e
     backend = load_backend(path, device=dev)
     names = list(backend.names)
     imgsz = tuple(int(v) for v in backend.imgsz) if getattr(backend, "imgsz", None) else None
-    meta = {"format": "backend", "path": str(path), "imgsz": imgsz, "has_ema": False, "epoch": None,
-            "stride": int(backend.stride), "nc": len(names), "dynamic": bool(backend.dynamic)}
+    meta = {
+        "format": "backend",
+        "path": str(path),
+        "imgsz": imgsz,
+        "has_ema": False,
+        "epoch": None,
+        "stride": int(backend.stride),
+        "nc": len(names),
+        "dynamic": bool(backend.dynamic),
+    }
     return backend, names, meta
 
 
-def load_model_for_cli(weights: str | Path, device: str | torch.device = "cpu", cfg: Any = None) -> tuple[Any, list[str], dict]:
+def load_model_for_cli(
+    weights: str | Path, device: str | torch.device = "cpu", cfg: Any = None
+) -> tuple[Any, list[str], dict]:
     """``load_model`` whose errors fit the CLI's one-line ``modyolo <verb>: error: ...`` report."""
     from modyolo.engine.checkpoint import CheckpointError
 
@@ -195,7 +222,9 @@ class Letterbox:
         return y
 
 
-def letterbox_image(img: np.ndarray, imgsz: int | tuple[int, int], stride: int = 32, auto: bool = True) -> tuple[np.ndarray, Letterbox]:
+def letterbox_image(
+    img: np.ndarray, imgsz: int | tuple[int, int], stride: int = 32, auto: bool = True
+) -> tuple[np.ndarray, Letterbox]:
     """Letterbox a BGR ``uint8 [h0, w0, 3]`` image to ``imgsz`` (int, or ``(h, w)``) as yolov5's detect does.
 
     ``auto``: pad only up to the next multiple of ``stride`` (a smaller, faster input; needs a
@@ -256,9 +285,11 @@ class TTAModel(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, stride: int) -> None:
         super().__init__()
         if getattr(model, "end2end", False):
-            raise ValueError(f"--augment: {getattr(model, 'path', 'this model')} has NMS inside its graph (exported "
-                             "with --nms) and returns final detections, which cannot be merged across scales; "
-                             "validate a model exported without --nms")
+            raise ValueError(
+                f"--augment: {getattr(model, 'path', 'this model')} has NMS inside its graph (exported "
+                "with --nms) and returns final detections, which cannot be merged across scales; "
+                "validate a model exported without --nms"
+            )
         self.model, self.stride = model, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -269,9 +300,21 @@ class TTAModel(torch.nn.Module):
 
 
 @torch.inference_mode()
-def predict_image(model: Callable, img: np.ndarray, *, imgsz: int | tuple[int, int], stride: int, device: torch.device,
-                  conf: float = 0.25, iou: float = 0.45, classes: list[int] | None = None, agnostic: bool = False,
-                  max_det: int = 300, auto: bool = True, augment: bool = False) -> tuple[torch.Tensor, dict]:
+def predict_image(
+    model: Callable,
+    img: np.ndarray,
+    *,
+    imgsz: int | tuple[int, int],
+    stride: int,
+    device: torch.device,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    classes: list[int] | None = None,
+    agnostic: bool = False,
+    max_det: int = 300,
+    auto: bool = True,
+    augment: bool = False,
+) -> tuple[torch.Tensor, dict]:
     """Detect on one BGR image; returns (``det: [n, 6]`` xyxy original pixels, conf, cls) and
     the time split in ms ``{"preprocess", "inference", "nms"}``."""
     import time
@@ -298,13 +341,23 @@ def predict_image(model: Callable, img: np.ndarray, *, imgsz: int | tuple[int, i
     return det, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "nms": (t3 - t2) * 1e3}
 
 
-def _end_to_end(model: Callable, x: torch.Tensor, conf: float, iou: float, classes: list[int] | None,
-                agnostic: bool, max_det: int, augment: bool) -> torch.Tensor:
+def _end_to_end(
+    model: Callable,
+    x: torch.Tensor,
+    conf: float,
+    iou: float,
+    classes: list[int] | None,
+    agnostic: bool,
+    max_det: int,
+    augment: bool,
+) -> torch.Tensor:
     """One image through a graph that ends in NMS: ``det [n, 6]`` in input pixels, best class per box."""
     if augment or agnostic:
-        raise ValueError(f"{getattr(model, 'path', 'this model')} has NMS inside its graph (exported with --nms), "
-                         "which is class-aware and runs on one scale: drop --augment / --agnostic-nms, or use a model "
-                         "exported without --nms")
+        raise ValueError(
+            f"{getattr(model, 'path', 'this model')} has NMS inside its graph (exported with --nms), "
+            "which is class-aware and runs on one scale: drop --augment / --agnostic-nms, or use a model "
+            "exported without --nms"
+        )
     dets, num = model(x, conf, iou, False)
     det = dets[0, : int(num[0])].float()
     if classes is not None:

@@ -33,12 +33,27 @@ class Result:
     speed: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_detections(cls, det: torch.Tensor, path: str, image: np.ndarray | None, orig_shape: tuple[int, int],
-                        names: list[str], speed: dict[str, float] | None = None) -> "Result":
+    def from_detections(
+        cls,
+        det: torch.Tensor,
+        path: str,
+        image: np.ndarray | None,
+        orig_shape: tuple[int, int],
+        names: list[str],
+        speed: dict[str, float] | None = None,
+    ) -> Result:
         """From NMS output ``det: [n, 6]`` (xyxy original pixels, conf, cls)."""
         d = det.detach().cpu().float().numpy().reshape(-1, 6)
-        return cls(path, (int(orig_shape[0]), int(orig_shape[1])), d[:, :4].copy(), d[:, 4].copy(),
-                   d[:, 5].astype(np.int64), list(names), image, dict(speed or {}))
+        return cls(
+            path,
+            (int(orig_shape[0]), int(orig_shape[1])),
+            d[:, :4].copy(),
+            d[:, 4].copy(),
+            d[:, 5].astype(np.int64),
+            list(names),
+            image,
+            dict(speed or {}),
+        )
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -53,24 +68,41 @@ class Result:
         counts = Counter(int(c) for c in self.class_ids)
         return ", ".join(f"{n} {self.name_of(c)}" for c, n in sorted(counts.items()))
 
-    def plot(self, line_thickness: int | None = None, hide_labels: bool = False, hide_conf: bool = False,
-             image: np.ndarray | None = None) -> np.ndarray:
+    def plot(
+        self,
+        line_thickness: int | None = None,
+        hide_labels: bool = False,
+        hide_conf: bool = False,
+        image: np.ndarray | None = None,
+    ) -> np.ndarray:
         """The image annotated with boxes and ``name conf`` tags: BGR ``uint8 [h, w, 3]`` copy."""
         from modyolo.eval.plots import draw_detections
 
         base = image if image is not None else self.image
         if base is None:
             raise ValueError(f"Result.plot: no image kept for {self.path}; pass image= (the BGR original)")
-        return draw_detections(base, self.boxes, self.class_ids, self.scores, names=self.names,
-                               line_thickness=line_thickness, hide_labels=hide_labels, hide_conf=hide_conf)
+        return draw_detections(
+            base,
+            self.boxes,
+            self.class_ids,
+            self.scores,
+            names=self.names,
+            line_thickness=line_thickness,
+            hide_labels=hide_labels,
+            hide_conf=hide_conf,
+        )
 
     def to_dict(self) -> dict:
         return {
             "path": self.path,
             "orig_shape": list(self.orig_shape),
             "detections": [
-                {"box": [round(float(v), 3) for v in b], "score": round(float(s), 5), "class_id": int(c),
-                 "name": self.name_of(int(c))}
+                {
+                    "box": [round(float(v), 3) for v in b],
+                    "score": round(float(s), 5),
+                    "class_id": int(c),
+                    "name": self.name_of(int(c)),
+                }
                 for b, s, c in zip(self.boxes, self.scores, self.class_ids)
             ],
         }

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -68,8 +68,9 @@ def _expand_one(item: str, where: str) -> list[str]:
         return out
     if p.is_file():
         return [str(p)]
-    raise FileNotFoundError(f"{where}: {item!r} does not exist; give an image, a folder, a glob, a .txt list "
-                            "of paths or a video file")
+    raise FileNotFoundError(
+        f"{where}: {item!r} does not exist; give an image, a folder, a glob, a .txt list of paths or a video file"
+    )
 
 
 def list_sources(source: str | Path | Sequence[str | Path]) -> list[str]:
@@ -83,8 +84,10 @@ def list_sources(source: str | Path | Sequence[str | Path]) -> list[str]:
     for item in items:
         files.extend(_expand_one(str(item), "--source"))
     if not files:
-        raise FileNotFoundError(f"--source {source}: no images or videos found (image suffixes: "
-                                f"{', '.join(IMG_FORMATS)}; video: {', '.join(VID_FORMATS)})")
+        raise FileNotFoundError(
+            f"--source {source}: no images or videos found (image suffixes: "
+            f"{', '.join(IMG_FORMATS)}; video: {', '.join(VID_FORMATS)})"
+        )
     return files
 
 
@@ -136,8 +139,9 @@ def _iter_video(path: str, index: int, total: int, vid_stride: int) -> Iterator[
         yield Frame(path, None, index, total, "video", error="video has no readable frames")
 
 
-def iter_source(source: str | Path | Sequence[str | Path] | np.ndarray | Sequence[np.ndarray],
-                vid_stride: int = 1) -> Iterator[Frame]:
+def iter_source(
+    source: str | Path | Sequence[str | Path] | np.ndarray | Sequence[np.ndarray], vid_stride: int = 1
+) -> Iterator[Frame]:
     """Frames of ``source``: a path (image, folder, glob, ``.txt`` list, video), a list of paths,
     or in-memory BGR ``uint8 [h, w, 3]`` arrays (named ``image0``, ``image1``, ...)."""
     if isinstance(source, np.ndarray):

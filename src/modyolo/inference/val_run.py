@@ -51,13 +51,36 @@ def _metric_names(model_names: list[str], data_names: list[str], single_cls: boo
     return [data_names[i] if i < len(data_names) else model_names[i] for i in range(len(longest))]
 
 
-def validate_model(model: Any, names: list[str], meta: dict, *, data: str | os.PathLike = "shapes", imgsz: int = 640,
-                   batch_size: int = 32, conf_thres: float = 0.001, iou_thres: float = 0.6, max_det: int = 300,
-                   task: str = "val", device: str | torch.device = "cpu", workers: int = 2, single_cls: bool = False,
-                   augment: bool = False, verbose: bool = False, save_txt: bool = False, save_conf: bool = False,
-                   save_json: bool = False, coco_eval: bool = False, project: str | os.PathLike = "runs/val",
-                   name: str = "exp", exist_ok: bool = False, plots: bool = True, diagnose: bool = True,
-                   progress: bool = True, cfg: Any = None, rect: bool | None = None) -> ValOutcome:
+def validate_model(
+    model: Any,
+    names: list[str],
+    meta: dict,
+    *,
+    data: str | os.PathLike = "shapes",
+    imgsz: int = 640,
+    batch_size: int = 32,
+    conf_thres: float = 0.001,
+    iou_thres: float = 0.6,
+    max_det: int = 300,
+    task: str = "val",
+    device: str | torch.device = "cpu",
+    workers: int = 2,
+    single_cls: bool = False,
+    augment: bool = False,
+    verbose: bool = False,
+    save_txt: bool = False,
+    save_conf: bool = False,
+    save_json: bool = False,
+    coco_eval: bool = False,
+    project: str | os.PathLike = "runs/val",
+    name: str = "exp",
+    exist_ok: bool = False,
+    plots: bool = True,
+    diagnose: bool = True,
+    progress: bool = True,
+    cfg: Any = None,
+    rect: bool | None = None,
+) -> ValOutcome:
     """Validate a loaded model (from ``predictor.load_model``) on ``data``'s ``task`` split.
 
     Used by ``modyolo val`` and ``Detector.val``. ``task="speed"`` forces conf 0.25 / iou 0.45
@@ -83,8 +106,13 @@ def validate_model(model: Any, names: list[str], meta: dict, *, data: str | os.P
         raise ValueError(f"{data_cfg.source}: --task {task} needs a '{split}' entry in the data YAML")
     model_nc = int(meta.get("nc") or len(names))
     if model_nc and model_nc != data_cfg.nc and not single_cls:
-        LOGGER.warning("%s has %d classes but %s has %d; these weights were trained on other data (pass the "
-                       "matching --data)", meta.get("path"), model_nc, data_cfg.source, data_cfg.nc)
+        LOGGER.warning(
+            "%s has %d classes but %s has %d; these weights were trained on other data (pass the matching --data)",
+            meta.get("path"),
+            model_nc,
+            data_cfg.source,
+            data_cfg.nc,
+        )
     stride = int(meta.get("stride", 32))
     dynamic = bool(meta.get("dynamic", True))
     if dynamic:
@@ -92,35 +120,70 @@ def validate_model(model: Any, names: list[str], meta: dict, *, data: str | os.P
     else:  # an export with a fixed input shape: square batches of exactly that size
         h, w = meta["imgsz"]
         if h != w:
-            raise ValueError(f"{meta.get('path')} takes a fixed {h}x{w} input; validation letterboxes to squares: "
-                             "re-export with a square --img or with --dynamic")
+            raise ValueError(
+                f"{meta.get('path')} takes a fixed {h}x{w} input; validation letterboxes to squares: "
+                "re-export with a square --img or with --dynamic"
+            )
         imgsz = int(h)
     if rect and not dynamic:
-        raise ValueError(f"{meta.get('path')} takes a fixed {imgsz}x{imgsz} input; --rect needs a .pt or an export "
-                         "with --dynamic")
+        raise ValueError(
+            f"{meta.get('path')} takes a fixed {imgsz}x{imgsz} input; --rect needs a .pt or an export with --dynamic"
+        )
     # yolov5: rectangular batches unless timing or a fixed input shape. A fixed-shape export sees square
     # letterboxed images instead, so its numbers equal the .pt's validated with --no-rect, not with rect batches.
     rect = (dynamic if rect is None else rect) and task != "speed"
     if not dynamic:
-        LOGGER.info("%s takes a fixed %dx%d input: square letterboxed batches (compare it with the .pt validated "
-                    "with --no-rect)", meta.get("path"), imgsz, imgsz)
+        LOGGER.info(
+            "%s takes a fixed %dx%d input: square letterboxed batches (compare it with the .pt validated "
+            "with --no-rect)",
+            meta.get("path"),
+            imgsz,
+            imgsz,
+        )
     loader, dataset = create_dataloader(
-        sources, imgsz, batch_size, stride, augment=False, rect=rect, workers=workers, shuffle=False,
-        prefix=f"{split}: ", single_cls=single_cls, pad=0.5 if rect else 0.0, names=data_cfg.names,
-        nc=data_cfg.nc, persistent=False, progress=progress)
+        sources,
+        imgsz,
+        batch_size,
+        stride,
+        augment=False,
+        rect=rect,
+        workers=workers,
+        shuffle=False,
+        prefix=f"{split}: ",
+        single_cls=single_cls,
+        pad=0.5 if rect else 0.0,
+        names=data_cfg.names,
+        nc=data_cfg.nc,
+        persistent=False,
+        progress=progress,
+    )
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
     attach_run_log(save_dir)
     metric_names = _metric_names(list(names), list(data_cfg.names), single_cls)
     collector = _Collector(save_dir, metric_names, save_txt, save_conf, save_json, data_cfg, split, single_cls)
     eval_model = TTAModel(model, stride) if augment else model
-    result = validate(eval_model, loader, names=metric_names, conf_thres=conf_thres, iou_thres=iou_thres,
-                      max_det=max_det, single_cls=single_cls, plots=plots, save_dir=save_dir, verbose=False,
-                      progress=progress, device=dev, on_image=collector if (save_txt or save_json) else None)
+    result = validate(
+        eval_model,
+        loader,
+        names=metric_names,
+        conf_thres=conf_thres,
+        iou_thres=iou_thres,
+        max_det=max_det,
+        single_cls=single_cls,
+        plots=plots,
+        save_dir=save_dir,
+        verbose=False,
+        progress=progress,
+        device=dev,
+        on_image=collector if (save_txt or save_json) else None,
+    )
     nc_table = len(metric_names)
     _say(result.table(per_class=(verbose or nc_table < 50) and nc_table > 1))
     sp = result.speed
-    _say(f"Speed: {sp['preprocess']:.1f}ms pre-process, {sp['inference']:.1f}ms inference, {sp['nms']:.1f}ms NMS "
-          f"per image at shape ({min(batch_size, len(dataset))}, 3, {imgsz}, {imgsz})")
+    _say(
+        f"Speed: {sp['preprocess']:.1f}ms pre-process, {sp['inference']:.1f}ms inference, {sp['nms']:.1f}ms NMS "
+        f"per image at shape ({min(batch_size, len(dataset))}, 3, {imgsz}, {imgsz})"
+    )
     outcome = ValOutcome(result, save_dir)
     if save_json:
         outcome.json_path = collector.write_json(Path(str(meta.get("path") or "model")).stem)
@@ -133,8 +196,9 @@ def validate_model(model: Any, names: list[str], meta: dict, *, data: str | os.P
     from modyolo.eval.diagnose import needs_diagnosis
 
     if diagnose and needs_diagnosis(result.metrics):
-        outcome.diagnosis = _diagnose(model, meta, result, dataset, loader, metric_names, conf_thres, iou_thres,
-                                      max_det, single_cls, dev, cfg)
+        outcome.diagnosis = _diagnose(
+            model, meta, result, dataset, loader, metric_names, conf_thres, iou_thres, max_det, single_cls, dev, cfg
+        )
         _say(outcome.diagnosis.report())
     if save_txt:
         _say(f"{len(list((save_dir / 'labels').glob('*.txt')))} labels saved to {save_dir / 'labels'}")
@@ -153,8 +217,17 @@ def _say(text: str) -> None:
 class _Collector:
     """``validate``'s per-image hook: YOLO txt files and COCO-format detections."""
 
-    def __init__(self, save_dir: Path, names: list[str], save_txt: bool, save_conf: bool, save_json: bool,
-                 data_cfg: Any, split: str, single_cls: bool = False) -> None:
+    def __init__(
+        self,
+        save_dir: Path,
+        names: list[str],
+        save_txt: bool,
+        save_conf: bool,
+        save_json: bool,
+        data_cfg: Any,
+        split: str,
+        single_cls: bool = False,
+    ) -> None:
         self.save_dir, self.names = save_dir, names
         self.save_txt, self.save_conf, self.save_json = save_txt, save_conf, save_json
         self.dets: list[dict] = []
@@ -185,8 +258,10 @@ class _Collector:
 
             image_id = self._ids.get(os.path.abspath(path))
             if image_id is None:
-                raise ValueError(f"--save-json: {path} is not in the COCO ground truth built from the data YAML; "
-                                 "was the dataset changed during validation?")
+                raise ValueError(
+                    f"--save-json: {path} is not in the COCO ground truth built from the data YAML; "
+                    "was the dataset changed during validation?"
+                )
             self.image_ids.append(image_id)
             self.dets.extend(detections_to_coco_json([det], [image_id]))
 
@@ -196,8 +271,20 @@ class _Collector:
         return path
 
 
-def _diagnose(model: Any, meta: dict, result: ValResult, dataset: Any, loader: Any, names: list[str],
-              conf_thres: float, iou_thres: float, max_det: int, single_cls: bool, dev: torch.device, cfg: Any):
+def _diagnose(
+    model: Any,
+    meta: dict,
+    result: ValResult,
+    dataset: Any,
+    loader: Any,
+    names: list[str],
+    conf_thres: float,
+    iou_thres: float,
+    max_det: int,
+    single_cls: bool,
+    dev: torch.device,
+    cfg: Any,
+):
     """Reload the weights unfused (BN statistics intact) and run the zero-metric checks."""
     from modyolo.eval.diagnose import diagnose
     from modyolo.eval.validator import validate
@@ -216,13 +303,31 @@ def _diagnose(model: Any, meta: dict, result: ValResult, dataset: Any, loader: A
 
             def evaluate(state: dict) -> dict:
                 m = _copy_with(unfused, state)
-                r = validate(m, itertools.islice(loader, DIAGNOSIS_BATCHES), names=names, conf_thres=conf_thres,
-                             iou_thres=iou_thres, max_det=max_det, single_cls=single_cls, progress=False, device=dev)
+                r = validate(
+                    m,
+                    itertools.islice(loader, DIAGNOSIS_BATCHES),
+                    names=names,
+                    conf_thres=conf_thres,
+                    iou_thres=iou_thres,
+                    max_det=max_det,
+                    single_cls=single_cls,
+                    progress=False,
+                    device=dev,
+                )
                 return r.metrics
     elif model is not None and hasattr(model, "named_modules"):
         unfused = model  # an in-memory model the caller built: inspect what was evaluated
-    return diagnose(unfused, stats=result.stats, labels=list(dataset.labels), nc=int(meta.get("nc") or len(names)),
-                    conf_thres=conf_thres, files=list(dataset.im_files), sample=sample, ckpt=ckpt, evaluate=evaluate)
+    return diagnose(
+        unfused,
+        stats=result.stats,
+        labels=list(dataset.labels),
+        nc=int(meta.get("nc") or len(names)),
+        conf_thres=conf_thres,
+        files=list(dataset.im_files),
+        sample=sample,
+        ckpt=ckpt,
+        evaluate=evaluate,
+    )
 
 
 def _copy_with(model: torch.nn.Module, state: dict) -> torch.nn.Module:

@@ -41,7 +41,8 @@ def check_repeats(source: str, depth_multiple: float, numbers: list[int]) -> Non
     if total > MAX_REPEATS:
         raise ModelConfigError(
             f"{source}: depth_multiple={depth_multiple} scales the rows' repeats to {total:,} blocks (limit "
-            f"{MAX_REPEATS:,}; yolov5x has 24). Use a depth_multiple like 0.33-1.33.")
+            f"{MAX_REPEATS:,}; yolov5x has 24). Use a depth_multiple like 0.33-1.33."
+        )
 
 
 def available_bytes() -> int | None:
@@ -88,7 +89,7 @@ def check_params(source: str, width_multiple: float, build: Callable[[], list]) 
         count = sum(p.numel() for layer in layers for p in layer.module.parameters())
     except ModelConfigError:
         raise
-    except Exception as e:  # a block that cannot be built on meta: no estimate, no refusal
+    except Exception as e:  # noqa: BLE001 - a block that cannot be built on meta: no estimate
         LOGGER.debug("%s: no parameter estimate on the meta device (%s); building directly", source, e)
         return None
     finally:
@@ -98,7 +99,7 @@ def check_params(source: str, width_multiple: float, build: Callable[[], list]) 
         raise ModelConfigError(
             f"{source}: width_multiple={width_multiple} gives an estimated {count / 1e6:,.0f}M parameters "
             f"({count * BYTES_PER_PARAM / 2**30:,.1f} GiB to train), over the limit of {limit / 1e6:,.0f}M ({why}). "
-            "Use a width_multiple like 0.25-1.25.")
+            "Use a width_multiple like 0.25-1.25."
+        )
     LOGGER.debug("%s: width_multiple=%s: %d parameters estimated", source, width_multiple, count)
     return count
-

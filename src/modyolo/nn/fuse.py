@@ -23,8 +23,11 @@ def fuse_model(model: nn.Module) -> int:
         if callable(custom) and not isinstance(module, nn.Sequential):
             custom()
             folded += 1
-        elif isinstance(getattr(module, "conv", None), nn.Conv2d) and isinstance(getattr(module, "bn", None), nn.BatchNorm2d) \
-                and hasattr(module, "forward_fuse"):
+        elif (
+            isinstance(getattr(module, "conv", None), nn.Conv2d)
+            and isinstance(getattr(module, "bn", None), nn.BatchNorm2d)
+            and hasattr(module, "forward_fuse")
+        ):
             module.conv = fuse_conv_bn_eval(module.conv, module.bn)
             del module.bn
             module.forward = module.forward_fuse

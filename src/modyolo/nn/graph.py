@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -35,10 +36,10 @@ _LITERALS = {"None": None, "True": True, "False": False}
 # Modules of the origins' YAMLs that modyolo deliberately does not build: say so, not "unknown".
 OUT_OF_SCOPE = {
     "Segment": "'Segment' (yolov5's instance-segmentation head) is out of scope: modyolo builds detectors. "
-               "Use the detection version of this YAML (its head row ends in Detect [nc, anchors])",
+    "Use the detection version of this YAML (its head row ends in Detect [nc, anchors])",
     "IBin": "unknown module 'IBin' (yolov7's binned-regression head is not supported); did you mean 'IDetect'?",
     "IKeypoint": "unknown module 'IKeypoint' (yolov7's pose head is out of scope: modyolo builds detectors); "
-                 "did you mean 'IDetect'?",
+    "did you mean 'IDetect'?",
 }
 # An activation written as an arg: `nn.Name`, `nn.Name(...)` or `Name(...)` (a bare word is a mode string).
 _ACTIVATION_ARG = re.compile(r"^\s*(nn\.[A-Za-z]\w*(\([\w.+\-, ]*\))?|[A-Za-z]\w*\([\w.+\-, ]*\))\s*$")
@@ -92,8 +93,10 @@ def load_model_yaml(cfg: str | Path | dict) -> tuple[dict, str]:
         try:
             path, name = resolve_cfg_path(unscaled), given.name
         except FileNotFoundError:
-            raise FileNotFoundError(f"model config {str(cfg)!r} is neither a file nor a shipped config, and "
-                                    f"neither is {unscaled!r} (its unscaled name)") from None
+            raise FileNotFoundError(
+                f"model config {str(cfg)!r} is neither a file nor a shipped config, and "
+                f"neither is {unscaled!r} (its unscaled name)"
+            ) from None
     try:
         data = read_yaml(path)  # budgeted: an alias bomb is refused here, naming the file
     except ValueError as e:
@@ -242,13 +245,26 @@ def build_layers(cfg: dict, source: str, ch: int = 3, extra: dict | None = None)
             sources = _check_from(f, i, name, source)
             ch_in = [ch if j == -1 else channels[j] for j in sources]
             if any(isinstance(c, int) and c <= 0 for c in ch_in):  # e.g. a Conv row with 0 (or 0.01 x width) channels
-                raise ModelConfigError(f"{where}: its input has {ch_in} channels; the rows feeding it need at least 1 "
-                                       "output channel (check their args and width_multiple)")
+                raise ModelConfigError(
+                    f"{where}: its input has {ch_in} channels; the rows feeding it need at least 1 "
+                    "output channel (check their args and width_multiple)"
+                )
             number = max(round(n * gd), 1) if n > 1 else n
-            row = Row(index=i, source=source, from_=f, number=number, module=name,
-                      args=[_resolve_arg(a, cfg, where) for a in args], ch_in=ch_in,
-                      width_multiple=gw, depth_multiple=gd, nc=nc, no=na * (nc + 5), extra=extra,
-                      max_channels=max_channels)
+            row = Row(
+                index=i,
+                source=source,
+                from_=f,
+                number=number,
+                module=name,
+                args=[_resolve_arg(a, cfg, where) for a in args],
+                ch_in=ch_in,
+                width_multiple=gw,
+                depth_multiple=gd,
+                nc=nc,
+                no=na * (nc + 5),
+                extra=extra,
+                max_channels=max_channels,
+            )
             module, c2 = block.from_row(row)
             layers.append(Layer(module, i, f, number, name, args, c2))
             channels.append(c2)

@@ -39,13 +39,18 @@ class Detect(nn.Module):
 
     export = False  # set by the exporter: return only the decoded tensor
     yaml_example: ClassVar[dict] = {
-        "rows": [[-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [32, 3, 2]],
-                 [[1, 2, 3], 1, "Detect", ["nc", "anchors"]]],
+        "rows": [
+            [-1, 1, "Conv", [32, 3, 2]],
+            [-1, 1, "Conv", [32, 3, 2]],
+            [-1, 1, "Conv", [32, 3, 2]],
+            [[1, 2, 3], 1, "Detect", ["nc", "anchors"]],
+        ],
         "stride": None,  # a head: its input strides are checked instead (2, 4, 8 here)
     }
 
-    def __init__(self, nc: int = 80, anchors: list[list[float]] | tuple = (), ch: tuple[int, ...] = (),
-                 inplace: bool = True) -> None:
+    def __init__(
+        self, nc: int = 80, anchors: list[list[float]] | tuple = (), ch: tuple[int, ...] = (), inplace: bool = True
+    ) -> None:
         super().__init__()
         self.nc = nc
         self.no = nc + 5
@@ -143,8 +148,10 @@ class Detect(nn.Module):
         self.stride.copy_(strides)
         self.anchors /= strides.view(-1, 1, 1)
         if self.check_anchor_order():
-            LOGGER.info("Detect: anchor levels reversed so that the smallest anchors sit at the smallest "
-                        "stride (%s)", "/".join(f"{s:g}" for s in strides.tolist()))
+            LOGGER.info(
+                "Detect: anchor levels reversed so that the smallest anchors sit at the smallest stride (%s)",
+                "/".join(f"{s:g}" for s in strides.tolist()),
+            )
         self.reset_grids()
 
     def check_anchor_order(self) -> bool:
@@ -162,6 +169,6 @@ class Detect(nn.Module):
             b = conv.bias.detach().view(self.na, -1)
             b[:, 4] += math.log(8 / (640 / s) ** 2)
             if class_frequency is None:
-                b[:, 5:5 + self.nc] += math.log(0.6 / (self.nc - 0.99999))
+                b[:, 5 : 5 + self.nc] += math.log(0.6 / (self.nc - 0.99999))
             else:
-                b[:, 5:5 + self.nc] += torch.log(class_frequency / class_frequency.sum())
+                b[:, 5 : 5 + self.nc] += torch.log(class_frequency / class_frequency.sum())

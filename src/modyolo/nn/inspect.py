@@ -59,12 +59,15 @@ def _describe(out: Any, size: int) -> tuple[Any, Any, Any]:
     if isinstance(out, torch.Tensor) and out.dim() == 4:
         return int(out.shape[1]), (int(out.shape[2]), int(out.shape[3])), size / out.shape[2]
     if isinstance(out, (list, tuple)) and out and all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in out):
-        return ([int(t.shape[1]) for t in out], [(int(t.shape[2]), int(t.shape[3])) for t in out],
-                [size / t.shape[2] for t in out])
+        return (
+            [int(t.shape[1]) for t in out],
+            [(int(t.shape[2]), int(t.shape[3])) for t in out],
+            [size / t.shape[2] for t in out],
+        )
     return None, None, None
 
 
-def dry_run(model: "DetectionModel", size: int, ch: int) -> list[LayerReport]:
+def dry_run(model: DetectionModel, size: int, ch: int) -> list[LayerReport]:
     """Run the rows on a zero image, check shapes between layers, return the report."""
     from modyolo.nn.heads import is_head  # local: heads import nothing from here, but keep it cheap
 
@@ -81,8 +84,10 @@ def dry_run(model: "DetectionModel", size: int, ch: int) -> list[LayerReport]:
                 i, name = layer.index, layer.name
                 items = layer.from_ if isinstance(layer.from_, list) else [layer.from_]
                 sources = [-1 if (i == 0 and f == -1) else (f + i if f < 0 else f) for f in items]
-                infos = [image_info if j == -1 else (reports[j].channels, reports[j].size, reports[j].stride)
-                         for j in sources]
+                infos = [
+                    image_info if j == -1 else (reports[j].channels, reports[j].size, reports[j].stride)
+                    for j in sources
+                ]
                 inputs = [x if j == -1 else outputs[j] for j in sources]
                 where = f"layer {i} ({name}) of {source}"
                 if is_head(module) or hasattr(module, "set_strides"):  # a head
@@ -94,8 +99,10 @@ def dry_run(model: "DetectionModel", size: int, ch: int) -> list[LayerReport]:
                 except ModelConfigError:
                     raise
                 except Exception as e:
-                    shapes = ", ".join(f"layer {j}: {tuple(t.shape) if isinstance(t, torch.Tensor) else '?'}"
-                                       for j, t in zip(sources, inputs))
+                    shapes = ", ".join(
+                        f"layer {j}: {tuple(t.shape) if isinstance(t, torch.Tensor) else '?'}"
+                        for j, t in zip(sources, inputs)
+                    )
                     raise ModelConfigError(
                         f"{where} failed in the build-time dry run on inputs ({shapes}): "
                         f"{type(e).__name__}: {e}. Check its args {layer.args} and the channels of "
@@ -108,9 +115,20 @@ def dry_run(model: "DetectionModel", size: int, ch: int) -> list[LayerReport]:
                         "its from_row must return the channels the module really outputs"
                     )
                 outputs.append(out)
-                reports.append(LayerReport(i, layer.from_, sources, layer.number,
-                                           sum(p.numel() for p in module.parameters()), name, layer.args,
-                                           layer.c2 if channels is None else channels, hw, stride))
+                reports.append(
+                    LayerReport(
+                        i,
+                        layer.from_,
+                        sources,
+                        layer.number,
+                        sum(p.numel() for p in module.parameters()),
+                        name,
+                        layer.args,
+                        layer.c2 if channels is None else channels,
+                        hw,
+                        stride,
+                    )
+                )
     finally:
         model.train(was_training)
     return reports
@@ -118,10 +136,11 @@ def dry_run(model: "DetectionModel", size: int, ch: int) -> list[LayerReport]:
 
 def _check_same_size(where: str, sources: list[int], infos: list[tuple]) -> None:
     sizes = [(j, info[1], info[2]) for j, info in zip(sources, infos)]
-    for j, hw, stride in sizes:
+    for j, hw, _stride in sizes:
         if isinstance(hw, list):
-            raise ModelConfigError(f"{where}: input layer {j} returns {len(hw)} feature maps; "
-                                   "pick one with an Index row first")
+            raise ModelConfigError(
+                f"{where}: input layer {j} returns {len(hw)} feature maps; pick one with an Index row first"
+            )
     first = sizes[0]
     for other in sizes[1:]:
         if other[1] != first[1]:
@@ -135,15 +154,16 @@ def _check_same_size(where: str, sources: list[int], infos: list[tuple]) -> None
 
 def _check_detect_inputs(where: str, sources: list[int], infos: list[tuple], head: Any = None) -> None:
     strides = []
-    for j, (_, hw, stride) in zip(sources, infos):
+    for j, (_, _hw, stride) in zip(sources, infos):
         if not isinstance(stride, float):
-            raise ModelConfigError(f"{where}: input layer {_name(j)} is not a single feature map; "
-                                   "use an Index row to pick one")
+            raise ModelConfigError(
+                f"{where}: input layer {_name(j)} is not a single feature map; use an Index row to pick one"
+            )
         strides.append(stride)
     # a head with auxiliary inputs (yolov7's IAuxDetect: lead P3..P5, then aux P3..P5) lists its
     # levels more than once; each run of `nl` inputs must rise
     nl = int(getattr(head, "nl", 0) or len(strides))
-    runs = [strides[i:i + nl] for i in range(0, len(strides), nl)] if len(strides) % nl == 0 else [strides]
+    runs = [strides[i : i + nl] for i in range(0, len(strides), nl)] if len(strides) % nl == 0 else [strides]
     if any(b <= a for run in runs for a, b in zip(run, run[1:])):
         listing = ", ".join(f"layer {_name(j)} at stride {s:g}" for j, s in zip(sources, strides))
         raise ModelConfigError(
@@ -164,12 +184,13 @@ def _check_anchor_fit(where: str, sources: list[int], strides: list[float], rati
     gets anchors up to 11.5 cells wide; its input strides, not the anchors, are then what's wrong."""
     from modyolo.nn.head import ANCHOR_STRIDE_MAX, ANCHOR_STRIDE_MIN
 
-    listing = ", ".join(f"layer {_name(j)} at stride {s:g} (anchors {r:.1f}x the stride)"
-                        for j, s, r in zip(sources, strides, ratios))
+    listing = ", ".join(
+        f"layer {_name(j)} at stride {s:g} (anchors {r:.1f}x the stride)" for j, s, r in zip(sources, strides, ratios)
+    )
     fixes = "or give anchors sized for these strides, or write `anchors: 3` to let autoanchor fit them"
     if max(ratios) > ANCHOR_STRIDE_MAX:
         k = math.ceil(math.log2(max(ratios) / ANCHOR_STRIDE_MAX))
-        fit = "/".join(f"{s * 2 ** k:g}" for s in strides)
+        fit = "/".join(f"{s * 2**k:g}" for s in strides)
         raise ModelConfigError(
             f"{where}: its anchors are sized for larger strides than its inputs have: {listing}; anchors "
             f"should be at most {ANCHOR_STRIDE_MAX:g}x their level's stride. The anchors fit strides {fit}: "
@@ -177,10 +198,16 @@ def _check_anchor_fit(where: str, sources: list[int], strides: list[float], rati
         )
     if min(ratios) < ANCHOR_STRIDE_MIN:
         k = math.ceil(math.log2(ANCHOR_STRIDE_MIN / min(ratios)))
-        fit = "/".join(f"{s / 2 ** k:g}" for s in strides)
-        LOGGER.warning("%s: its anchors are small for its input strides: %s (under %gx the stride, they fit strides "
-                       "%s). If this is not meant for tiny objects, point 'from' at layers of those strides, %s",
-                       where, listing, ANCHOR_STRIDE_MIN, fit, fixes)
+        fit = "/".join(f"{s / 2**k:g}" for s in strides)
+        LOGGER.warning(
+            "%s: its anchors are small for its input strides: %s (under %gx the stride, they fit strides "
+            "%s). If this is not meant for tiny objects, point 'from' at layers of those strides, %s",
+            where,
+            listing,
+            ANCHOR_STRIDE_MIN,
+            fit,
+            fixes,
+        )
 
 
 def _name(j: int) -> str:
@@ -211,8 +238,10 @@ def format_info(reports: list[LayerReport], summary: dict[str, Any]) -> str:
     for r in reports:
         args = str(r.args)
         args = args if len(args) <= 29 else args[:26] + "..."
-        lines.append(f"{r.index:>3}{str(r.from_):>18}{r.number:>3}{r.params:10.0f}  {r.module:<24}"
-                     f"{args:<30}{r.shape_text:>12}{r.stride_text:>8}")
+        lines.append(
+            f"{r.index:>3}{r.from_!s:>18}{r.number:>3}{r.params:10.0f}  {r.module:<24}"
+            f"{args:<30}{r.shape_text:>12}{r.stride_text:>8}"
+        )
     size = summary["img_size"]
     size_text = f"{size}" if isinstance(size, int) else f"{size[0]}x{size[1]}"
     lines.append(

@@ -13,7 +13,7 @@ from torch import nn
 from modyolo.nn.graph import Layer, build_layers, load_model_yaml
 from modyolo.nn.head import Detect
 from modyolo.nn.heads import is_head, needs_nms
-from modyolo.nn.inspect import LayerReport, dry_run, format_info, count_flops
+from modyolo.nn.inspect import LayerReport, count_flops, dry_run, format_info
 from modyolo.nn.row import ModelConfigError
 
 LOGGER = logging.getLogger("modyolo.nn.model")
@@ -27,8 +27,14 @@ class DetectionModel(nn.Module):
     ``model.<row>.<param>`` exactly as yolov5's do.
     """
 
-    def __init__(self, cfg: str | Path | dict = "yolov5s.yaml", ch: int = 3, nc: int | None = None,
-                 anchors: list | int | None = None, pretrained: dict[int, str] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: str | Path | dict = "yolov5s.yaml",
+        ch: int = 3,
+        nc: int | None = None,
+        anchors: list | int | None = None,
+        pretrained: dict[int, str] | None = None,
+    ) -> None:
         super().__init__()
         self.yaml, self.source = load_model_yaml(cfg)
         if nc is not None and nc != self.yaml.get("nc"):
@@ -61,15 +67,21 @@ class DetectionModel(nn.Module):
 
         for index, path in pretrained.items():
             if not 0 <= index < len(self.model):
-                raise ModelConfigError(f"pretrained weights given for layer {index}, but {self.source} has "
-                                       f"layers 0..{len(self.model) - 1}")
+                raise ModelConfigError(
+                    f"pretrained weights given for layer {index}, but {self.source} has layers 0..{len(self.model) - 1}"
+                )
             if getattr(self.model[index], "transfer_report", None) is None:
                 # a native row (e.g. a ResNet stage): map the file onto the whole native backbone
                 load_backbone_weights(self, path)  # logs its transfer report (INFO)
 
     # -- forward ------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, conf_thres: float | None = None, iou_thres: float | None = None,
-                multi_label: bool = False):
+    def forward(
+        self,
+        x: torch.Tensor,
+        conf_thres: float | None = None,
+        iou_thres: float | None = None,
+        multi_label: bool = False,
+    ):
         """The head's output. With ``conf_thres``, on a model whose head needs no NMS (:attr:`end2end`):
         ``(dets [B, K, 6] x1, y1, x2, y2, score, class sorted by score, num [B])``, the rows
         ``dets[b, :num[b]]`` scoring above ``conf_thres`` (the protocol validation and detection use
@@ -101,7 +113,7 @@ class DetectionModel(nn.Module):
         head_row = self.report[-1]
         return [self.report[j].stride for j in head_row.sources]
 
-    def fuse(self) -> "DetectionModel":
+    def fuse(self) -> DetectionModel:
         """Fold BatchNorm into the preceding convolution for inference (in place)."""
         from modyolo.nn.fuse import fuse_model
 
@@ -115,7 +127,7 @@ class DetectionModel(nn.Module):
         n_grads = sum(p.numel() for p in self.parameters() if p.requires_grad)
         try:
             gflops = count_flops(self, img_size) / 1e9
-        except Exception as e:  # a block the FLOP counter cannot trace: say so, never hide it
+        except Exception as e:  # noqa: BLE001 - a block the FLOP counter cannot trace: say so
             gflops = float("nan")
             LOGGER.warning("GFLOPs unavailable: %s: %s", type(e).__name__, e)
         summary = {
@@ -146,7 +158,7 @@ class DetectionModel(nn.Module):
             super().to(device=device, dtype=dtype, non_blocking=non_blocking)
         return self.to_memory_format(memory_format)
 
-    def to_memory_format(self, memory_format: torch.memory_format) -> "DetectionModel":
+    def to_memory_format(self, memory_format: torch.memory_format) -> DetectionModel:
         """Reorder parameters and buffers to ``memory_format`` where their rank allows it (in place)."""
         rank = {torch.channels_last: 4, torch.channels_last_3d: 5}.get(memory_format)
 

@@ -86,9 +86,11 @@ class TransferReport:
 
     def summary(self) -> str:
         total = len(self.matched) + len(self.missing) + len(self.mismatched)
-        text = (f"{self.source}: transferred {len(self.matched)}/{total} tensors by {self.method}; "
-                f"{len(self.missing)} missing, {len(self.mismatched)} shape mismatches, "
-                f"{len(self.unused)} unused in the file")
+        text = (
+            f"{self.source}: transferred {len(self.matched)}/{total} tensors by {self.method}; "
+            f"{len(self.missing)} missing, {len(self.mismatched)} shape mismatches, "
+            f"{len(self.unused)} unused in the file"
+        )
         if self.extra:
             text += f" ({len(self.extra)} of them with no place in the model)"
         if self.not_covered:
@@ -100,15 +102,17 @@ class TransferReport:
     def first_problems(self, n: int = 3) -> list[str]:
         """The first ``n`` offending tensors: ``file key (shape) -> model key (shape)``, missing, extra."""
         items = [f"{src} {tuple(a)} -> {tgt} {tuple(b)}" for src, tgt, a, b in self.mismatched[:n]]
-        items += [f"{k} (not in the file)" for k in self.missing[:max(n - len(items), 0)]]
-        items += [f"{k} (no place in the model)" for k in self.extra[:max(n - len(items), 0)]]
+        items += [f"{k} (not in the file)" for k in self.missing[: max(n - len(items), 0)]]
+        items += [f"{k} (no place in the model)" for k in self.extra[: max(n - len(items), 0)]]
         return items
 
     def __str__(self) -> str:
         lines = [self.summary()]
-        groups = [("left random" if self.partial else "missing", self.left_random if self.partial else self.missing),
-                  ("no place in the model", self.extra),
-                  ("unused", [k for k in self.unused if k not in set(self.extra)])]
+        groups = [
+            ("left random" if self.partial else "missing", self.left_random if self.partial else self.missing),
+            ("no place in the model", self.extra),
+            ("unused", [k for k in self.unused if k not in set(self.extra)]),
+        ]
         for title, items in groups:
             if items:
                 lines.append(f"  {title}: {', '.join(items[:8])}" + (" ..." if len(items) > 8 else ""))
@@ -131,8 +135,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             data = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as e:  # pickled modules are refused by weights_only: say what to do
-            raise ValueError(f"{p}: cannot be read as a plain state_dict ({type(e).__name__}: {e}); "
-                             "save it with torch.save(model.state_dict(), path)") from e
+            raise ValueError(
+                f"{p}: cannot be read as a plain state_dict ({type(e).__name__}: {e}); "
+                "save it with torch.save(model.state_dict(), path)"
+            ) from e
     if isinstance(data, dict):
         for key in _WRAPPER_KEYS:
             inner = data.get(key)
@@ -157,8 +163,9 @@ def _norm(key: str) -> str:
     return key.replace("_", ".")
 
 
-def transfer_by_name(target: nn.Module, source: dict[str, torch.Tensor], name: str,
-                     prefix: str = "", strip: str = "") -> TransferReport:
+def transfer_by_name(
+    target: nn.Module, source: dict[str, torch.Tensor], name: str, prefix: str = "", strip: str = ""
+) -> TransferReport:
     """Copy ``source[k]`` into ``target``'s ``prefix + k`` (``strip`` removed from source keys)."""
     report = TransferReport(name, method="name")
     source = _learned(source)
@@ -166,7 +173,7 @@ def transfer_by_name(target: nn.Module, source: dict[str, torch.Tensor], name: s
     by_norm = {_norm(k): k for k in tgt}
     used: set[str] = set()
     for skey, value in source.items():
-        key = prefix + (skey[len(strip):] if strip and skey.startswith(strip) else skey)
+        key = prefix + (skey[len(strip) :] if strip and skey.startswith(strip) else skey)
         tkey = key if key in tgt else by_norm.get(_norm(key))
         if tkey is None or tkey in used:
             report.unused.append(skey)
@@ -177,8 +184,9 @@ def transfer_by_name(target: nn.Module, source: dict[str, torch.Tensor], name: s
     return report
 
 
-def transfer_in_order(target: nn.Module, source: dict[str, torch.Tensor], name: str,
-                      groups: list[tuple[tuple[str, ...], str]]) -> TransferReport:
+def transfer_in_order(
+    target: nn.Module, source: dict[str, torch.Tensor], name: str, groups: list[tuple[tuple[str, ...], str]]
+) -> TransferReport:
     """For each (source prefixes, target prefix) group: by name under the new prefix where the
     target's modules carry the source's names (ResNet stages: ``layer2.0.conv1`` ->
     ``model.2.0.conv1``), else pairing tensors in registration order (the stem, MobileNetV2 blocks).
@@ -189,7 +197,7 @@ def transfer_in_order(target: nn.Module, source: dict[str, torch.Tensor], name: 
     for src_prefixes, tgt_prefix in groups:
         src = [k for k in source if k.startswith(src_prefixes)]
         tgt = [k for k in state if k.startswith(tgt_prefix)]
-        renamed = {k: tgt_prefix + k[len(src_prefixes[0]):] for k in src} if len(src_prefixes) == 1 else {}
+        renamed = {k: tgt_prefix + k[len(src_prefixes[0]) :] for k in src} if len(src_prefixes) == 1 else {}
         if any(t in state for t in renamed.values()):
             filled = set()
             for skey, tkey in renamed.items():
@@ -205,7 +213,7 @@ def transfer_in_order(target: nn.Module, source: dict[str, torch.Tensor], name: 
                 report.mismatched.append((skey, tkey, tuple(source[skey].shape), tuple(state[tkey].shape)))
                 continue
             _copy(report, skey, tkey, source[skey], state[tkey])
-        report.missing += tgt[len(src):]
+        report.missing += tgt[len(src) :]
     report.unused = [k for k in source if k not in used_src]
     return report
 
@@ -232,7 +240,8 @@ def _finish(report: TransferReport, nothing_hint: str, misfit_hint: str, partial
             f"with no place in the model); first: {'; '.join(report.first_problems())}. {misfit_hint}; or, to keep "
             f"the {len(report.matched)} fitting tensors and train the other {len(report.left_random)} from their "
             "random initialisation, ask for a partial load (modyolo train --partial-weights, "
-            "or load_backbone_weights(..., partial=True))")
+            "or load_backbone_weights(..., partial=True))"
+        )
     LOGGER.info("%s", report)
     return report
 
@@ -250,13 +259,18 @@ def load_adapter_weights(adapter: nn.Module, path: str | Path, partial: bool = F
     known = {_norm(k) for k in adapter.architecture_keys()}  # type: ignore[operator]
     report.extra = [k for k in report.unused if _norm(k) not in known]
     name = getattr(adapter, "name", "the row's network")
-    return _finish(report, "the file's keys do not name this module's tensors; is it the same architecture? "
-                           f"file keys start {list(source)[:3]}, the module's {list(net.state_dict())[:3]}",
-                   f"use a state_dict of {name} itself (saved from the library that defines it)", partial)
+    return _finish(
+        report,
+        "the file's keys do not name this module's tensors; is it the same architecture? "
+        f"file keys start {list(source)[:3]}, the module's {list(net.state_dict())[:3]}",
+        f"use a state_dict of {name} itself (saved from the library that defines it)",
+        partial,
+    )
 
 
-def load_backbone_weights(model: nn.Module, path: str | Path, layer: int | None = None,
-                          partial: bool = False) -> TransferReport:
+def load_backbone_weights(
+    model: nn.Module, path: str | Path, layer: int | None = None, partial: bool = False
+) -> TransferReport:
     """Load a local state_dict file into the backbone of a ``DetectionModel``; see module docs.
 
     ``layer`` picks one row (e.g. the TorchVision row); ``None`` means the backbone rows, i.e. the
@@ -276,36 +290,55 @@ def load_backbone_weights(model: nn.Module, path: str | Path, layer: int | None 
             return load_adapter_weights(mod, path, partial)
         report = transfer_by_name(model, source, name, prefix=f"model.{i}.", strip=f"model.{i}.")
         report.extra = [k for k in report.unused if k.startswith(f"model.{i}.")]
-        return _finish(report, f"row {i}'s tensor names do not occur in the file",
-                       f"use a checkpoint whose row {i} has the same block and widths as row {i} of {where}", partial)
+        return _finish(
+            report,
+            f"row {i}'s tensor names do not occur in the file",
+            f"use a checkpoint whose row {i} has the same block and widths as row {i} of {where}",
+            partial,
+        )
     # a modyolo / yolov5 checkpoint: same names, restricted to the backbone rows
     state = model.state_dict()
     if any(k in state for k in source):
-        backbone = {k: v for k, v in source.items() if int(k.split(".")[1]) in rows} \
-            if all(k.startswith("model.") for k in source) else source
+        backbone = (
+            {k: v for k, v in source.items() if int(k.split(".")[1]) in rows}
+            if all(k.startswith("model.") for k in source)
+            else source
+        )
         report = transfer_by_name(model, backbone, name)
         report.extra = list(report.unused)  # backbone tensors of the file with no place in these rows
         report.unused += [k for k in source if k not in backbone]
         scope = tuple(f"model.{i}." for i in rows)
         report.missing = [k for k in report.missing if k.startswith(scope)]
-        return _finish(report, "no backbone tensor names occur in the file",
-                       f"use a checkpoint of a model with the same backbone rows as {where} "
-                       "(same blocks, width_multiple and depth_multiple)", partial)
+        return _finish(
+            report,
+            "no backbone tensor names occur in the file",
+            f"use a checkpoint of a model with the same backbone rows as {where} "
+            "(same blocks, width_multiple and depth_multiple)",
+            partial,
+        )
     groups = native_layout(model, source)
     if not groups:
         raise ValueError(
             f"{name}: no way to map this file onto the backbone: it is neither a modyolo/yolov5 "
             f"checkpoint of the same rows, nor a file a block family maps onto its rows ({_families_text()}), "
             f"and the backbone has {len(adapters)} TorchVision/Timm rows (pass layer= to "
-            f"choose one). File keys start {list(source)[:3]}")
+            f"choose one). File keys start {list(source)[:3]}"
+        )
     report = transfer_in_order(model, source, name, groups)
     mapped = tuple(p for prefixes, _ in groups for p in prefixes)
     report.extra = [k for k in report.unused if k.startswith(mapped)]
     covered = {g[1] for g in groups}
-    report.not_covered = [f"{i} ({model.layers_meta[i].name})" for i in rows
-                          if f"model.{i}." not in covered and any(True for _ in model.model[i].parameters())]
-    return _finish(report, "the layout matched no tensor shapes; is it the same network, built at width_multiple 1.0?",
-                   _native_hint(model, source, where), partial)
+    report.not_covered = [
+        f"{i} ({model.layers_meta[i].name})"
+        for i in rows
+        if f"model.{i}." not in covered and any(True for _ in model.model[i].parameters())
+    ]
+    return _finish(
+        report,
+        "the layout matched no tensor shapes; is it the same network, built at width_multiple 1.0?",
+        _native_hint(model, source, where),
+        partial,
+    )
 
 
 class WeightsAdapter(Protocol):
@@ -371,7 +404,7 @@ def mapping_families() -> list[type]:
 
 
 def _backbone(model: nn.Module) -> list[nn.Module]:
-    return list(model.model)[:len(model.yaml["backbone"])]
+    return list(model.model)[: len(model.yaml["backbone"])]
 
 
 def native_layout(model: nn.Module, source: dict[str, torch.Tensor]) -> Groups:
@@ -397,5 +430,6 @@ def _native_hint(model: nn.Module, source: dict[str, torch.Tensor], where: str) 
 
 
 def _families_text() -> str:
-    return "; ".join(f"{getattr(f, 'pretrained_description', f.__name__)} for {f.__name__} rows"
-                     for f in mapping_families())
+    return "; ".join(
+        f"{getattr(f, 'pretrained_description', f.__name__)} for {f.__name__} rows" for f in mapping_families()
+    )

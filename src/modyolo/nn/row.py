@@ -14,8 +14,9 @@ import contextlib
 import contextvars
 import inspect
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from torch import nn
 

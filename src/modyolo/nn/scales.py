@@ -32,7 +32,8 @@ def guess_scale(name: str | Path) -> str | None:
 
 
 def unscaled_name(name: str | Path) -> str | None:
-    """``.../yolo11n.yaml`` -> ``.../yolo11.yaml``, ``yolov5nu`` -> ``yolov5u`` (same folder); None without a scale letter."""
+    """``.../yolo11n.yaml`` -> ``.../yolo11.yaml``, ``yolov5nu`` -> ``yolov5u`` (same folder);
+    None without a scale letter."""
     p = Path(str(name))
     m = _SCALED_STEM.match(p.stem)
     if not m:
@@ -54,24 +55,34 @@ def apply_scales(cfg: dict, source: str) -> float:
         if scale not in (None, ""):
             raise ModelConfigError(
                 f"{source}: has 'scale: {scale}' but no 'scales:' table to look it up in; remove 'scale' or add "
-                "scales: {n: [depth, width, max_channels], ...}")
+                "scales: {n: [depth, width, max_channels], ...}"
+            )
         return float("inf")
     if not isinstance(scales, dict) or not scales:
         raise ModelConfigError(f"{source}: 'scales' must map a letter to [depth, width, max_channels], got {scales!r}")
     for letter, row in scales.items():
-        if (not isinstance(row, list) or len(row) != 3
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in row)):
+        if (
+            not isinstance(row, list)
+            or len(row) != 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in row)
+        ):
             raise ModelConfigError(
-                f"{source}: scales.{letter} must be [depth, width, max_channels] positive numbers, got {row!r}")
+                f"{source}: scales.{letter} must be [depth, width, max_channels] positive numbers, got {row!r}"
+            )
     if scale in (None, ""):
         scale = next(iter(scales))
-        LOGGER.warning("%s: no scale given (neither in the file name, e.g. %s, nor as 'scale:'); using the first "
-                       "one, '%s'", source, _example(source, scale), scale)
+        LOGGER.warning(
+            "%s: no scale given (neither in the file name, e.g. %s, nor as 'scale:'); using the first one, '%s'",
+            source,
+            _example(source, scale),
+            scale,
+        )
     if scale not in scales:
         defined = ", ".join(map(str, scales))
         raise ModelConfigError(
             f"{source}: scale {scale!r} is not defined under 'scales:' (it defines {defined}); use one of them, "
-            f"e.g. {_example(source, next(iter(scales)))} or 'scale: {next(iter(scales))}'")
+            f"e.g. {_example(source, next(iter(scales)))} or 'scale: {next(iter(scales))}'"
+        )
     depth, width, max_channels = scales[scale]
     cfg["scale"] = scale
     # Multiples written beside `scales:` (a tool or test shrinking a model, a checkpoint's own dict)
@@ -79,8 +90,9 @@ def apply_scales(cfg: dict, source: str) -> float:
     # carry both, so its YAMLs build as ultralytics builds them.
     for key, value in (("depth_multiple", depth), ("width_multiple", width)):
         if key in cfg and cfg[key] != value:
-            LOGGER.info("%s: %s=%s given beside scales.%s (%s); the given value is used", source, key, cfg[key],
-                        scale, value)
+            LOGGER.info(
+                "%s: %s=%s given beside scales.%s (%s); the given value is used", source, key, cfg[key], scale, value
+            )
         cfg.setdefault(key, value)
     return float(max_channels)
 

@@ -70,8 +70,10 @@ def to_deploy_layout(model: DetectionModel) -> DetectionModel:
     """
     head = model.head
     if not isinstance(head, IDetect):
-        raise ValueError(f"{model.source}: the deploy layout is for yolov7 training models (an IDetect or "
-                         f"IAuxDetect head); this model's head is {type(head).__name__}")
+        raise ValueError(
+            f"{model.source}: the deploy layout is for yolov7 training models (an IDetect or "
+            f"IAuxDetect head); this model's head is {type(head).__name__}"
+        )
     aux = isinstance(head, IAuxDetect)
     cfg, dropped = deploy_cfg(model.yaml, head.nl, aux)
     cfg["nc"] = model.nc
@@ -93,6 +95,10 @@ def to_deploy_layout(model: DetectionModel) -> DetectionModel:
             state[f"model.{new_i}.{k}"] = v
     deploy.load_state_dict(state, strict=True)
     deploy.names = list(model.names)
-    LOGGER.info("%s -> deploy layout: head %s -> Detect%s", model.source, type(head).__name__,
-                f", {dropped} auxiliary rows dropped" if dropped else "")
+    LOGGER.info(
+        "%s -> deploy layout: head %s -> Detect%s",
+        model.source,
+        type(head).__name__,
+        f", {dropped} auxiliary rows dropped" if dropped else "",
+    )
     return deploy.eval()

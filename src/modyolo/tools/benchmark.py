@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -64,16 +64,39 @@ def map50_95(run: Callable, data: str, imgsz: int, workers: int) -> float:
     from modyolo.eval.validator import validate
 
     cfg = load_data_config(data)
-    loader, _ = create_dataloader(cfg.val, imgsz, 1, 32, augment=False, rect=False, workers=workers, shuffle=False,
-                                  prefix="val: ", names=cfg.names, nc=cfg.nc, persistent=False, progress=False)
+    loader, _ = create_dataloader(
+        cfg.val,
+        imgsz,
+        1,
+        32,
+        augment=False,
+        rect=False,
+        workers=workers,
+        shuffle=False,
+        prefix="val: ",
+        names=cfg.names,
+        nc=cfg.nc,
+        persistent=False,
+        progress=False,
+    )
     names = list(cfg.names.values()) if isinstance(cfg.names, dict) else list(cfg.names)
     result = validate(run, loader, names=names, progress=False, device=torch.device("cpu"))
     return float(np.mean(np.asarray(result.metrics["mAP50-95"], dtype=np.float64)))
 
 
-def benchmark(weights: str | Path, data: str | None = None, imgsz: int = 640, formats: list[str] | None = None,
-              runs: int = 30, warmup: int = 10, threads: int = 0, fraction: float = 1.0, workers: int = 0,
-              out_dir: str | Path | None = None, measure_map: bool = True) -> tuple[list[FormatResult], str]:
+def benchmark(
+    weights: str | Path,
+    data: str | None = None,
+    imgsz: int = 640,
+    formats: list[str] | None = None,
+    runs: int = 30,
+    warmup: int = 10,
+    threads: int = 0,
+    fraction: float = 1.0,
+    workers: int = 0,
+    out_dir: str | Path | None = None,
+    measure_map: bool = True,
+) -> tuple[list[FormatResult], str]:
     """Export, time (interleaved) and validate every available format.
 
     Returns one :class:`FormatResult` per format and the latency protocol's one-line description.
@@ -102,10 +125,12 @@ def describe(protocol) -> str:
     import platform
 
     note = "" if protocol.runs >= 20 else " (below the protocol's 20: indicative only)"
-    return (f"latency protocol: cpu ({platform.processor() or platform.machine()}), {protocol.resolved_threads()} "
-            f"threads for every engine, batch {protocol.batch}, image {protocol.imgsz}x{protocol.imgsz}, forward only "
-            f"(no NMS), each format in its own precision/layout, warm-up {protocol.warmup}, median of {protocol.runs} "
-            f"interleaved rounds{note}; torch {torch.__version__}")
+    return (
+        f"latency protocol: cpu ({platform.processor() or platform.machine()}), {protocol.resolved_threads()} "
+        f"threads for every engine, batch {protocol.batch}, image {protocol.imgsz}x{protocol.imgsz}, forward only "
+        f"(no NMS), each format in its own precision/layout, warm-up {protocol.warmup}, median of {protocol.runs} "
+        f"interleaved rounds{note}; torch {torch.__version__}"
+    )
 
 
 def fastest_valid(rows: list[FormatResult], max_drop: float = 1.0) -> FormatResult:
@@ -121,6 +146,8 @@ def format_table(rows: list[FormatResult]) -> str:
     for r in rows:
         speed = f"{base / r.median_ms:.2f}x" if base else "-"
         m = f"{r.map50_95:.4f}" if r.map50_95 is not None else "-"
-        lines.append(f"{r.format:<15}{r.median_ms:>10.2f}{f'{r.p10_ms:.2f}-{r.p90_ms:.2f}':>15}{speed:>10}"
-                     f"{r.size_mb:>9.1f}{m:>10}")
+        lines.append(
+            f"{r.format:<15}{r.median_ms:>10.2f}{f'{r.p10_ms:.2f}-{r.p90_ms:.2f}':>15}{speed:>10}"
+            f"{r.size_mb:>9.1f}{m:>10}"
+        )
     return "\n".join(lines)

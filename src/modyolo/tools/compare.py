@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import math
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -74,13 +75,17 @@ def parse_seeds(values: Sequence[int] | None, default: int = 0) -> list[int]:
     values = [int(v) for v in values]
     if len(values) == 1:
         if values[0] < 1:
-            raise ValueError(f"--seeds {values[0]}: a single value is the number of seeds and must be at least 1 "
-                             "(--seeds 3 trains seeds 0 1 2; to pick one seed use --seed N)")
+            raise ValueError(
+                f"--seeds {values[0]}: a single value is the number of seeds and must be at least 1 "
+                "(--seeds 3 trains seeds 0 1 2; to pick one seed use --seed N)"
+            )
         return list(range(values[0]))
     dup = sorted({v for v in values if values.count(v) > 1})
     if dup:
-        raise ValueError(f"--seeds {' '.join(map(str, values))}: seed {', '.join(map(str, dup))} given twice; "
-                         "each seed must appear once (a repeated seed repeats the same run and fakes agreement)")
+        raise ValueError(
+            f"--seeds {' '.join(map(str, values))}: seed {', '.join(map(str, dup))} given twice; "
+            "each seed must appear once (a repeated seed repeats the same run and fakes agreement)"
+        )
     if any(v < 0 for v in values):
         raise ValueError(f"--seeds {' '.join(map(str, values))}: seeds must be >= 0")
     return values
@@ -91,17 +96,36 @@ def check_jobs(jobs: int, use_ray: bool) -> None:
     if jobs < 1:
         raise ValueError(f"--jobs {jobs}: must be at least 1")
     if not use_ray and jobs > cores:
-        raise ValueError(f"--jobs {jobs} is more than the {cores} CPU cores here; use --jobs {cores} or fewer "
-                         "(or --ray ADDRESS to spread the jobs over more machines)")
+        raise ValueError(
+            f"--jobs {jobs} is more than the {cores} CPU cores here; use --jobs {cores} or fewer "
+            "(or --ray ADDRESS to spread the jobs over more machines)"
+        )
 
 
-def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] = (), *, data: str | Path = "shapes",
-            train: dict[str, Any] | None = None, protocol: LatencyProtocol | None = None,
-            project: str | Path = "runs/compare", name: str = "exp", exist_ok: bool = False, onnx: bool = True,
-            samples: int = 4, report: bool = True, verbose: bool = True, names: Sequence[str] | None = None,
-            title: str = "", seeds: Sequence[int] | None = None, jobs: int = 1, ray: str | None = None,
-            job_threads: int = 0, gpus_per_job: float | None = None, n_boot: int = 1000,
-            resume: bool | None = None) -> CompareResult:
+def compare(
+    cfgs: Sequence[str | Path | dict] = (),
+    runs: Sequence[str | Path] = (),
+    *,
+    data: str | Path = "shapes",
+    train: dict[str, Any] | None = None,
+    protocol: LatencyProtocol | None = None,
+    project: str | Path = "runs/compare",
+    name: str = "exp",
+    exist_ok: bool = False,
+    onnx: bool = True,
+    samples: int = 4,
+    report: bool = True,
+    verbose: bool = True,
+    names: Sequence[str] | None = None,
+    title: str = "",
+    seeds: Sequence[int] | None = None,
+    jobs: int = 1,
+    ray: str | None = None,
+    job_threads: int = 0,
+    gpus_per_job: float | None = None,
+    n_boot: int = 1000,
+    resume: bool | None = None,
+) -> CompareResult:
     """Compare ``cfgs`` (model YAMLs, trained here with every seed) and ``runs`` (finished runs / checkpoints).
 
     train: :class:`~modyolo.engine.config.TrainConfig` fields shared by every trained variant
@@ -141,8 +165,10 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
     threads = int(job_threads or max(1, cpu_cores() // max(jobs, 1)))
     executor = f"Ray ({ray})" if ray else (f"{jobs} processes" if jobs > 1 else "one process")
     say(f"compare: {len(cfgs) + len(runs)} variants x {len(seeds)} seed(s) on {data_cfg.source} -> {save_dir}")
-    say(f"training: {', '.join(f'{k}={v}' for k, v in train.items() if k != 'hyp')}, hyp={_hyp_label(train)}, "
-        f"seeds {' '.join(map(str, seeds))}; jobs in {executor}, {threads} thread(s) each")
+    say(
+        f"training: {', '.join(f'{k}={v}' for k, v in train.items() if k != 'hyp')}, hyp={_hyp_label(train)}, "
+        f"seeds {' '.join(map(str, seeds))}; jobs in {executor}, {threads} thread(s) each"
+    )
     say(protocol.describe())
 
     variants = prepare_variants(cfgs, runs, names, save_dir / "cfgs")
@@ -154,18 +180,46 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
             buildable.append((v, r))
         else:
             _log_tracebacks(errors_log, r, [(r.error.split(":", 1)[0] or "build", problem)])
-    state = {"shared": {"data": fingerprint, "train": {k: _plain(v) for k, v in train.items()
-                                                       if k not in ("verbose", "workers_note")}, "hyp": hyp},
-             "variants": {v.name: cfg_hash(v.cfg) for v, _ in buildable if v.cfg is not None}, "seeds": seeds}
+    state = {
+        "shared": {
+            "data": fingerprint,
+            "train": {k: _plain(v) for k, v in train.items() if k not in ("verbose", "workers_note")},
+            "hyp": hyp,
+        },
+        "variants": {v.name: cfg_hash(v.cfg) for v, _ in buildable if v.cfg is not None},
+        "seeds": seeds,
+    }
     state = json.loads(json.dumps(state, default=str))
     for note in check_state(save_dir, state):
         say(f"resume: {note}")
-    specs = [{"variant": v.name, "seed": s, "cfg": str(v.cfg_path), "data": str(data_cfg.source), "train": train,
-              "job_dir": str(job_dir(save_dir, v.name, s)), "threads": threads, "verbose": verbose}
-             for v, _ in buildable if v.cfg is not None for s in seeds]
+    specs = [
+        {
+            "variant": v.name,
+            "seed": s,
+            "cfg": str(v.cfg_path),
+            "data": str(data_cfg.source),
+            "train": train,
+            "job_dir": str(job_dir(save_dir, v.name, s)),
+            "threads": threads,
+            "verbose": verbose,
+        }
+        for v, _ in buildable
+        if v.cfg is not None
+        for s in seeds
+    ]
     gpus = gpus_per_job if gpus_per_job is not None else (0.0 if str(train.get("device", "cpu")) == "cpu" else 1.0)
-    done = run_jobs(json.loads(json.dumps(specs, default=str)), jobs=jobs, use_ray=ray is not None,
-                    ray_address=ray, gpus_per_job=gpus, say=say) if specs else {}
+    done = (
+        run_jobs(
+            json.loads(json.dumps(specs, default=str)),
+            jobs=jobs,
+            use_ray=ray is not None,
+            ray_address=ray,
+            gpus_per_job=gpus,
+            say=say,
+        )
+        if specs
+        else {}
+    )
 
     records: dict[str, dict[int, Records]] = {}
     loaders: dict = {}
@@ -189,8 +243,18 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
     for v, r in buildable:
         if r.status != "ok" or not r.weights:
             continue
-        outcome = finish_variant(r, r.weights, data_cfg, imgsz, protocol, save_dir, onnx=onnx, samples=samples,
-                                 sample_set=sample_set, describe=v.cfg is None)
+        outcome = finish_variant(
+            r,
+            r.weights,
+            data_cfg,
+            imgsz,
+            protocol,
+            save_dir,
+            onnx=onnx,
+            samples=samples,
+            sample_set=sample_set,
+            describe=v.cfg is None,
+        )
         sample_set = outcome.sample_set or sample_set
         if outcome.model is not None:
             models[r.name] = outcome.model
@@ -198,26 +262,38 @@ def compare(cfgs: Sequence[str | Path | dict] = (), runs: Sequence[str | Path] =
             onnx_files[r.name] = outcome.onnx_file
         _log_tracebacks(errors_log, r, outcome.tracebacks)
     if models:
-        say(f"\ntiming {len(models)} variants round-robin ({protocol.runs} runs each, PyTorch"
-            f"{' and ONNX Runtime' if onnx_files else ''})...")
+        say(
+            f"\ntiming {len(models)} variants round-robin ({protocol.runs} runs each, PyTorch"
+            f"{' and ONNX Runtime' if onnx_files else ''})..."
+        )
         time_variants(results, models, onnx_files, protocol)
 
     out = CompareResult(save_dir, results, protocol, stats=stats, jobs=done)
-    items = protocol_items(variants, results, {**train, "seed": seeds[0]}, hyp, fingerprint, seeds, protocol,
-                           threads, executor)
+    items = protocol_items(
+        variants, results, {**train, "seed": seeds[0]}, hyp, fingerprint, seeds, protocol, threads, executor
+    )
     headers, cells = display_rows(results)
     out.table = format_terminal(headers, cells)
     out.files["csv"] = write_csv(results, save_dir / "compare.csv")
-    out.files["md"] = write_markdown(results, protocol, save_dir / "compare.md", title, stats=stats,
-                                     protocol_items=items)
+    out.files["md"] = write_markdown(
+        results, protocol, save_dir / "compare.md", title, stats=stats, protocol_items=items
+    )
     out.files["json"] = write_json(out, train, data_cfg.source, save_dir / "compare.json", seeds, items)
     if report:
         from modyolo.tools.report import write_report
 
         try:
-            out.files["html"] = write_report(results, protocol, save_dir, sample_set=sample_set,
-                                             names=list(data_cfg.names), title=title, train=train, stats=stats,
-                                             protocol_items=items)
+            out.files["html"] = write_report(
+                results,
+                protocol,
+                save_dir,
+                sample_set=sample_set,
+                names=list(data_cfg.names),
+                title=title,
+                train=train,
+                stats=stats,
+                protocol_items=items,
+            )
         except Exception as e:  # the tables are written already: say what broke, keep them
             with errors_log.open("a", encoding="utf-8") as f:
                 f.write(f"== report.html\n{traceback.format_exc()}\n")
@@ -243,8 +319,15 @@ def _log_tracebacks(errors_log: Path, r: VariantResult, tracebacks: list[tuple[s
             f.write(f"== {r.name} ({r.source}), {stage}\n{tb}\n")
 
 
-def _collect_jobs(r: VariantResult, v: Variant, seeds: Sequence[int], save_dir: Path, done: dict,
-                  records: dict[str, dict[int, Records]], errors_log: Path) -> None:
+def _collect_jobs(
+    r: VariantResult,
+    v: Variant,
+    seeds: Sequence[int],
+    save_dir: Path,
+    done: dict,
+    records: dict[str, dict[int, Records]],
+    errors_log: Path,
+) -> None:
     """Fill a trained variant's row from its jobs: seed means, histories, per-class means, records."""
     docs = []
     for s in seeds:
@@ -267,20 +350,33 @@ def _collect_jobs(r: VariantResult, v: Variant, seeds: Sequence[int], save_dir: 
         setattr(r, attr, float(np.mean([doc["metrics"][key] for _, doc, _ in docs])))
     r.train_seconds = float(np.mean([doc["train_seconds"] for _, doc, _ in docs]))
     r.epochs = int(max(doc["epochs"] for _, doc, _ in docs))
-    first_seed, first, folder = docs[0]
+    _, first, folder = docs[0]
     r.weights, r.run_dir = str(folder / first["weights"]), str(folder)
     r.histories = [read_history(f) for _, _, f in docs]
     r.history = r.histories[0]
     classes = {c for _, doc, _ in docs for c in doc["per_class"]}
-    r.per_class = {c: {k: float(np.mean([doc["per_class"][c][k] for _, doc, _ in docs if c in doc["per_class"]]))
-                       for k in ("ap50", "ap", "instances")} for c in sorted(classes)}
+    r.per_class = {
+        c: {
+            k: float(np.mean([doc["per_class"][c][k] for _, doc, _ in docs if c in doc["per_class"]]))
+            for k in ("ap50", "ap", "instances")
+        }
+        for c in sorted(classes)
+    }
     curves = [doc["pr_curve"] for _, doc, _ in docs if doc.get("pr_curve")]
     if curves:
         r.pr_curve = (curves[0][0], np.mean([c[1] for c in curves], 0).tolist())
 
 
-def _validate_reused(r: VariantResult, v: Variant, data_cfg: Any, train: dict[str, Any],
-                     records: dict[str, dict[int, Records]], loaders: dict, verbose: bool, errors_log: Path) -> None:
+def _validate_reused(
+    r: VariantResult,
+    v: Variant,
+    data_cfg: Any,
+    train: dict[str, Any],
+    records: dict[str, dict[int, Records]],
+    loaders: dict,
+    verbose: bool,
+    errors_log: Path,
+) -> None:
     """Validate a reused run here (one 'seed': the run's own) and fill its row."""
     r.weights, r.run_dir = str(v.weights), str(v.run_dir or "")
     r.history = read_history(v.run_dir)
@@ -288,8 +384,15 @@ def _validate_reused(r: VariantResult, v: Variant, data_cfg: Any, train: dict[st
     secs = r.history.get("epoch_seconds")
     r.train_seconds, r.epochs = (float(sum(secs)), len(secs)) if secs else (None, None)
     try:
-        _, res, recs = validate_weights(v.weights, data_cfg, int(train["imgsz"]), int(train.get("batch_size", 16)) * 2,
-                                        int(train.get("workers", 0)), verbose=verbose, loaders=loaders)
+        _, res, recs = validate_weights(
+            v.weights,
+            data_cfg,
+            int(train["imgsz"]),
+            int(train.get("batch_size", 16)) * 2,
+            int(train.get("workers", 0)),
+            verbose=verbose,
+            loaders=loaders,
+        )
     except Exception as e:
         r.fail("val", e)
         _log_tracebacks(errors_log, r, [("val", traceback.format_exc())])
@@ -297,8 +400,10 @@ def _validate_reused(r: VariantResult, v: Variant, data_cfg: Any, train: dict[st
     m = res.metrics
     r.precision, r.recall, r.map50, r.map50_95 = (float(m[k]) for k in ("precision", "recall", "mAP50", "mAP50-95"))
     inst = np.asarray(m["instances"])
-    r.per_class = {str(data_cfg.names[int(c)]): {"ap50": float(a50), "ap": float(a), "instances": int(inst[int(c)])}
-                   for c, a50, a in zip(m["classes"], m["ap50"], m["ap"])}
+    r.per_class = {
+        str(data_cfg.names[int(c)]): {"ap50": float(a50), "ap": float(a), "instances": int(inst[int(c)])}
+        for c, a50, a in zip(m["classes"], m["ap50"], m["ap"])
+    }
     ap = res.tracker.result
     if len(ap.classes):
         r.pr_curve = (ap.px.tolist(), ap.pr_curve.mean(0).tolist())
@@ -328,31 +433,74 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def write_json(out: CompareResult, train: dict[str, Any], data_source: Path, path: Path,
-               seeds: Sequence[int] = (), protocol_items: dict | None = None) -> Path:
+def write_json(
+    out: CompareResult,
+    train: dict[str, Any],
+    data_source: Path,
+    path: Path,
+    seeds: Sequence[int] = (),
+    protocol_items: dict | None = None,
+) -> Path:
     """compare.json: settings, protocol, every row's figures, the statistics and the jobs (no curves or pixels)."""
     rows = []
     for r in out.results:
-        row = {k: _plain(getattr(r, k)) for k in ("name", "source", "status", "error", "params", "gflops",
-                                                  "gflops_error", "train_seconds", "epochs", "precision", "recall",
-                                                  "map50", "map50_95", "per_class", "weights", "run_dir",
-                                                  "latency_torch_error", "latency_onnx_error", "seeds", "rank",
-                                                  "flags")}
+        row = {
+            k: _plain(getattr(r, k))
+            for k in (
+                "name",
+                "source",
+                "status",
+                "error",
+                "params",
+                "gflops",
+                "gflops_error",
+                "train_seconds",
+                "epochs",
+                "precision",
+                "recall",
+                "map50",
+                "map50_95",
+                "per_class",
+                "weights",
+                "run_dir",
+                "latency_torch_error",
+                "latency_onnx_error",
+                "seeds",
+                "rank",
+                "flags",
+            )
+        }
         row["seed_errors"] = {str(k): e for k, e in r.seed_errors.items()}
         for key in ("latency_torch", "latency_onnx"):
             lat = getattr(r, key)
-            row[key] = None if lat is None else {"median_ms": lat.median_ms, "p10_ms": lat.p10_ms,
-                                                 "p90_ms": lat.p90_ms, "runs": lat.runs, "layout": lat.layout,
-                                                 "all_layouts": lat.all_layouts}
+            row[key] = (
+                None
+                if lat is None
+                else {
+                    "median_ms": lat.median_ms,
+                    "p10_ms": lat.p10_ms,
+                    "p90_ms": lat.p90_ms,
+                    "runs": lat.runs,
+                    "layout": lat.layout,
+                    "all_layouts": lat.all_layouts,
+                }
+            )
         rows.append(row)
     jobs = [{k: v for k, v in doc.items() if k not in ("pr_curve", "per_class")} for doc in out.jobs.values()]
-    doc = {"data": str(data_source), "train": {k: _plain(v) for k, v in train.items()}, "seeds": list(seeds),
-           "protocol": out.protocol.to_dict(), "protocol_text": out.protocol.describe(), "variants": rows,
-           "statistics": out.stats.to_dict() if out.stats else None,
-           "conclusions": out.stats.sentences() if out.stats else [],
-           "protocol_items": protocol_items or {}, "jobs": jobs}
+    doc = {
+        "data": str(data_source),
+        "train": {k: _plain(v) for k, v in train.items()},
+        "seeds": list(seeds),
+        "protocol": out.protocol.to_dict(),
+        "protocol_text": out.protocol.describe(),
+        "variants": rows,
+        "statistics": out.stats.to_dict() if out.stats else None,
+        "conclusions": out.stats.sentences() if out.stats else [],
+        "protocol_items": protocol_items or {},
+        "jobs": jobs,
+    }
     path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
     return path
 
 
-__all__ = ["compare", "CompareResult", "Variant", "parse_seeds", "check_jobs"]
+__all__ = ["CompareResult", "Variant", "check_jobs", "compare", "parse_seeds"]

@@ -34,9 +34,10 @@ import subprocess
 import sys
 import time
 import traceback
-from concurrent.futures import Future, ThreadPoolExecutor, wait, FIRST_COMPLETED
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 LOGGER = logging.getLogger("modyolo.compare")
 ATTEMPTS = 2  # a failing job is run once more, then recorded as failed
@@ -72,6 +73,7 @@ def _write_json(path: Path, doc: dict) -> None:
 
 # -- one job ------------------------------------------------------------------------------------
 
+
 def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     """Train (or resume) and validate one (variant, seed); returns the ``job.json`` document.
 
@@ -93,8 +95,12 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         doc = _train_and_validate(spec, folder)
     except Exception as e:
         (folder / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
-        doc = {"status": "failed", "variant": spec["variant"], "seed": spec["seed"],
-               "error": f"{type(e).__name__}: {' '.join(str(e).split())[:500]}"}
+        doc = {
+            "status": "failed",
+            "variant": spec["variant"],
+            "seed": spec["seed"],
+            "error": f"{type(e).__name__}: {' '.join(str(e).split())[:500]}",
+        }
     finally:
         torch.set_num_threads(old_threads)
     doc["wall_seconds"] = time.time() - t0
@@ -114,8 +120,14 @@ def _train_and_validate(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
         raise RuntimeError(f"training finished without writing weights in {folder / 'weights'}")
     train = spec["train"]
     data_cfg = load_data_config(spec["data"])
-    _, res, records = validate_weights(weights, data_cfg, int(train["imgsz"]), int(train.get("batch_size", 16)) * 2,
-                                       int(train.get("workers", 0)), verbose=bool(spec.get("verbose")))
+    _, res, records = validate_weights(
+        weights,
+        data_cfg,
+        int(train["imgsz"]),
+        int(train.get("batch_size", 16)) * 2,
+        int(train.get("workers", 0)),
+        verbose=bool(spec.get("verbose")),
+    )
     records.save(folder / "val_records.npz")
     m = res.metrics
     history = read_history(folder)
@@ -123,13 +135,21 @@ def _train_and_validate(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
     names = list(data_cfg.names)
     ap = res.tracker.result
     return {
-        "status": "ok", "variant": spec["variant"], "seed": int(spec["seed"]), "resumed": resumed,
+        "status": "ok",
+        "variant": spec["variant"],
+        "seed": int(spec["seed"]),
+        "resumed": resumed,
         "metrics": {k: float(m[k]) for k in ("precision", "recall", "mAP50", "mAP50-95")},
-        "per_class": {names[int(c)]: {"ap50": float(a50), "ap": float(a), "instances": int(m["instances"][int(c)])}
-                      for c, a50, a in zip(m["classes"], m["ap50"], m["ap"])},
+        "per_class": {
+            names[int(c)]: {"ap50": float(a50), "ap": float(a), "instances": int(m["instances"][int(c)])}
+            for c, a50, a in zip(m["classes"], m["ap50"], m["ap"])
+        },
         "pr_curve": [ap.px.tolist(), ap.pr_curve.mean(0).tolist()] if len(ap.classes) else None,
-        "train_seconds": float(sum(secs)), "epochs": len(secs), "weights": str(weights.relative_to(folder)),
-        "records": "val_records.npz", "images": int(m["images"]),
+        "train_seconds": float(sum(secs)),
+        "epochs": len(secs),
+        "weights": str(weights.relative_to(folder)),
+        "records": "val_records.npz",
+        "images": int(m["images"]),
     }
 
 
@@ -144,9 +164,16 @@ def _train(spec: dict[str, Any], folder: Path) -> bool:
         return False
     train = spec["train"]
     last = folder / "weights" / "last.pt"
-    settings = {**train, "seed": int(spec["seed"]), "data": str(spec["data"]), "cfg": str(spec["cfg"]),
-                "project": str(folder.parent), "name": folder.name, "exist_ok": True,
-                "verbose": bool(spec.get("verbose"))}
+    settings = {
+        **train,
+        "seed": int(spec["seed"]),
+        "data": str(spec["data"]),
+        "cfg": str(spec["cfg"]),
+        "project": str(folder.parent),
+        "name": folder.name,
+        "exist_ok": True,
+        "verbose": bool(spec.get("verbose")),
+    }
     resumed = False
     if last.is_file():
         try:
@@ -182,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # -- many jobs ----------------------------------------------------------------------------------
 
+
 def _failed(spec: dict, error: str) -> dict:
     return {"status": "failed", "variant": spec["variant"], "seed": spec["seed"], "error": error}
 
@@ -205,13 +233,20 @@ def _process_job(spec: dict[str, Any]) -> dict[str, Any]:
     with log_path.open("a", encoding="utf-8") as log:
         log.write(f"== attempt at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         log.flush()
-        proc = subprocess.run([sys.executable, "-m", "modyolo.tools.compare_jobs", str(spec_file)], stdout=log,
-                              stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "modyolo.tools.compare_jobs", str(spec_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     doc = read_job(folder)
     if doc is not None and doc.get("status") in ("ok", "failed") and proc.returncode in (0, 1):
         return doc
-    how = f"killed by signal {signal.Signals(-proc.returncode).name}" if proc.returncode < 0 else \
-        f"exit code {proc.returncode}"
+    how = (
+        f"killed by signal {signal.Signals(-proc.returncode).name}"
+        if proc.returncode < 0
+        else f"exit code {proc.returncode}"
+    )
     tail = " | ".join(log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:])
     return _failed(spec, f"worker process died ({how}); last output: {tail[-300:]}")
 
@@ -223,14 +258,18 @@ def check_ray_address(address: str) -> None:
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"--ray {address}: expected HOST:PORT or ray://HOST:PORT (e.g. 10.0.0.5:6379), "
-                         "or --ray alone for a local instance")
+        raise ValueError(
+            f"--ray {address}: expected HOST:PORT or ray://HOST:PORT (e.g. 10.0.0.5:6379), "
+            "or --ray alone for a local instance"
+        )
     try:
         with socket.create_connection((host, int(port)), timeout=5):
             pass
     except OSError as e:
-        raise ValueError(f"--ray {address}: cannot reach a Ray head at {host}:{port} ({e}); start one there with "
-                         "`ray start --head`, check the address, or use --ray alone for a local instance") from e
+        raise ValueError(
+            f"--ray {address}: cannot reach a Ray head at {host}:{port} ({e}); start one there with "
+            "`ray start --head`, check the address, or use --ray alone for a local instance"
+        ) from e
 
 
 def check_ray(address: str | None) -> None:
@@ -269,8 +308,15 @@ def _ship_back(doc: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def run_jobs(specs: list[dict[str, Any]], *, jobs: int = 1, ray_address: str | None = None, use_ray: bool = False,
-             gpus_per_job: float = 0.0, say: Callable[..., None] = print) -> dict[tuple[str, int], dict]:
+def run_jobs(
+    specs: list[dict[str, Any]],
+    *,
+    jobs: int = 1,
+    ray_address: str | None = None,
+    use_ray: bool = False,
+    gpus_per_job: float = 0.0,
+    say: Callable[..., None] = print,
+) -> dict[tuple[str, int], dict]:
     """Run every spec not finished yet; returns ``(variant, seed) -> job.json document`` for all of them.
 
     jobs: processes at once on this machine (1 = in this process). use_ray: Ray tasks instead
@@ -293,24 +339,31 @@ def run_jobs(specs: list[dict[str, Any]], *, jobs: int = 1, ray_address: str | N
         started_ray = start_ray(ray_address, cpu_cores())
         import ray
 
-        task = ray.remote(run_job_remote).options(num_cpus=int(todo[0].get("threads") or 1), num_gpus=gpus_per_job,
-                                                  max_retries=0)
+        task = ray.remote(run_job_remote).options(
+            num_cpus=int(todo[0].get("threads") or 1), num_gpus=gpus_per_job, max_retries=0
+        )
 
         def submit(spec: dict) -> Future:
             ref = task.remote(spec)
             refs.append(ref)
             return ref.future()
-        where = f"Ray ({ray_address or 'local instance'}), {todo[0].get('threads')} CPU(s)" \
-                f"{f' and {gpus_per_job} GPU(s)' if gpus_per_job else ''} per task"
+
+        where = (
+            f"Ray ({ray_address or 'local instance'}), {todo[0].get('threads')} CPU(s)"
+            f"{f' and {gpus_per_job} GPU(s)' if gpus_per_job else ''} per task"
+        )
     elif jobs > 1:
         pool = ThreadPoolExecutor(jobs, thread_name_prefix="compare-job")
 
         def submit(spec: dict) -> Future:
             return pool.submit(_process_job, spec)
+
         where = f"{jobs} processes, {todo[0].get('threads')} thread(s) each"
     else:
+
         def submit(spec: dict) -> Future:
             return _done_future(lambda: run_job(spec))
+
         where = "this process"
     say(f"  {len(todo)} job(s) to run in {where}")
     try:
@@ -337,8 +390,10 @@ def run_jobs(specs: list[dict[str, Any]], *, jobs: int = 1, ray_address: str | N
                     say(f"  {label}: FAILED after {attempt} attempts: {doc.get('error')}")
                 else:
                     m = doc["metrics"]
-                    say(f"  {label}: mAP50 {m['mAP50']:.3f}  mAP50-95 {m['mAP50-95']:.3f}"
-                        f"{'  (resumed)' if doc.get('resumed') else ''}")
+                    say(
+                        f"  {label}: mAP50 {m['mAP50']:.3f}  mAP50-95 {m['mAP50-95']:.3f}"
+                        f"{'  (resumed)' if doc.get('resumed') else ''}"
+                    )
                 results[(spec["variant"], spec["seed"])] = doc
     except BaseException:  # Ctrl-C: queued jobs never start; running ones save last.pt (they got the SIGINT too)
         if refs:
@@ -357,8 +412,17 @@ def run_jobs(specs: list[dict[str, Any]], *, jobs: int = 1, ray_address: str | N
     return results
 
 
-__all__ = ["run_job", "run_jobs", "job_dir", "read_job", "cpu_cores", "check_ray", "check_ray_address", "start_ray",
-           "main"]
+__all__ = [
+    "check_ray",
+    "check_ray_address",
+    "cpu_cores",
+    "job_dir",
+    "main",
+    "read_job",
+    "run_job",
+    "run_jobs",
+    "start_ray",
+]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,13 +14,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from modyolo.yaml_io import read_yaml
 
-AUG_KEYS = ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
-            "mosaic", "mixup", "copy_paste")
+AUG_KEYS = (
+    "hsv_h",
+    "hsv_s",
+    "hsv_v",
+    "degrees",
+    "translate",
+    "scale",
+    "shear",
+    "perspective",
+    "flipud",
+    "fliplr",
+    "mosaic",
+    "mixup",
+    "copy_paste",
+)
 # TrainConfig fields a reused run is compared on (its args.yaml against this comparison's settings).
 RUN_KEYS = ("epochs", "imgsz", "batch_size", "optimizer", "seed", "cos_lr", "nbs", "fraction", "single_cls")
 STATE_FILE = "compare_state.json"
@@ -42,8 +56,12 @@ def data_fingerprint(data_cfg: Any) -> dict[str, Any]:
             h.update(f"{split}\0{rel}\0{p.stat().st_size}\0".encode())
             lp = Path(lab)
             h.update(lp.read_bytes() if lp.is_file() else b"<no labels>")
-    return {"source": str(data_cfg.source), "train_images": counts["train"], "val_images": counts["val"],
-            "sha1": h.hexdigest()[:16]}
+    return {
+        "source": str(data_cfg.source),
+        "train_images": counts["train"],
+        "val_images": counts["val"],
+        "sha1": h.hexdigest()[:16],
+    }
 
 
 def cfg_hash(cfg: dict | None) -> str:
@@ -59,6 +77,7 @@ def head_of(cfg: dict | None) -> str:
 
 
 # -- resume check -------------------------------------------------------------------------------
+
 
 def check_state(save_dir: Path, state: dict[str, Any]) -> list[str]:
     """Compare ``state`` with the folder's saved one; write it when new. Returns notes (jobs added).
@@ -80,13 +99,18 @@ def check_state(save_dir: Path, state: dict[str, Any]) -> list[str]:
         if name in saved["variants"] and saved["variants"][name] != h:
             diffs.append(f"variant {name}: its model YAML changed")
     if diffs:
-        raise ValueError(f"{save_dir} holds a comparison trained with other settings ({'; '.join(diffs)}); rerun with "
-                         "the original settings to continue it, or pass --name NEW (or --fresh) to start a new one")
+        raise ValueError(
+            f"{save_dir} holds a comparison trained with other settings ({'; '.join(diffs)}); rerun with "
+            "the original settings to continue it, or pass --name NEW (or --fresh) to start a new one"
+        )
     notes = [f"variant {v} added" for v in state["variants"] if v not in saved["variants"]]
     notes += [f"seed {s} added" for s in state["seeds"] if s not in saved["seeds"]]
     if notes:
-        merged = {**state, "variants": {**saved["variants"], **state["variants"]},
-                  "seeds": sorted(set(saved["seeds"]) | set(state["seeds"]))}
+        merged = {
+            **state,
+            "variants": {**saved["variants"], **state["variants"]},
+            "seeds": sorted(set(saved["seeds"]) | set(state["seeds"])),
+        }
         path.write_text(json.dumps(merged, indent=1, default=str), encoding="utf-8")
     return notes
 
@@ -110,6 +134,7 @@ def _short(value: Any) -> str:
 
 # -- protocol section ---------------------------------------------------------------------------
 
+
 def run_settings(run_dir: str | Path | None) -> dict[str, Any]:
     """A reused run's training settings (``args.yaml``) and hyp (``hyp.yaml``); {} when absent."""
     if not run_dir:
@@ -127,8 +152,11 @@ def run_flags(settings: dict[str, Any], train: dict[str, Any], hyp: dict[str, An
     """How a reused run's settings differ from this comparison's (empty when they match or are unknown)."""
     if not settings:
         return ["trained elsewhere: its settings are unknown (no args.yaml)"]
-    diffs = [f"{k} {settings[k]} (here {train.get(k)})" for k in RUN_KEYS
-             if k in settings and k in train and settings[k] != train[k]]
+    diffs = [
+        f"{k} {settings[k]} (here {train.get(k)})"
+        for k in RUN_KEYS
+        if k in settings and k in train and settings[k] != train[k]
+    ]
     if "data" in settings and Path(str(settings["data"])).name != Path(data["source"]).name:
         diffs.append(f"data {Path(str(settings['data'])).name} (here {Path(data['source']).name})")
     their = settings.get("_hyp") or {}
@@ -150,39 +178,75 @@ def protocol_rows(items: dict[str, dict[str, Any]]) -> tuple[list[tuple[str, str
     return same, differed
 
 
-def protocol_items(variants: Sequence[Any], results: Sequence[Any], train: dict[str, Any], hyp: dict[str, Any],
-                   data: dict[str, Any], seeds: Sequence[int], latency: Any, job_threads: int,
-                   executor: str) -> dict[str, dict[str, Any]]:
+def protocol_items(
+    variants: Sequence[Any],
+    results: Sequence[Any],
+    train: dict[str, Any],
+    hyp: dict[str, Any],
+    data: dict[str, Any],
+    seeds: Sequence[int],
+    latency: Any,
+    job_threads: int,
+    executor: str,
+) -> dict[str, dict[str, Any]]:
     """``item -> {variant: value}`` for the protocol section; reused runs report their own settings."""
     aug = ", ".join(f"{k} {hyp[k]}" for k in AUG_KEYS if k in hyp)
     given = train.get("hyp")
     hyp_label = (given or "modyolo train's default (auto recipe)") if isinstance(given, str) else "custom"
-    items: dict[str, dict[str, Any]] = {k: {} for k in (
-        "data", "hyp", "epochs", "image size", "seeds", "augmentation", "head", "optimizer", "batch", "device",
-        "training threads", "latency")}
+    items: dict[str, dict[str, Any]] = {
+        k: {}
+        for k in (
+            "data",
+            "hyp",
+            "epochs",
+            "image size",
+            "seeds",
+            "augmentation",
+            "head",
+            "optimizer",
+            "batch",
+            "device",
+            "training threads",
+            "latency",
+        )
+    }
     for variant, r in zip(variants, results):
         s = run_settings(r.run_dir) if variant.cfg is None else {}
         theirs = s.get("_hyp") or {}
         v = r.name
-        items["data"][v] = (f"{Path(data['source']).name}: {data['train_images']} train / {data['val_images']} val "
-                            f"images, sha1 {data['sha1']}") if variant.cfg is not None else \
-            (f"val as above; trained on {Path(str(s.get('data', '?'))).name}" if s else
-             "val as above; training unknown")
+        items["data"][v] = (
+            (
+                f"{Path(data['source']).name}: {data['train_images']} train / {data['val_images']} val "
+                f"images, sha1 {data['sha1']}"
+            )
+            if variant.cfg is not None
+            else (
+                f"val as above; trained on {Path(str(s.get('data', '?'))).name}"
+                if s
+                else "val as above; training unknown"
+            )
+        )
         h = hyp if variant.cfg is not None else theirs
-        items["hyp"][v] = f"{hyp_label} (sha1 {cfg_hash(h)[:8]})" if variant.cfg is not None else \
-            (f"sha1 {cfg_hash(theirs)[:8]}" if theirs else "unknown")
+        items["hyp"][v] = (
+            f"{hyp_label} (sha1 {cfg_hash(h)[:8]})"
+            if variant.cfg is not None
+            else (f"sha1 {cfg_hash(theirs)[:8]}" if theirs else "unknown")
+        )
         items["epochs"][v] = train.get("epochs") if variant.cfg is not None else s.get("epochs", "unknown")
         items["image size"][v] = train.get("imgsz")
         items["seeds"][v] = " ".join(map(str, seeds)) if variant.cfg is not None else s.get("seed", "unknown")
-        items["augmentation"][v] = aug if variant.cfg is not None else \
-            (", ".join(f"{k} {h[k]}" for k in AUG_KEYS if k in h) or "unknown")
+        items["augmentation"][v] = (
+            aug if variant.cfg is not None else (", ".join(f"{k} {h[k]}" for k in AUG_KEYS if k in h) or "unknown")
+        )
         items["head"][v] = head_of(variant.cfg) or head_of(_ckpt_yaml(r.weights)) or "unknown"
         items["optimizer"][v] = train.get("optimizer") if variant.cfg is not None else s.get("optimizer", "unknown")
         items["batch"][v] = train.get("batch_size") if variant.cfg is not None else s.get("batch_size", "unknown")
         items["device"][v] = train.get("device", "cpu") if variant.cfg is not None else s.get("device", "unknown")
         items["training threads"][v] = f"{job_threads} per job, {executor}" if variant.cfg is not None else "unknown"
-        items["latency"][v] = (f"{latency.resolved_threads()} threads, warm-up {latency.warmup}, median of "
-                               f"{latency.runs} runs, batch {latency.batch}, round-robin in one process")
+        items["latency"][v] = (
+            f"{latency.resolved_threads()} threads, warm-up {latency.warmup}, median of "
+            f"{latency.runs} runs, batch {latency.batch}, round-robin in one process"
+        )
     return items
 
 
@@ -197,5 +261,14 @@ def _ckpt_yaml(weights: str) -> dict | None:
         return None
 
 
-__all__ = ["data_fingerprint", "cfg_hash", "head_of", "check_state", "run_settings", "run_flags", "protocol_items",
-           "protocol_rows", "STATE_FILE"]
+__all__ = [
+    "STATE_FILE",
+    "cfg_hash",
+    "check_state",
+    "data_fingerprint",
+    "head_of",
+    "protocol_items",
+    "protocol_rows",
+    "run_flags",
+    "run_settings",
+]

@@ -29,9 +29,9 @@ The procedure, exactly (tests re-implement it with numpy):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -60,28 +60,51 @@ class Records:
     method: str = "interp"
 
     @classmethod
-    def from_tracker(cls, tracker, paths: Sequence[str]) -> "Records":
+    def from_tracker(cls, tracker, paths: Sequence[str]) -> Records:
         """From a finished :class:`DetectionMetrics` and the image paths in the order it was updated."""
         recs = tracker.records
         if len(recs) != len(paths):
             raise ValueError(f"{len(recs)} per-image records but {len(paths)} image paths")
         niou = int(tracker.iouv.numel())
         tp = [r[0].reshape(-1, niou) for r in recs]
-        return cls([str(p) for p in paths], _cat(tp, (0, niou), bool), _cat([r[1] for r in recs]),
-                   _cat([r[2] for r in recs]), _starts([len(r[1]) for r in recs]), _cat([r[3] for r in recs]),
-                   _starts([len(r[3]) for r in recs]), tracker.ap_method)
+        return cls(
+            [str(p) for p in paths],
+            _cat(tp, (0, niou), bool),
+            _cat([r[1] for r in recs]),
+            _cat([r[2] for r in recs]),
+            _starts([len(r[1]) for r in recs]),
+            _cat([r[3] for r in recs]),
+            _starts([len(r[3]) for r in recs]),
+            tracker.ap_method,
+        )
 
     def save(self, path: Path) -> Path:
-        np.savez_compressed(path, paths=np.asarray(self.paths, dtype=str), tp=self.tp, conf=self.conf,
-                            pred_cls=self.pred_cls, det_start=self.det_start, target_cls=self.target_cls,
-                            lab_start=self.lab_start, method=np.asarray(self.method))
+        np.savez_compressed(
+            path,
+            paths=np.asarray(self.paths, dtype=str),
+            tp=self.tp,
+            conf=self.conf,
+            pred_cls=self.pred_cls,
+            det_start=self.det_start,
+            target_cls=self.target_cls,
+            lab_start=self.lab_start,
+            method=np.asarray(self.method),
+        )
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Records":
+    def load(cls, path: str | Path) -> Records:
         with np.load(path, allow_pickle=False) as z:
-            return cls([str(p) for p in z["paths"]], z["tp"].astype(bool), z["conf"], z["pred_cls"], z["det_start"],
-                       z["target_cls"], z["lab_start"], str(z["method"]))
+            return cls(
+                [str(p) for p in z["paths"]],
+                z["tp"].astype(bool),
+                z["conf"],
+                z["pred_cls"],
+                z["det_start"],
+                z["target_cls"],
+                z["lab_start"],
+                str(z["method"]),
+            )
 
     @property
     def n_images(self) -> int:
@@ -93,13 +116,21 @@ class Records:
         lab = _ranges(self.lab_start, idx)
         return self.tp[d], self.conf[d], self.pred_cls[d], self.target_cls[lab]
 
-    def reorder(self, paths: Sequence[str]) -> "Records":
+    def reorder(self, paths: Sequence[str]) -> Records:
         """The same records with the images in the order of ``paths`` (each must be present)."""
         pos = {p: i for i, p in enumerate(self.paths)}
         idx = np.asarray([pos[p] for p in paths], dtype=np.int64)
         tp, conf, pc, tc = self.subset(idx)
-        return Records(list(paths), tp, conf, pc, _starts(np.diff(self.det_start)[idx]), tc,
-                       _starts(np.diff(self.lab_start)[idx]), self.method)
+        return Records(
+            list(paths),
+            tp,
+            conf,
+            pc,
+            _starts(np.diff(self.det_start)[idx]),
+            tc,
+            _starts(np.diff(self.lab_start)[idx]),
+            self.method,
+        )
 
 
 def _cat(arrays: list[np.ndarray], empty_shape: tuple[int, ...] = (0,), dtype=np.float64) -> np.ndarray:
@@ -118,8 +149,9 @@ def _ranges(start: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.repeat(lo, counts) + (np.arange(total) - offsets)
 
 
-def summary(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_cls: np.ndarray,
-            method: str = "interp") -> np.ndarray:
+def summary(
+    tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_cls: np.ndarray, method: str = "interp"
+) -> np.ndarray:
     """``[P, R, mAP50, mAP50-95]`` as ``DetectionMetrics.compute()`` reports them (0 without labels)."""
     res = ap_per_class(tp, conf, pred_cls, target_cls, method)
     if not len(res.classes):
@@ -169,18 +201,24 @@ class CompareStats:
         out = []
         level = f"{100 * (1 - self.alpha):.0f}%"
         for p in self.pairs:
-            ci = f"{level} CI {p.lo:+.4f} to {p.hi:+.4f}, p={_p(p.p)}" + \
-                 (f", Holm-adjusted p={_p(p.p_holm)}" if len(self.pairs) > 1 else "")
+            ci = f"{level} CI {p.lo:+.4f} to {p.hi:+.4f}, p={_p(p.p)}" + (
+                f", Holm-adjusted p={_p(p.p_holm)}" if len(self.pairs) > 1 else ""
+            )
             if p.significant:
                 hi, lo = (p.a, p.b) if p.diff > 0 else (p.b, p.a)
                 out.append(f"{hi} is better than {lo}: mAP50-95 {abs(p.diff):.4f} higher ({ci}); significant.")
             else:
-                out.append(f"The data cannot separate {p.a} and {p.b}: mAP50-95 difference {p.diff:+.4f} ({ci}); "
-                           "not significant.")
+                out.append(
+                    f"The data cannot separate {p.a} and {p.b}: mAP50-95 difference {p.diff:+.4f} ({ci}); "
+                    "not significant."
+                )
         if self.ranks:
             order = sorted(self.ranks, key=lambda v: (self.ranks[v], -self.variants[v]["mAP50-95"].mean))
-            out.append("Ranking by mAP50-95 (1 = best; variants the data cannot separate share a rank): "
-                       + ", ".join(f"{v} {self.ranks[v]}" for v in order) + ".")
+            out.append(
+                "Ranking by mAP50-95 (1 = best; variants the data cannot separate share a rank): "
+                + ", ".join(f"{v} {self.ranks[v]}" for v in order)
+                + "."
+            )
         return out
 
 
@@ -215,8 +253,9 @@ def bootstrap_p(diffs: np.ndarray) -> float:
     return float(min(1.0, 2 * min(int((diffs <= 0).sum()) + 1, int((diffs >= 0).sum()) + 1) / (b + 1)))
 
 
-def compare_stats(runs: dict[str, dict[int, Records]], n_boot: int = 1000, alpha: float = 0.05,
-                  rng_seed: int = 0) -> CompareStats:
+def compare_stats(
+    runs: dict[str, dict[int, Records]], n_boot: int = 1000, alpha: float = 0.05, rng_seed: int = 0
+) -> CompareStats:
     """Statistics for ``runs``: variant name -> {seed: Records} (variants in display order).
 
     Images are matched by path; images missing from some run are left out (with a note).
@@ -233,12 +272,22 @@ def compare_stats(runs: dict[str, dict[int, Records]], n_boot: int = 1000, alpha
     paths = [p for p in first.paths if p in common]
     if len(paths) < len(first.paths):
         notes.append(f"{len(first.paths) - len(paths)} val images were not validated by every run and are left out")
-    aligned = {v: {s: (r if r.paths == paths else r.reorder(paths)) for s, r in seeds.items()}
-               for v, seeds in runs.items()}
+    aligned = {
+        v: {s: (r if r.paths == paths else r.reorder(paths)) for s, r in seeds.items()} for v, seeds in runs.items()
+    }
     n = len(paths)
     if n == 0:
-        return CompareStats({}, {}, [], {}, 0, n_boot, alpha, rng_seed,
-                            notes + ["no val image was validated by every run: no intervals or tests"])
+        return CompareStats(
+            {},
+            {},
+            [],
+            {},
+            0,
+            n_boot,
+            alpha,
+            rng_seed,
+            notes + ["no val image was validated by every run: no intervals or tests"],
+        )
     seed_lists = {v: list(s) for v, s in aligned.items()}
     groups: list[tuple[int, ...]] = []
     for seeds in seed_lists.values():
@@ -271,14 +320,24 @@ def compare_stats(runs: dict[str, dict[int, Records]], n_boot: int = 1000, alpha
     j = METRICS.index(PAIR_METRIC)
     raw = []
     for i, a in enumerate(names):
-        for b_ in names[i + 1:]:
+        for b_ in names[i + 1 :]:
             d = reps[a][:, j] - reps[b_][:, j]
             lo, hi = np.percentile(d, q)
-            raw.append((a, b_, variants[a][PAIR_METRIC].mean - variants[b_][PAIR_METRIC].mean, float(lo), float(hi),
-                        bootstrap_p(d), seed_lists[a] == seed_lists[b_]))
+            raw.append(
+                (
+                    a,
+                    b_,
+                    variants[a][PAIR_METRIC].mean - variants[b_][PAIR_METRIC].mean,
+                    float(lo),
+                    float(hi),
+                    bootstrap_p(d),
+                    seed_lists[a] == seed_lists[b_],
+                )
+            )
     adj = holm([r[5] for r in raw])
-    pairs = [PairStats(a, b_, diff, lo, hi, p, pa, pa < alpha, same)
-             for (a, b_, diff, lo, hi, p, same), pa in zip(raw, adj)]
+    pairs = [
+        PairStats(a, b_, diff, lo, hi, p, pa, pa < alpha, same) for (a, b_, diff, lo, hi, p, same), pa in zip(raw, adj)
+    ]
     better = {v: 0 for v in names}
     for p in pairs:
         if p.significant:
@@ -287,5 +346,14 @@ def compare_stats(runs: dict[str, dict[int, Records]], n_boot: int = 1000, alpha
     return CompareStats(variants, seed_lists, pairs, ranks, n, n_boot, alpha, rng_seed, notes)
 
 
-__all__ = ["Records", "summary", "compare_stats", "CompareStats", "MetricStats", "PairStats", "holm", "bootstrap_p",
-           "METRICS"]
+__all__ = [
+    "METRICS",
+    "CompareStats",
+    "MetricStats",
+    "PairStats",
+    "Records",
+    "bootstrap_p",
+    "compare_stats",
+    "holm",
+    "summary",
+]

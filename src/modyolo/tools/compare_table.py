@@ -110,11 +110,13 @@ _RAW = {
     "latency_onnx_ms": lambda r: r.latency_onnx.median_ms if r.latency_onnx else None,
     "train_seconds": lambda r: r.train_seconds,
     "epochs": lambda r: r.epochs,
-    "error": lambda r: "; ".join(x for x in [r.error, *r.flags, *(f"seed {s} failed: {e}" for s, e in
-                                                            r.seed_errors.items())] if x),
+    "error": lambda r: "; ".join(
+        x for x in [r.error, *r.flags, *(f"seed {s} failed: {e}" for s, e in r.seed_errors.items())] if x
+    ),
     "seeds": lambda r: " ".join(str(s) for s in r.seeds),
-    "mAP50-95_ci": lambda r: (f"[{r.stats['mAP50-95'].lo:.3f}, {r.stats['mAP50-95'].hi:.3f}]"
-                              if "mAP50-95" in r.stats else ""),
+    "mAP50-95_ci": lambda r: (
+        f"[{r.stats['mAP50-95'].lo:.3f}, {r.stats['mAP50-95'].hi:.3f}]" if "mAP50-95" in r.stats else ""
+    ),
     "rank": lambda r: r.rank,
 }
 
@@ -136,11 +138,31 @@ COLUMNS: tuple[Column, ...] = (
     Column("error", "Notes"),
 )
 # Raw CSV-only columns after the displayed ones: why a cell is empty, and where things are.
-EXTRA_CSV = ("status", "precision_std", "precision_lo", "precision_hi", "recall_std", "recall_lo", "recall_hi",
-             "mAP50_std", "mAP50_lo", "mAP50_hi", "mAP50-95_std", "mAP50-95_lo", "mAP50-95_hi", "gflops_error",
-             "latency_torch_error", "latency_onnx_error", "torch_layout",
-             "latency_torch_p10_ms", "latency_torch_p90_ms", "latency_onnx_p10_ms", "latency_onnx_p90_ms",
-             "weights", "source")
+EXTRA_CSV = (
+    "status",
+    "precision_std",
+    "precision_lo",
+    "precision_hi",
+    "recall_std",
+    "recall_lo",
+    "recall_hi",
+    "mAP50_std",
+    "mAP50_lo",
+    "mAP50_hi",
+    "mAP50-95_std",
+    "mAP50-95_lo",
+    "mAP50-95_hi",
+    "gflops_error",
+    "latency_torch_error",
+    "latency_onnx_error",
+    "torch_layout",
+    "latency_torch_p10_ms",
+    "latency_torch_p90_ms",
+    "latency_onnx_p10_ms",
+    "latency_onnx_p90_ms",
+    "weights",
+    "source",
+)
 
 
 def class_names(results: list[VariantResult]) -> list[str]:
@@ -171,8 +193,7 @@ def _extra(r: VariantResult, key: str) -> Any:
 def csv_rows(results: list[VariantResult]) -> tuple[list[str], list[dict[str, Any]]]:
     """(header, rows) of compare.csv: raw values; per-class ``AP50:<class>`` and ``AP50-95:<class>``."""
     names = class_names(results)
-    header = [c.key for c in COLUMNS] + [f"AP50:{n}" for n in names] + [f"AP50-95:{n}" for n in names] \
-        + list(EXTRA_CSV)
+    header = [c.key for c in COLUMNS] + [f"AP50:{n}" for n in names] + [f"AP50-95:{n}" for n in names] + list(EXTRA_CSV)
     rows = []
     for r in results:
         row: dict[str, Any] = {c.key: c.raw(r) for c in COLUMNS}
@@ -218,8 +239,9 @@ def format_terminal(headers: list[str], cells: list[list[str]], max_cell: int = 
     cut = [[c if len(c) <= max_cell else c[: max_cell - 3] + "..." for c in row] for row in cells]
     widths = [max(len(h), *(len(row[i]) for row in cut)) if cut else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
-    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-              for row in cut]
+    lines += [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cut
+    ]
     return "\n".join(lines)
 
 
@@ -239,7 +261,8 @@ STATS_PROCEDURE = (
     "their seeds), recomputing P, R and mAP from the per-image matches each time; the 95% interval is the 2.5-97.5 "
     "percentile range. Pairs: the mAP50-95 difference, its bootstrap interval and a two-sided paired bootstrap test; "
     "significant = Holm-adjusted p < {alpha}. Rank = 1 + the number of variants significantly better, so variants "
-    "the data cannot separate share a rank.")
+    "the data cannot separate share a rank."
+)
 
 
 def stats_tables(stats: Any) -> tuple[tuple[list[str], list[list[str]]], tuple[list[str], list[list[str]]]]:
@@ -256,8 +279,19 @@ def stats_tables(stats: Any) -> tuple[tuple[list[str], list[list[str]]], tuple[l
             row.append(f"{st.mean:.3f}{std} [{st.lo:.3f}, {st.hi:.3f}]")
         c1.append(row)
     h2 = ["A", "B", "mAP50-95 A - B", "95% CI", "p", "Holm p", "Significant", "Paired by seed"]
-    c2 = [[p.a, p.b, f"{p.diff:+.4f}", f"[{p.lo:+.4f}, {p.hi:+.4f}]", f"{p.p:.3f}", f"{p.p_holm:.3f}",
-           "yes" if p.significant else "no", "yes" if p.paired_seeds else "no"] for p in stats.pairs]
+    c2 = [
+        [
+            p.a,
+            p.b,
+            f"{p.diff:+.4f}",
+            f"[{p.lo:+.4f}, {p.hi:+.4f}]",
+            f"{p.p:.3f}",
+            f"{p.p_holm:.3f}",
+            "yes" if p.significant else "no",
+            "yes" if p.paired_seeds else "no",
+        ]
+        for p in stats.pairs
+    ]
     return (h1, c1), (h2, c2)
 
 
@@ -267,12 +301,20 @@ def protocol_tables(items: dict[str, dict[str, Any]]) -> tuple[list[list[str]], 
 
     same, differed = protocol_rows(items)
     variants = list(next(iter(items.values()), {}).keys())
-    return [[k, v] for k, v in same], (["Setting"] + variants, [[k] + [per.get(v, "") for v in variants]
-                                                                for k, per in differed])
+    return [[k, v] for k, v in same], (
+        ["Setting"] + variants,
+        [[k] + [per.get(v, "") for v in variants] for k, per in differed],
+    )
 
 
-def write_markdown(results: list[VariantResult], protocol: LatencyProtocol, path: Path, title: str = "",
-                   stats: Any = None, protocol_items: dict | None = None) -> Path:
+def write_markdown(
+    results: list[VariantResult],
+    protocol: LatencyProtocol,
+    path: Path,
+    title: str = "",
+    stats: Any = None,
+    protocol_items: dict | None = None,
+) -> Path:
     """compare.md: the main table, intervals and tests (several seeds), per-class AP50-95, the protocol, errors."""
     parts = [f"# {title or 'Backbone comparison'}", "", format_markdown(*display_rows(results)), ""]
     if stats is not None and stats.variants:
@@ -281,8 +323,14 @@ def write_markdown(results: list[VariantResult], protocol: LatencyProtocol, path
         if c2:
             parts += [format_markdown(h2, c2), ""]
         parts += [f"- {s}" for s in stats.sentences()] + [""]
-        parts += ["_" + STATS_PROCEDURE.format(n_boot=stats.n_boot, rng_seed=stats.rng_seed, n_images=stats.n_images,
-                                               alpha=stats.alpha) + "_", ""]
+        parts += [
+            "_"
+            + STATS_PROCEDURE.format(
+                n_boot=stats.n_boot, rng_seed=stats.rng_seed, n_images=stats.n_images, alpha=stats.alpha
+            )
+            + "_",
+            "",
+        ]
         parts += [f"_Note: {n}_" for n in stats.notes]
     if class_names(results):
         parts += ["## Per-class AP50-95", "", format_markdown(*per_class_rows(results)), ""]
@@ -332,6 +380,20 @@ def _split_md(line: str) -> list[str]:
     return cells
 
 
-__all__ = ["VariantResult", "Column", "COLUMNS", "csv_rows", "write_csv", "display_rows", "per_class_rows",
-           "format_terminal", "format_markdown", "write_markdown", "parse_markdown_table", "class_names",
-           "stats_tables", "protocol_tables", "STATS_PROCEDURE"]
+__all__ = [
+    "COLUMNS",
+    "STATS_PROCEDURE",
+    "Column",
+    "VariantResult",
+    "class_names",
+    "csv_rows",
+    "display_rows",
+    "format_markdown",
+    "format_terminal",
+    "parse_markdown_table",
+    "per_class_rows",
+    "protocol_tables",
+    "stats_tables",
+    "write_csv",
+    "write_markdown",
+]

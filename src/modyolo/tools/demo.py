@@ -91,8 +91,12 @@ def _seed_settings(cfg: dict[str, Any]) -> dict[str, Any]:
     from modyolo.tools.compare_jobs import cpu_cores
 
     seeds = cfg.get("seeds")
-    out: dict[str, Any] = {"seeds": parse_seeds(seeds if isinstance(seeds, list) else None if seeds is None
-                                                else [seeds], int((cfg.get("train") or {}).get("seed", 0)))}
+    out: dict[str, Any] = {
+        "seeds": parse_seeds(
+            seeds if isinstance(seeds, list) else None if seeds is None else [seeds],
+            int((cfg.get("train") or {}).get("seed", 0)),
+        )
+    }
     out["jobs"] = max(1, min(int(cfg.get("jobs", 1)), cpu_cores()))  # never more processes than cores
     out["n_boot"] = int(cfg.get("bootstrap", 1000))
     return out
@@ -105,4 +109,4 @@ def _load() -> str:
         return "unknown"
 
 
-__all__ = ["load_demo_config", "build_variants", "build_hyp", "default_config"]
+__all__ = ["build_hyp", "build_variants", "default_config", "load_demo_config"]

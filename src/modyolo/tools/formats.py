@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -53,8 +53,12 @@ def available_formats(requested: list[str] | None, int8: bool) -> list[str]:
     if importlib.util.find_spec("onnxruntime") is None:
         skip["onnx"] = "onnxruntime is not installed (pip install 'modyolo[onnx]')"
     if importlib.util.find_spec("openvino") is None:
-        skip.update({f: "openvino is not installed (pip install 'modyolo[openvino]')"
-                     for f in ("openvino", "openvino_bf16", "openvino_int8")})
+        skip.update(
+            {
+                f: "openvino is not installed (pip install 'modyolo[openvino]')"
+                for f in ("openvino", "openvino_bf16", "openvino_int8")
+            }
+        )
     if not int8:
         skip.setdefault("openvino_int8", "needs --data (calibration images)")
     for f in chosen:
@@ -63,8 +67,16 @@ def available_formats(requested: list[str] | None, int8: bool) -> list[str]:
     return [f for f in chosen if f not in skip]
 
 
-def build_runners(weights: Path, formats: list[str], imgsz: int, out_dir: Path, threads: int,
-                  data: str | None, fraction: float, workers: int) -> dict[str, tuple[Callable, Path]]:
+def build_runners(
+    weights: Path,
+    formats: list[str],
+    imgsz: int,
+    out_dir: Path,
+    threads: int,
+    data: str | None,
+    fraction: float,
+    workers: int,
+) -> dict[str, tuple[Callable, Path]]:
     """format -> (callable on a batch, file it runs); exports what the formats need at ``imgsz``, batch 1."""
     from modyolo.deploy.backends import OpenVinoBackend, load_backend
     from modyolo.deploy.export import export
@@ -74,8 +86,21 @@ def build_runners(weights: Path, formats: list[str], imgsz: int, out_dir: Path, 
     if any(f.startswith("openvino") for f in formats):
         include.append("openvino")
     int8 = "openvino_int8" in formats
-    files = export(weights, include=include, imgsz=imgsz, out_dir=out_dir, int8=int8, data=data,
-                   fraction=fraction, int8_allow_drop=True, workers=workers) if include else {}
+    files = (
+        export(
+            weights,
+            include=include,
+            imgsz=imgsz,
+            out_dir=out_dir,
+            int8=int8,
+            data=data,
+            fraction=fraction,
+            int8_allow_drop=True,
+            workers=workers,
+        )
+        if include
+        else {}
+    )
     fused = prepare_for_export(load_model(weights))
     runners: dict[str, tuple[Callable, Path]] = {}
     for f in formats:
@@ -88,8 +113,10 @@ def build_runners(weights: Path, formats: list[str], imgsz: int, out_dir: Path, 
         elif f in ("torchscript", "onnx", "openvino"):
             runners[f] = (load_backend(files[f], threads=threads), files[f])
         elif f == "openvino_bf16":
-            runners[f] = (OpenVinoBackend(files["openvino"], torch.device("cpu"), threads, precision="bf16"),
-                          files["openvino"])
+            runners[f] = (
+                OpenVinoBackend(files["openvino"], torch.device("cpu"), threads, precision="bf16"),
+                files["openvino"],
+            )
         elif f == "openvino_int8":
             runners[f] = (load_backend(files["openvino_int8"], threads=threads), files["openvino_int8"])
     return runners

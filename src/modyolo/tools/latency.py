@@ -20,9 +20,10 @@ import copy
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,11 +64,13 @@ class LatencyProtocol:
             ort = f", onnxruntime {onnxruntime.__version__}"
         except ImportError:
             ort = ""
-        return (f"latency protocol: device {self.device} ({cpu}), {self.resolved_threads()} threads, batch {self.batch}, "
-                f"image {self.imgsz}x{self.imgsz}, fp32, Conv+BN fused, inference_mode, layout {self.layout}, "
-                f"PyTorch figures include NMS (conf {NMS_CONF}, iou {NMS_IOU}) for heads that need it, "
-                f"warm-up {self.warmup}, median of {self.runs} runs{note}, variants timed round-robin; "
-                f"torch {torch.__version__}{ort}")
+        return (
+            f"latency protocol: device {self.device} ({cpu}), {self.resolved_threads()} threads, batch {self.batch}, "
+            f"image {self.imgsz}x{self.imgsz}, fp32, Conv+BN fused, inference_mode, layout {self.layout}, "
+            f"PyTorch figures include NMS (conf {NMS_CONF}, iou {NMS_IOU}) for heads that need it, "
+            f"warm-up {self.warmup}, median of {self.runs} runs{note}, variants timed round-robin; "
+            f"torch {torch.__version__}{ort}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "threads": self.resolved_threads()}
@@ -85,10 +88,15 @@ class Latency:
     all_layouts: dict[str, float] = field(default_factory=dict)  # median per layout tried
 
     @classmethod
-    def from_times(cls, times_ms: list[float], layout: str = "") -> "Latency":
+    def from_times(cls, times_ms: list[float], layout: str = "") -> Latency:
         arr = np.asarray(times_ms, dtype=np.float64)
-        return cls(float(statistics.median(times_ms)), float(np.percentile(arr, 10)), float(np.percentile(arr, 90)),
-                   len(times_ms), layout)
+        return cls(
+            float(statistics.median(times_ms)),
+            float(np.percentile(arr, 10)),
+            float(np.percentile(arr, 90)),
+            len(times_ms),
+            layout,
+        )
 
 
 def _round_robin(runners: dict[str, Callable[[], Any]], warmup: int, runs: int) -> dict[str, list[float]]:
@@ -136,6 +144,7 @@ def _torch_runner(model: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
                 pred = out[0] if isinstance(out, (tuple, list)) else out
                 return non_max_suppression(pred.float(), NMS_CONF, NMS_IOU)
             return out
+
     return run
 
 
@@ -184,10 +193,11 @@ def export_onnx(model: nn.Module, protocol: LatencyProtocol, out_dir: Path) -> P
     try:
         from modyolo.deploy.export import export
     except ImportError as e:
-        raise RuntimeError("ONNX export is not available in this installation (modyolo.deploy.export "
-                           "missing); install modyolo with its onnx extra") from e
-    return export(model, include=("onnx",), imgsz=protocol.imgsz, batch_size=protocol.batch,
-                  out_dir=out_dir)["onnx"]
+        raise RuntimeError(
+            "ONNX export is not available in this installation (modyolo.deploy.export "
+            "missing); install modyolo with its onnx extra"
+        ) from e
+    return export(model, include=("onnx",), imgsz=protocol.imgsz, batch_size=protocol.batch, out_dir=out_dir)["onnx"]
 
 
 def measure_onnx(onnx_files: dict[str, Path], protocol: LatencyProtocol) -> dict[str, Latency]:
@@ -204,7 +214,7 @@ def measure_onnx(onnx_files: dict[str, Path], protocol: LatencyProtocol) -> dict
     for name, path in onnx_files.items():
         backend = load_backend(path, device="cpu", threads=threads)
         session, feed = backend.session, {backend.input_name: x}
-        runners[name] = (lambda s=session, f=feed: s.run(None, f))
+        runners[name] = lambda s=session, f=feed: s.run(None, f)
     times = _round_robin(runners, protocol.warmup, protocol.runs)
     return {name: Latency.from_times(t, "onnx") for name, t in times.items()}
 
@@ -221,8 +231,12 @@ def measure_runners(runners: dict[str, Callable[[], Any]], protocol: LatencyProt
     return {name: Latency.from_times(t, name) for name, t in times.items()}
 
 
-def measure_formats(models: dict[str, nn.Module], protocol: LatencyProtocol, out_dir: Path,
-                    formats: tuple[str, ...] = ("torch", "torch_cl", "torch_bf16", "onnx", "openvino")) -> dict[str, Latency]:
+def measure_formats(
+    models: dict[str, nn.Module],
+    protocol: LatencyProtocol,
+    out_dir: Path,
+    formats: tuple[str, ...] = ("torch", "torch_cl", "torch_bf16", "onnx", "openvino"),
+) -> dict[str, Latency]:
     """The fastest inference format of each model: the hook for ``compare``'s "fastest valid format".
 
     Every (model, format) pair of :mod:`modyolo.tools.benchmark` is timed in one round-robin loop
@@ -241,11 +255,16 @@ def measure_formats(models: dict[str, nn.Module], protocol: LatencyProtocol, out
     for name, model in models.items():
         folder = Path(out_dir) / name
         folder.mkdir(parents=True, exist_ok=True)
-        ckpt = save_checkpoint(folder / "model.pt", model=model, epoch=0,
-                               names=list(getattr(model, "names", [])) or None, model_yaml=model.yaml)
+        ckpt = save_checkpoint(
+            folder / "model.pt",
+            model=model,
+            epoch=0,
+            names=list(getattr(model, "names", [])) or None,
+            model_yaml=model.yaml,
+        )
         built = build_runners(ckpt, chosen, protocol.imgsz, folder, protocol.resolved_threads(), None, 1.0, 0)
         for fmt, (run, _) in built.items():
-            runners[f"{name}\0{fmt}"] = (lambda r=run: r(x))
+            runners[f"{name}\0{fmt}"] = lambda r=run: r(x)
     timed = measure_runners(runners, protocol)
     out: dict[str, Latency] = {}
     for name in models:
@@ -257,5 +276,13 @@ def measure_formats(models: dict[str, nn.Module], protocol: LatencyProtocol, out
     return out
 
 
-__all__ = ["LatencyProtocol", "Latency", "measure_torch", "measure_onnx", "measure_runners", "measure_formats",
-           "export_onnx", "fused_copy"]
+__all__ = [
+    "Latency",
+    "LatencyProtocol",
+    "export_onnx",
+    "fused_copy",
+    "measure_formats",
+    "measure_onnx",
+    "measure_runners",
+    "measure_torch",
+]

@@ -20,8 +20,11 @@ def per_layer_profile(model: nn.Module, img_size: int, runs: int = 20, warmup: i
     outputs: list = []
     with torch.inference_mode():
         for i, (module, route) in enumerate(zip(model.model, model.routes)):
-            inp = x if route is None else (outputs[route] if isinstance(route, int)
-                                           else [x if j == -2 else outputs[j] for j in route])
+            inp = (
+                x
+                if route is None
+                else (outputs[route] if isinstance(route, int) else [x if j == -2 else outputs[j] for j in route])
+            )
             with FlopCounterMode(display=False) as counter:
                 out = module(inp)
             times = []
@@ -30,9 +33,15 @@ def per_layer_profile(model: nn.Module, img_size: int, runs: int = 20, warmup: i
                 module(inp)
                 if k >= warmup:
                     times.append((time.perf_counter() - t0) * 1e3)
-            rows.append({"index": i, "module": model.layers_meta[i].name,
-                         "params": sum(p.numel() for p in module.parameters()),
-                         "gflops": counter.get_total_flops() / 1e9, "ms": statistics.median(times)})
+            rows.append(
+                {
+                    "index": i,
+                    "module": model.layers_meta[i].name,
+                    "params": sum(p.numel() for p in module.parameters()),
+                    "gflops": counter.get_total_flops() / 1e9,
+                    "ms": statistics.median(times),
+                }
+            )
             outputs.append(out)
             x = out
     return rows
@@ -42,7 +51,9 @@ def format_per_layer(rows: list[dict]) -> str:
     total = sum(r["ms"] for r in rows) or 1.0
     lines = [f"{'':>3}  {'module':<22}{'params':>10}{'GFLOPs':>9}{'ms':>9}{'share':>7}"]
     for r in rows:
-        lines.append(f"{r['index']:>3}  {r['module']:<22}{r['params']:>10,}{r['gflops']:>9.3f}"
-                     f"{r['ms']:>9.2f}{r['ms'] / total:>7.1%}")
+        lines.append(
+            f"{r['index']:>3}  {r['module']:<22}{r['params']:>10,}{r['gflops']:>9.3f}"
+            f"{r['ms']:>9.2f}{r['ms'] / total:>7.1%}"
+        )
     lines.append(f"total {total:.1f} ms (sum of per-layer medians; batch 1, {torch.get_num_threads()} threads)")
     return "\n".join(lines)

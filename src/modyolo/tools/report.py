@@ -20,8 +20,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -75,14 +76,22 @@ def _best_cells(results: Sequence[VariantResult]) -> set[tuple[int, int]]:
     return best
 
 
-def _table_html(headers: list[str], cells: list[list[str]], best: set[tuple[int, int]] | None = None,
-                failed: set[int] | None = None, swatches: bool = False) -> str:
+def _table_html(
+    headers: list[str],
+    cells: list[list[str]],
+    best: set[tuple[int, int]] | None = None,
+    failed: set[int] | None = None,
+    swatches: bool = False,
+) -> str:
     out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr></thead><tbody>"]
     for i, row in enumerate(cells):
         tds = []
         for j, c in enumerate(row):
-            cls = "best" if best and (i, j) in best else ("err" if c.startswith("error:") or
-                                                          (j == len(row) - 1 and c and headers[j] == "Notes") else "")
+            cls = (
+                "best"
+                if best and (i, j) in best
+                else ("err" if c.startswith("error:") or (j == len(row) - 1 and c and headers[j] == "Notes") else "")
+            )
             text = html.escape(c if len(c) <= 200 else c[:197] + "...")  # the full text is listed below
             if j == 0 and swatches:
                 text = f'<span class="swatch" style="background:{plots.color(i)}"></span>{text}'
@@ -94,8 +103,10 @@ def _table_html(headers: list[str], cells: list[list[str]], best: set[tuple[int,
 
 
 def _figure_html(title: str, png: bytes, caption: str, alt: str) -> str:
-    return (f"<figure><img src=\"{data_uri(png, 'image/png')}\" alt=\"{html.escape(alt)}\">"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img src="{data_uri(png, "image/png")}" alt="{html.escape(alt)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def _missing(results: Sequence[VariantResult], has) -> str:
@@ -137,9 +148,15 @@ def _samples_html(results: Sequence[VariantResult], sample_set: Any, names: list
         for r in shown:
             det = r.samples[k]
             cells.append(draw_detections(big, det[:, :4] * f, det[:, 5].astype(int), det[:, 4], names))
-        rows.append("<tr>" + "".join(f"<td><img src=\"{data_uri(_jpeg(c), 'image/jpeg')}\" "
-                                     f"alt=\"{html.escape(Path(path).name)}\"></td>" for c in cells) + "</tr>")
-    return "<table class=\"samples\">" + "\n".join(rows) + "</table>"
+        rows.append(
+            "<tr>"
+            + "".join(
+                f'<td><img src="{data_uri(_jpeg(c), "image/jpeg")}" alt="{html.escape(Path(path).name)}"></td>'
+                for c in cells
+            )
+            + "</tr>"
+        )
+    return '<table class="samples">' + "\n".join(rows) + "</table>"
 
 
 def _stats_html(stats: Any) -> list[str]:
@@ -151,9 +168,16 @@ def _stats_html(stats: Any) -> list[str]:
     if c2:
         parts.append(_table_html(h2, c2))
     parts.append("<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in stats.sentences()) + "</ul>")
-    parts.append("<p class=\"meta\">" + html.escape(STATS_PROCEDURE.format(
-        n_boot=stats.n_boot, rng_seed=stats.rng_seed, n_images=stats.n_images, alpha=stats.alpha)) + "</p>")
-    parts += [f"<p class=\"meta\">Note: {html.escape(n)}</p>" for n in stats.notes]
+    parts.append(
+        '<p class="meta">'
+        + html.escape(
+            STATS_PROCEDURE.format(
+                n_boot=stats.n_boot, rng_seed=stats.rng_seed, n_images=stats.n_images, alpha=stats.alpha
+            )
+        )
+        + "</p>"
+    )
+    parts += [f'<p class="meta">Note: {html.escape(n)}</p>' for n in stats.notes]
     return parts
 
 
@@ -161,17 +185,29 @@ def _protocol_html(items: dict[str, dict[str, Any]]) -> list[str]:
     from modyolo.tools.compare_table import protocol_tables
 
     same, (h, cells) = protocol_tables(items)
-    parts = ["<h2>Protocol</h2>", "<p>Identical for every variant:</p><ul>" + "".join(
-        f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in same) + "</ul>"]
+    parts = [
+        "<h2>Protocol</h2>",
+        "<p>Identical for every variant:</p><ul>"
+        + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in same)
+        + "</ul>",
+    ]
     if cells:
         parts += ["<p>Differed:</p>", _table_html(h, cells)]
     return parts
 
 
-def write_report(results: Sequence[VariantResult], protocol: LatencyProtocol, save_dir: Path, *,
-                 sample_set: Any = None, names: list[str] | None = None, title: str = "",
-                 train: dict[str, Any] | None = None, stats: Any = None,
-                 protocol_items: dict[str, dict[str, Any]] | None = None) -> Path:
+def write_report(
+    results: Sequence[VariantResult],
+    protocol: LatencyProtocol,
+    save_dir: Path,
+    *,
+    sample_set: Any = None,
+    names: list[str] | None = None,
+    title: str = "",
+    train: dict[str, Any] | None = None,
+    stats: Any = None,
+    protocol_items: dict[str, dict[str, Any]] | None = None,
+) -> Path:
     """Write ``save_dir/report.html`` and the figures (``*.png``); returns the HTML path."""
     save_dir = Path(save_dir)
     results = list(results)
@@ -181,13 +217,15 @@ def write_report(results: Sequence[VariantResult], protocol: LatencyProtocol, sa
     settings = ", ".join(f"{k}={v}" for k, v in (train or {}).items() if k != "hyp")
     hyp = (train or {}).get("hyp") or "default (--optimizer auto fits it; each run's hyp.yaml has the values)"
     hyp_text = hyp if isinstance(hyp, str) else ", ".join(f"{k}={v}" for k, v in (hyp or {}).items())
-    parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p class=\"meta\">Training: {html.escape(settings)}.<br>"
-             f"{html.escape(protocol.describe())}.<br>P, R, mAP on the val split at conf 0.001, IoU 0.6 "
-             "(yolov5's protocol); with several seeds: mean ± std over seeds, 95% interval and rank below. "
-             "PyTorch/ONNX RT columns are milliseconds per image: median (10th-90th percentile).</p>",
-             _table_html(headers, cells, _best_cells(results), failed, swatches=True),
-             f"<details class=\"meta\"><summary>hyp</summary>{html.escape(str(hyp_text))}</details>"]
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="meta">Training: {html.escape(settings)}.<br>'
+        f"{html.escape(protocol.describe())}.<br>P, R, mAP on the val split at conf 0.001, IoU 0.6 "
+        "(yolov5's protocol); with several seeds: mean ± std over seeds, 95% interval and rank below. "
+        "PyTorch/ONNX RT columns are milliseconds per image: median (10th-90th percentile).</p>",
+        _table_html(headers, cells, _best_cells(results), failed, swatches=True),
+        f'<details class="meta"><summary>hyp</summary>{html.escape(str(hyp_text))}</details>',
+    ]
     if stats is not None and stats.variants:
         parts += _stats_html(stats)
     if class_names(results):
@@ -195,33 +233,60 @@ def write_report(results: Sequence[VariantResult], protocol: LatencyProtocol, sa
     if protocol_items:
         parts += _protocol_html(protocol_items)
     if failed:
-        parts.append("<h2>Failed variants</h2><ul>" + "".join(
-            f"<li><b>{html.escape(results[i].name)}</b> ({html.escape(results[i].source)}): "
-            f"<code>{html.escape(results[i].error)}</code></li>" for i in sorted(failed)) + "</ul>")
+        parts.append(
+            "<h2>Failed variants</h2><ul>"
+            + "".join(
+                f"<li><b>{html.escape(results[i].name)}</b> ({html.escape(results[i].source)}): "
+                f"<code>{html.escape(results[i].error)}</code></li>"
+                for i in sorted(failed)
+            )
+            + "</ul>"
+        )
     figures = [
-        ("pr_curves", "Precision-recall curves", plots.pr_curves,
-         "Mean over classes at IoU 0.5." + _missing(results, lambda r: r.pr_curve is not None)),
-        ("pareto", "Accuracy against cost", lambda rs: plots.pareto(rs, ("latency_torch", "gflops")),
-         "mAP50-95 against PyTorch CPU latency and against GFLOPs; ringed points and the dashed line are the "
-         "Pareto front (no other variant is both cheaper and more accurate)."
-         + _missing(results, lambda r: r.map50_95 is not None and r.latency_torch is not None)),
-        ("per_class_ap", "Per-class AP50-95", plots.per_class_ap, "AP50-95 per class on the val split."
-         + _missing(results, lambda r: bool(r.per_class))),
-        ("training_curves", "Training curves", plots.training_curves,
-         "From each run's results.csv; with several seeds the line is the mean over seeds and the band their "
-         "min-max range." + _missing(results, lambda r: bool(r.history or r.histories))),
+        (
+            "pr_curves",
+            "Precision-recall curves",
+            plots.pr_curves,
+            "Mean over classes at IoU 0.5." + _missing(results, lambda r: r.pr_curve is not None),
+        ),
+        (
+            "pareto",
+            "Accuracy against cost",
+            lambda rs: plots.pareto(rs, ("latency_torch", "gflops")),
+            "mAP50-95 against PyTorch CPU latency and against GFLOPs; ringed points and the dashed line are the "
+            "Pareto front (no other variant is both cheaper and more accurate)."
+            + _missing(results, lambda r: r.map50_95 is not None and r.latency_torch is not None),
+        ),
+        (
+            "per_class_ap",
+            "Per-class AP50-95",
+            plots.per_class_ap,
+            "AP50-95 per class on the val split." + _missing(results, lambda r: bool(r.per_class)),
+        ),
+        (
+            "training_curves",
+            "Training curves",
+            plots.training_curves,
+            "From each run's results.csv; with several seeds the line is the mean over seeds and the band their "
+            "min-max range." + _missing(results, lambda r: bool(r.history or r.histories)),
+        ),
     ]
     for stem, heading, draw, caption in figures:
         png = plots.png_bytes(draw(results))
         (save_dir / f"{stem}.png").write_bytes(png)
         parts += [f"<h2>{heading}</h2>", _figure_html(heading, png, caption, heading)]
     if sample_set is not None and sample_set.paths:
-        parts += ["<h2>Predictions on the same val images</h2>",
-                  "<p class=\"meta\">Left: ground truth. Then each variant's detections at conf 0.25, IoU 0.45.</p>",
-                  _samples_html(results, sample_set, list(names or []))]
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
-            + "\n".join(parts) + "\n</body></html>\n")
+        parts += [
+            "<h2>Predictions on the same val images</h2>",
+            '<p class="meta">Left: ground truth. Then each variant\'s detections at conf 0.25, IoU 0.45.</p>',
+            _samples_html(results, sample_set, list(names or [])),
+        ]
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
+        + "\n".join(parts)
+        + "\n</body></html>\n"
+    )
     path = save_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
@@ -236,8 +301,14 @@ def find_browser() -> str | None:
     return None
 
 
-def render_screenshot(page: str | Path, png: str | Path, width: int = 1400, height: int = 3000,
-                      timeout_s: float = 120.0, browser: str | None = None) -> Path:
+def render_screenshot(
+    page: str | Path,
+    png: str | Path,
+    width: int = 1400,
+    height: int = 3000,
+    timeout_s: float = 120.0,
+    browser: str | None = None,
+) -> Path:
     """Render ``page`` (an HTML file) with headless Chromium to ``png``; returns the PNG path.
 
     The browser runs with a fresh profile and background networking, sync and component updates
@@ -246,21 +317,36 @@ def render_screenshot(page: str | Path, png: str | Path, width: int = 1400, heig
     """
     exe = browser or find_browser()
     if exe is None:
-        raise FileNotFoundError("no Chromium found on PATH (tried " + ", ".join(BROWSERS) + "); install it with "
-                                "`apt-get install chromium` or set MODYOLO_BROWSER")
+        raise FileNotFoundError(
+            "no Chromium found on PATH (tried " + ", ".join(BROWSERS) + "); install it with "
+            "`apt-get install chromium` or set MODYOLO_BROWSER"
+        )
     png = Path(png).resolve()
     png.parent.mkdir(parents=True, exist_ok=True)
     png.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="modyolo-chromium-") as profile:
-        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={png}",
-               f"--window-size={width},{height}", Path(page).resolve().as_uri()]
+        cmd = [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--screenshot={png}",
+            f"--window-size={width},{height}",
+            Path(page).resolve().as_uri(),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0 or not png.is_file():
-        raise RuntimeError(f"{exe} could not render {page} (exit {proc.returncode}): "
-                           f"{(proc.stderr or proc.stdout).strip()[-800:]}")
+        raise RuntimeError(
+            f"{exe} could not render {page} (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-800:]}"
+        )
     return png
 
 
-__all__ = ["write_report", "render_screenshot", "find_browser", "data_uri"]
+__all__ = ["data_uri", "find_browser", "render_screenshot", "write_report"]

@@ -9,7 +9,8 @@ colour in every figure.
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,8 +48,13 @@ def pr_curves(results: Sequence[VariantResult]):
             continue
         px, py = r.pr_curve
         ax.plot(px, py, color=color(i), linewidth=2, label=f"{r.name} (mAP50 {r.map50:.3f})")
-    ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.02),
-           title="Precision-recall at IoU 0.5 (mean over classes)")
+    ax.set(
+        xlabel="Recall",
+        ylabel="Precision",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title="Precision-recall at IoU 0.5 (mean over classes)",
+    )
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower left")
@@ -76,8 +82,11 @@ def _cost(r: VariantResult, axis: str) -> float | None:
     return r.gflops
 
 
-AXIS_LABELS = {"latency_torch": "PyTorch CPU latency (ms, batch 1, median)",
-               "latency_onnx": "ONNX Runtime CPU latency (ms, batch 1, median)", "gflops": "GFLOPs"}
+AXIS_LABELS = {
+    "latency_torch": "PyTorch CPU latency (ms, batch 1, median)",
+    "latency_onnx": "ONNX Runtime CPU latency (ms, batch 1, median)",
+    "gflops": "GFLOPs",
+}
 
 
 def pareto(results: Sequence[VariantResult], axes: Sequence[str] = ("latency_torch", "gflops")):
@@ -98,8 +107,16 @@ def pareto(results: Sequence[VariantResult], axes: Sequence[str] = ("latency_tor
         for j, (x, y) in enumerate(pts):
             on_front = j in front
             r = results[idx[j]]
-            ax.scatter([x], [y], s=140 if on_front else 60, color=color(idx[j]), edgecolors="black" if on_front else
-                       "none", linewidths=1.5, zorder=3, label=r.name + (" (Pareto)" if on_front else ""))
+            ax.scatter(
+                [x],
+                [y],
+                s=140 if on_front else 60,
+                color=color(idx[j]),
+                edgecolors="black" if on_front else "none",
+                linewidths=1.5,
+                zorder=3,
+                label=r.name + (" (Pareto)" if on_front else ""),
+            )
             ax.annotate(r.name, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
         ax.set(xlabel=AXIS_LABELS[axis], ylabel="mAP50-95", title=f"mAP50-95 vs {AXIS_LABELS[axis].split(' (')[0]}")
         ax.grid(alpha=0.3)
@@ -121,15 +138,23 @@ def per_class_ap(results: Sequence[VariantResult], key: str = "ap"):
         vals = [r.per_class[n][key] if n in r.per_class else 0.0 for n in names]
         ax.bar(x - 0.4 + width * (k + 0.5), vals, width, color=color(i), label=r.name)
     ax.set_xticks(x, names)
-    ax.set(ylabel="AP50-95" if key == "ap" else "AP50", ylim=(0, 1), title="Per-class AP" + ("50-95" if key == "ap" else "50"))
+    ax.set(
+        ylabel="AP50-95" if key == "ap" else "AP50",
+        ylim=(0, 1),
+        title="Per-class AP" + ("50-95" if key == "ap" else "50"),
+    )
     ax.grid(axis="y", alpha=0.3)
     if shown:
         ax.legend(fontsize=8)
     return fig
 
 
-TRAIN_PANELS = (("mAP50-95", "val mAP50-95"), ("mAP50", "val mAP50"), ("train_loss", "train loss (box+obj+cls)"),
-                ("val_loss", "val loss (box+obj+cls)"))
+TRAIN_PANELS = (
+    ("mAP50-95", "val mAP50-95"),
+    ("mAP50", "val mAP50"),
+    ("train_loss", "train loss (box+obj+cls)"),
+    ("val_loss", "val loss (box+obj+cls)"),
+)
 
 
 def _series(history: dict[str, list[float]], key: str) -> list[float] | None:
@@ -167,8 +192,9 @@ def training_curves(results: Sequence[VariantResult]):
                 continue
             epochs, ys = got
             label = r.name + (f" ({len(ys)} seeds)" if len(ys) > 1 else "")
-            ax.plot(epochs, ys.mean(0), color=color(i), marker="o" if ys.shape[1] < 30 else None, markersize=3,
-                    label=label)
+            ax.plot(
+                epochs, ys.mean(0), color=color(i), marker="o" if ys.shape[1] < 30 else None, markersize=3, label=label
+            )
             if len(ys) > 1:
                 ax.fill_between(epochs, ys.min(0), ys.max(0), color=color(i), alpha=0.2, linewidth=0)
         ax.set(title=title, xlabel="epoch")
@@ -179,4 +205,4 @@ def training_curves(results: Sequence[VariantResult]):
     return fig
 
 
-__all__ = ["pr_curves", "pareto", "pareto_front", "per_class_ap", "training_curves", "png_bytes", "color"]
+__all__ = ["color", "pareto", "pareto_front", "per_class_ap", "png_bytes", "pr_curves", "training_curves"]

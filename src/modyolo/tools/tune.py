@@ -35,8 +35,24 @@ from modyolo.engine.config import TrainConfig
 LOGGER = logging.getLogger("modyolo.tune")
 INSTALL_HINT = "modyolo tune needs Optuna: pip install 'modyolo[tune]' (or pip install optuna)"
 # What must not change between runs that continue one study (it would change the objective).
-SETUP_KEYS = ("data", "cfg", "weights", "epochs", "imgsz", "batch_size", "optimizer", "max_batches",
-              "single_cls", "rect", "fraction", "sam", "loss", "cos_lr", "freeze", "seed")
+SETUP_KEYS = (
+    "data",
+    "cfg",
+    "weights",
+    "epochs",
+    "imgsz",
+    "batch_size",
+    "optimizer",
+    "max_batches",
+    "single_cls",
+    "rect",
+    "fraction",
+    "sam",
+    "loss",
+    "cos_lr",
+    "freeze",
+    "seed",
+)
 
 
 @dataclass
@@ -95,9 +111,13 @@ def tune(config: TrainConfig, options: TuneOptions) -> TuneResult:
     base_params = space.base_params(base)
     space.hyp_from(base, base_params, source="base hyp clipped into the search bounds")  # fail before any trial
     study = optuna.create_study(
-        storage=_storage(url, options.heartbeat), study_name=name, direction="maximize", load_if_exists=True,
+        storage=_storage(url, options.heartbeat),
+        study_name=name,
+        direction="maximize",
+        load_if_exists=True,
         sampler=make_sampler(options.sampler, config.seed, space, base_params, options.trials),
-        pruner=make_pruner(options.pruner, config.epochs))
+        pruner=make_pruner(options.pruner, config.epochs),
+    )
     _check_same_setup(study, _setup(config, base, space), url)
     if not study.get_trials(deepcopy=False):  # yolov5 starts from the given hyp; so does every sampler
         study.enqueue_trial(base_params, skip_if_exists=True)
@@ -118,24 +138,35 @@ def tune(config: TrainConfig, options: TuneOptions) -> TuneResult:
         _write_tables(records, base, space, run_dir, name, flags)
         _print_progress(trial, records, options.trials, time.time() - t0)
         if state["failures"] >= options.max_failures:
-            state["stopped"] = (f"failed {state['failures']} trials in a row; last reason: "
-                                f"{trial.user_attrs.get('fail_reason', '?')}")
+            state["stopped"] = (
+                f"failed {state['failures']} trials in a row; last reason: {trial.user_attrs.get('fail_reason', '?')}"
+            )
             study.stop()
         elif not _work_left(study, options.trials):
             study.stop()
 
     taken = _taken(study)
     if not _work_left(study, options.trials):
-        print(f"study {name!r} already has {taken} of {options.trials} trials finished or running; "
-              "raise --trials to search further")
+        print(
+            f"study {name!r} already has {taken} of {options.trials} trials finished or running; "
+            "raise --trials to search further"
+        )
     else:
         done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-        print(f"study {name!r} ({url}): {done} trials so far, searching to {options.trials} "
-              f"with {options.sampler} + {options.pruner} pruning over {len(space.params)} parameters")
+        print(
+            f"study {name!r} ({url}): {done} trials so far, searching to {options.trials} "
+            f"with {options.sampler} + {options.pruner} pruning over {len(space.params)} parameters"
+        )
         objective = _Objective(config, options, space, base, run_dir, study)
         try:
-            study.optimize(objective, n_trials=None, timeout=options.timeout or None, catch=(TrialFailed,),
-                           callbacks=[after_trial], gc_after_trial=True)
+            study.optimize(
+                objective,
+                n_trials=None,
+                timeout=options.timeout or None,
+                catch=(TrialFailed,),
+                callbacks=[after_trial],
+                gc_after_trial=True,
+            )
         finally:  # also on Ctrl-C: what finished is written before the interrupt propagates
             records = tune_report.classify(study.get_trials(deepcopy=False))
             _write_tables(records, base, space, run_dir, name, flags)
@@ -147,8 +178,9 @@ def tune(config: TrainConfig, options: TuneOptions) -> TuneResult:
 class _Objective:
     """Train one trial; raise TrialFailed / TrialPruned, or return its best epoch fitness."""
 
-    def __init__(self, config: TrainConfig, options: TuneOptions, space: Any, base: Any, run_dir: Path,
-                 study: Any) -> None:
+    def __init__(
+        self, config: TrainConfig, options: TuneOptions, space: Any, base: Any, run_dir: Path, study: Any
+    ) -> None:
         self.config, self.options, self.space, self.base = config, options, space, base
         self.run_dir, self.study = run_dir, study
 
@@ -170,8 +202,14 @@ class _Objective:
             hyp = self.space.suggest(trial, self.base)
         except HypError as e:
             self._fail(trial, f"invalid parameters: {e}")
-        cfg = self.config.replace(hyp=str(save_hyp(hyp, trial_dir / "hyp.yaml")), project=str(self.run_dir),
-                                  name=trial_dir.name, exist_ok=True, resume=False, noplots=True)
+        cfg = self.config.replace(
+            hyp=str(save_hyp(hyp, trial_dir / "hyp.yaml")),
+            project=str(self.run_dir),
+            name=trial_dir.name,
+            exist_ok=True,
+            resume=False,
+            noplots=True,
+        )
         reporter = _Reporter(trial)
         callbacks = Callbacks()
         callbacks.add("on_fit_epoch_end", reporter)
@@ -235,14 +273,20 @@ def _storage(url: str, heartbeat: int) -> Any:
         for attempt in range(5):
             try:
                 return optuna.storages.RDBStorage(
-                    url, engine_kwargs=kwargs, heartbeat_interval=max(1, heartbeat),
-                    grace_period=2 * max(1, heartbeat), heartbeat_stale_trial_callback=retry)
+                    url,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=max(1, heartbeat),
+                    grace_period=2 * max(1, heartbeat),
+                    heartbeat_stale_trial_callback=retry,
+                )
             except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:
                 # Processes started together race to create the tables of a new database; the
                 # loser sees "table already exists" and simply connects again.
                 if attempt == 4:
-                    raise ValueError(f"cannot open the study storage {url}: {e}; check the URL, that the "
-                                     "database server is up, and that the file is writable") from e
+                    raise ValueError(
+                        f"cannot open the study storage {url}: {e}; check the URL, that the "
+                        "database server is up, and that the file is writable"
+                    ) from e
                 time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
 
@@ -283,8 +327,10 @@ def _check_same_setup(study: Any, setup: dict[str, Any], url: str) -> None:
     diff = [k for k in sorted(set(saved) | set(setup)) if saved.get(k) != setup.get(k)]
     if diff:
         shown = "; ".join(f"{k}: study {_short(saved.get(k))}, now {_short(setup.get(k))}" for k in diff)
-        raise ValueError(f"study {study.study_name!r} in {url} was started with other settings ({shown}); "
-                         "rerun with the original settings to continue it, or pass a new --name/--study")
+        raise ValueError(
+            f"study {study.study_name!r} in {url} was started with other settings ({shown}); "
+            "rerun with the original settings to continue it, or pass a new --name/--study"
+        )
 
 
 def _short(value: Any) -> str:
@@ -311,12 +357,15 @@ def _print_progress(trial: Any, records: list, wanted: int, elapsed: float) -> N
     what = f"fitness {trial.value:.5f}" if trial.value is not None else (rec.reason if rec else "")
     best = best_record(records)
     best_txt = f"best {best.fitness:.5f} (trial {best.number})" if best else "no completed trial yet"
-    print(f"trial {trial.number} {rec.state if rec else trial.state.name}: {what} | {finished}/{wanted} finished, "
-          f"{best_txt}, {elapsed / 60:.1f} min")
+    print(
+        f"trial {trial.number} {rec.state if rec else trial.state.name}: {what} | {finished}/{wanted} finished, "
+        f"{best_txt}, {elapsed / 60:.1f} min"
+    )
 
 
-def _finish(study: Any, base: Any, space: Any, run_dir: Path, name: str, url: str,
-            state: dict[str, Any], flags: str = "") -> TuneResult:
+def _finish(
+    study: Any, base: Any, space: Any, run_dir: Path, name: str, url: str, state: dict[str, Any], flags: str = ""
+) -> TuneResult:
     from modyolo.tools import tune_plots, tune_report
 
     trials = study.get_trials(deepcopy=False)
@@ -325,16 +374,29 @@ def _finish(study: Any, base: Any, space: Any, run_dir: Path, name: str, url: st
     shown = [r.trial for r in records]
     importances, method = tune_plots.param_importances(study, [r.trial for r in records if r.state == "COMPLETE"])
     order = list(importances) or list(space.params)
-    written += [tune_plots.plot_history(shown, run_dir / tune_report.PLOTS["history"]),
-                tune_plots.plot_importances(importances, method, run_dir / tune_report.PLOTS["importances"]),
-                tune_plots.plot_parallel(shown, order, run_dir / tune_report.PLOTS["parallel"],
-                                         log_params={k for k, p in space.params.items() if p.log})]
+    written += [
+        tune_plots.plot_history(shown, run_dir / tune_report.PLOTS["history"]),
+        tune_plots.plot_importances(importances, method, run_dir / tune_report.PLOTS["importances"]),
+        tune_plots.plot_parallel(
+            shown,
+            order,
+            run_dir / tune_report.PLOTS["parallel"],
+            log_params={k for k, p in space.params.items() if p.log},
+        ),
+    ]
     print(tune_report.summary(records, base, run_dir, written, importances, method))
     best = tune_report.best_record(records)
     counts: dict[str, int] = {}
     for r in records:
         counts[r.state] = counts.get(r.state, 0) + 1
-    return TuneResult(run_dir=run_dir, study=name, storage=url, best_trial=best.number if best else None,
-                      best_fitness=best.fitness if best else None,
-                      best_hyp=run_dir / "best_hyp.yaml" if best else None, counts=counts,
-                      trials_run=state["ran"], stopped=state["stopped"])
+    return TuneResult(
+        run_dir=run_dir,
+        study=name,
+        storage=url,
+        best_trial=best.number if best else None,
+        best_fitness=best.fitness if best else None,
+        best_hyp=run_dir / "best_hyp.yaml" if best else None,
+        counts=counts,
+        trials_run=state["ran"],
+        stopped=state["stopped"],
+    )

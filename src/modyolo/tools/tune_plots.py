@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,8 @@ def param_importances(study: Any, trials: Sequence[Any]) -> tuple[dict[str, floa
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             imp = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+            )
         if imp and sum(imp.values()) > 0:
             return dict(imp), "PED-ANOVA (optuna)"
     except Exception as e:  # too few trials above the quantile, degenerate params, ...
@@ -96,11 +98,18 @@ def plot_history(trials: Sequence[Any], path: Path) -> Path:
         ax.scatter(x, y, s=22, color="tab:blue", label="completed", zorder=3)
         ax.step(x, np.maximum.accumulate(y), where="post", color="tab:red", label="best so far")
     if pruned:  # a pruned trial's last reported fitness, so its place is visible
-        ax.scatter([t.number for t in pruned], [_last_report(t) for t in pruned], marker="x",
-                   color="tab:orange", label="pruned", zorder=3)
+        ax.scatter(
+            [t.number for t in pruned],
+            [_last_report(t) for t in pruned],
+            marker="x",
+            color="tab:orange",
+            label="pruned",
+            zorder=3,
+        )
     if failed:
-        ax.scatter([t.number for t in failed], [0.0] * len(failed), marker="v", color="tab:gray",
-                   label="failed", zorder=3)
+        ax.scatter(
+            [t.number for t in failed], [0.0] * len(failed), marker="v", color="tab:gray", label="failed", zorder=3
+        )
     ax.set_xlabel("trial")
     ax.set_ylabel("fitness (0.1 mAP50 + 0.9 mAP50-95)")
     ax.set_title("optimisation history")
@@ -124,8 +133,9 @@ def plot_importances(importances: dict[str, float], method: str, path: Path) -> 
     return _save(fig, path)
 
 
-def plot_parallel(trials: Sequence[Any], params: Sequence[str], path: Path,
-                  log_params: frozenset[str] | set[str] = frozenset()) -> Path:
+def plot_parallel(
+    trials: Sequence[Any], params: Sequence[str], path: Path, log_params: frozenset[str] | set[str] = frozenset()
+) -> Path:
     """One line per completed trial across the parameter axes (each scaled to its min..max over the
     trials, ``log_params`` on a log scale), coloured by fitness; the last axis is the fitness."""
     plt = _pyplot()

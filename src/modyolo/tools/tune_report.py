@@ -13,9 +13,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -23,8 +24,11 @@ from modyolo.engine.hyp import Hyp
 from modyolo.tools.tune_space import SearchSpace
 
 METRIC_ATTRS = ("mAP50", "mAP50-95", "precision", "recall")
-PLOTS = {"history": "tune_history.png", "importances": "tune_importances.png",
-         "parallel": "tune_parallel_coordinates.png"}
+PLOTS = {
+    "history": "tune_history.png",
+    "importances": "tune_importances.png",
+    "parallel": "tune_parallel_coordinates.png",
+}
 
 
 @dataclass
@@ -68,24 +72,39 @@ def write_trials_csv(records: Sequence[TrialRecord], params: Sequence[str], path
     w.writerow(["trial", "state", "fitness", *METRIC_ATTRS, "epochs", "seconds", "reason", *params])
     for r in records:
         ua = r.trial.user_attrs
-        seconds = (r.trial.datetime_complete - r.trial.datetime_start).total_seconds() \
-            if r.trial.datetime_complete and r.trial.datetime_start else ""
-        w.writerow([r.number, r.state, _fmt(r.fitness), *(_fmt(ua.get(k)) for k in METRIC_ATTRS),
-                    ua.get("epochs", ""), _fmt(seconds), r.reason,
-                    *(_fmt(r.trial.params.get(p)) for p in params)])
+        seconds = (
+            (r.trial.datetime_complete - r.trial.datetime_start).total_seconds()
+            if r.trial.datetime_complete and r.trial.datetime_start
+            else ""
+        )
+        w.writerow(
+            [
+                r.number,
+                r.state,
+                _fmt(r.fitness),
+                *(_fmt(ua.get(k)) for k in METRIC_ATTRS),
+                ua.get("epochs", ""),
+                _fmt(seconds),
+                r.reason,
+                *(_fmt(r.trial.params.get(p)) for p in params),
+            ]
+        )
     return atomic_write(path, buf.getvalue())
 
 
-def write_best_hyp(best: TrialRecord, base: Hyp, space: SearchSpace, path: Path, study: str, total: int,
-                   flags: str = "") -> Path:
+def write_best_hyp(
+    best: TrialRecord, base: Hyp, space: SearchSpace, path: Path, study: str, total: int, flags: str = ""
+) -> Path:
     """``best_hyp.yaml``: the complete hyp (base + fixed + the best trial's values), loadable by
     ``load_hyp`` and ``modyolo train --hyp``; a comment header says where it came from and the
     recipe flags (``flags``: optimizer, nbs, close-mosaic) the trials trained with."""
     hyp = space.hyp_from(base, best.trial.params, source=f"best trial {best.number}")
     ua = best.trial.user_attrs
-    header = (f"# modyolo tune: best of {total} trials in study {study!r}: trial {best.number}, "
-              f"fitness {best.fitness:.5f} (mAP50 {ua.get('mAP50', 0):.4f}, mAP50-95 {ua.get('mAP50-95', 0):.4f})\n"
-              f"# train with: modyolo train --hyp {path}{' ' + flags if flags else ''}\n")
+    header = (
+        f"# modyolo tune: best of {total} trials in study {study!r}: trial {best.number}, "
+        f"fitness {best.fitness:.5f} (mAP50 {ua.get('mAP50', 0):.4f}, mAP50-95 {ua.get('mAP50-95', 0):.4f})\n"
+        f"# train with: modyolo train --hyp {path}{' ' + flags if flags else ''}\n"
+    )
     return atomic_write(path, header + yaml.safe_dump(hyp.to_dict(), sort_keys=False))
 
 
@@ -99,20 +118,28 @@ def changed_params(best: TrialRecord, base: Hyp, rel_tol: float = 1e-6) -> list[
     return out
 
 
-def summary(records: Sequence[TrialRecord], base: Hyp, run_dir: Path, written: Sequence[Path],
-            importances: dict[str, float], method: str) -> str:
+def summary(
+    records: Sequence[TrialRecord],
+    base: Hyp,
+    run_dir: Path,
+    written: Sequence[Path],
+    importances: dict[str, float],
+    method: str,
+) -> str:
     """The text printed at the end of a search."""
     counts: dict[str, int] = {}
     for r in records:
         counts[r.state] = counts.get(r.state, 0) + 1
-    lines = [f"trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))]
+    lines = ["trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))]
     best = best_record(records)
     if best is None:
         lines.append("no trial completed; see the reason column of trials.csv")
     else:
         ua = best.trial.user_attrs
-        lines.append(f"best: trial {best.number}, fitness {best.fitness:.5f} (P {ua.get('precision', 0):.3f} "
-                     f"R {ua.get('recall', 0):.3f} mAP50 {ua.get('mAP50', 0):.4f} mAP50-95 {ua.get('mAP50-95', 0):.4f})")
+        lines.append(
+            f"best: trial {best.number}, fitness {best.fitness:.5f} (P {ua.get('precision', 0):.3f} "
+            f"R {ua.get('recall', 0):.3f} mAP50 {ua.get('mAP50', 0):.4f} mAP50-95 {ua.get('mAP50-95', 0):.4f})"
+        )
         moved = changed_params(best, base)
         if moved:
             lines.append("changed from the base hyp:")

@@ -13,7 +13,8 @@ processes sample identical start-up trials), while a single-process run stays re
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,11 +44,11 @@ class PerTrialSeed(_BaseSampler):
     trial system attrs, :class:`EvolveSampler`), which is what makes them safe across processes.
     """
 
-    def __init__(self, factory: Callable[[int], "optuna.samplers.BaseSampler"], seed: int) -> None:
+    def __init__(self, factory: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
         self._factory, self._seed = factory, seed
         self._current: tuple[int, Any] | None = None
 
-    def _for(self, trial: Any) -> "optuna.samplers.BaseSampler":
+    def _for(self, trial: Any) -> optuna.samplers.BaseSampler:
         if self._current is None or self._current[0] != trial.number:
             self._current = (trial.number, self._factory(trial_seed(self._seed, trial.number)))
         return self._current[1]
@@ -81,8 +82,15 @@ class EvolveSampler(_BaseSampler):
     yolov5, a key at 0 stays 0 (the mutation is multiplicative) and a key with gain 0 never moves.
     """
 
-    def __init__(self, base: dict[str, float], gains: dict[str, float], seed: int | None = None,
-                 top: int = 5, probability: float = 0.8, sigma: float = 0.2) -> None:
+    def __init__(
+        self,
+        base: dict[str, float],
+        gains: dict[str, float],
+        seed: int | None = None,
+        top: int = 5,
+        probability: float = 0.8,
+        sigma: float = 0.2,
+    ) -> None:
         self._base, self._gains = dict(base), dict(gains)
         self._rng = np.random.default_rng(seed)
         self._top, self._p, self._sigma = top, probability, sigma
@@ -142,8 +150,9 @@ def _clip(value: float, low: float, high: float) -> float:
     return float(min(max(value, low), high))
 
 
-def make_sampler(name: str, seed: int, space: "SearchSpace", base_params: dict[str, float],
-                 trials: int) -> "optuna.samplers.BaseSampler":
+def make_sampler(
+    name: str, seed: int, space: SearchSpace, base_params: dict[str, float], trials: int
+) -> optuna.samplers.BaseSampler:
     """The sampler called ``name`` (one of :data:`SAMPLERS`), seeded per trial from ``seed``."""
     import optuna
 
@@ -153,17 +162,20 @@ def make_sampler(name: str, seed: int, space: "SearchSpace", base_params: dict[s
         def factory(s: int) -> optuna.samplers.BaseSampler:
             with warnings.catch_warnings():  # multivariate/constant_liar are flagged experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.samplers.TPESampler(seed=s, n_startup_trials=startup, multivariate=True,
-                                                  constant_liar=True)
+                return optuna.samplers.TPESampler(
+                    seed=s, n_startup_trials=startup, multivariate=True, constant_liar=True
+                )
     elif name == "random":
+
         def factory(s: int) -> optuna.samplers.BaseSampler:
             return optuna.samplers.RandomSampler(seed=s)
     elif name == "cmaes":
         try:
             import cmaes  # noqa: F401
         except ImportError as e:
-            raise ValueError("--sampler cmaes needs the 'cmaes' package: pip install cmaes "
-                             "(or use --sampler tpe)") from e
+            raise ValueError(
+                "--sampler cmaes needs the 'cmaes' package: pip install cmaes (or use --sampler tpe)"
+            ) from e
 
         def factory(s: int) -> optuna.samplers.BaseSampler:
             with warnings.catch_warnings():
@@ -179,7 +191,7 @@ def make_sampler(name: str, seed: int, space: "SearchSpace", base_params: dict[s
     return PerTrialSeed(factory, seed)
 
 
-def make_pruner(name: str, epochs: int) -> "optuna.pruners.BasePruner":
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     """``median``: stop a trial whose fitness is below the median of earlier trials at the same
     epoch (after a third of the epochs, so slow starters are not cut at once); ``hyperband``;
     ``none``."""

@@ -19,9 +19,10 @@ would put 90% of the trials above 0.01). Everything else is linear, as in yolov5
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from modyolo.engine.hyp import Hyp, HypError
 from modyolo.yaml_io import read_yaml
@@ -107,8 +108,10 @@ class SearchSpace:
 
     def fingerprint(self) -> dict[str, Any]:
         """A plain dict that identifies the space (stored on the study to detect a changed command)."""
-        return {"params": {k: [p.low, p.high, p.log] for k, p in sorted(self.params.items())},
-                "fixed": dict(sorted(self.fixed.items()))}
+        return {
+            "params": {k: [p.low, p.high, p.log] for k, p in sorted(self.params.items())},
+            "fixed": dict(sorted(self.fixed.items())),
+        }
 
 
 def default_space() -> SearchSpace:
@@ -124,8 +127,10 @@ def load_space(path: str | Path | None) -> SearchSpace:
         return space
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"search space file {path} not found; give a YAML path "
-                                f"(example: {Path(__file__).parent.parent / 'cfg' / 'tune' / 'space.yaml'})")
+        raise FileNotFoundError(
+            f"search space file {path} not found; give a YAML path "
+            f"(example: {Path(__file__).parent.parent / 'cfg' / 'tune' / 'space.yaml'})"
+        )
     try:
         raw = read_yaml(path) or {}
     except ValueError as e:
@@ -134,8 +139,9 @@ def load_space(path: str | Path | None) -> SearchSpace:
         raise ValueError(f"{path}: a space file is a mapping with sections {', '.join(_SECTIONS)}")
     for section in raw:
         if section not in _SECTIONS:
-            raise ValueError(f"{path}: unknown section {section!r}{_near(section, _SECTIONS)}; "
-                             f"sections are {', '.join(_SECTIONS)}")
+            raise ValueError(
+                f"{path}: unknown section {section!r}{_near(section, _SECTIONS)}; sections are {', '.join(_SECTIONS)}"
+            )
     return apply_overrides(space, raw, str(path))
 
 
@@ -160,8 +166,10 @@ def apply_overrides(space: SearchSpace, raw: Mapping[str, Any], source: str = "s
     for key in only:
         _check_key(key, hyp_keys, source, "only")
         if key not in params:
-            raise ValueError(f"{source}: 'only' names {key!r}, which is not searched (fixed, excluded or "
-                             f"without bounds); give it bounds under 'params'")
+            raise ValueError(
+                f"{source}: 'only' names {key!r}, which is not searched (fixed, excluded or "
+                f"without bounds); give it bounds under 'params'"
+            )
     if only:
         params = {k: params[k] for k in only}
     try:  # the fixed values must make a valid hyp on their own

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import copy
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,8 +68,9 @@ def _unique(name: str, taken: set[str]) -> str:
     return out
 
 
-def prepare_variants(cfgs: Sequence[str | Path | dict], runs: Sequence[str | Path], names: Sequence[str] | None,
-                     cfg_dir: Path) -> list[Variant]:
+def prepare_variants(
+    cfgs: Sequence[str | Path | dict], runs: Sequence[str | Path], names: Sequence[str] | None, cfg_dir: Path
+) -> list[Variant]:
     """Variants with unique names; each model YAML is loaded now and written to ``cfg_dir/<name>.yaml``.
 
     A YAML that cannot be read becomes a variant carrying the error (reported as a failed build).
@@ -139,9 +141,19 @@ def build_variant(r: VariantResult, variant: Variant, nc: int, imgsz: int) -> st
         return traceback.format_exc()
 
 
-def finish_variant(r: VariantResult, weights: str | Path, data_cfg: Any, imgsz: int, protocol: LatencyProtocol,
-                   save_dir: Path, *, onnx: bool, samples: int, sample_set: SampleSet | None,
-                   describe: bool = False) -> VariantOutcome:
+def finish_variant(
+    r: VariantResult,
+    weights: str | Path,
+    data_cfg: Any,
+    imgsz: int,
+    protocol: LatencyProtocol,
+    save_dir: Path,
+    *,
+    onnx: bool,
+    samples: int,
+    sample_set: SampleSet | None,
+    describe: bool = False,
+) -> VariantOutcome:
     """Load one trained model of the variant for what needs only one: samples, ONNX export, timing.
 
     describe: fill params/GFLOPs from the loaded model (reused runs have no YAML built here).
@@ -202,30 +214,59 @@ def _val_loader(loaders: dict, data_cfg: Any, imgsz: int, batch: int, stride: in
 
     key = (str(data_cfg.source), imgsz, batch, stride)
     if key not in loaders:
-        loaders[key] = create_dataloader(data_cfg.val, imgsz, batch, stride, augment=False, rect=True, pad=0.5,
-                                          workers=workers, shuffle=False, prefix="val: ", names=data_cfg.names,
-                                          nc=data_cfg.nc, persistent=False, progress=False)[0]
+        loaders[key] = create_dataloader(
+            data_cfg.val,
+            imgsz,
+            batch,
+            stride,
+            augment=False,
+            rect=True,
+            pad=0.5,
+            workers=workers,
+            shuffle=False,
+            prefix="val: ",
+            names=data_cfg.names,
+            nc=data_cfg.nc,
+            persistent=False,
+            progress=False,
+        )[0]
     return loaders[key]
 
 
-def validate_weights(weights: str | Path, data_cfg: Any, imgsz: int, batch: int, workers: int, *,
-                     verbose: bool = False, loaders: dict | None = None):
+def validate_weights(
+    weights: str | Path,
+    data_cfg: Any,
+    imgsz: int,
+    batch: int,
+    workers: int,
+    *,
+    verbose: bool = False,
+    loaders: dict | None = None,
+):
     """Validate ``weights`` (EMA, fused) on the val split at conf 0.001, IoU 0.6.
 
     Returns ``(model, ValResult, Records)``: the unfused eval model, the validation result and its
     per-image records with the image paths (what compare's bootstrap resamples).
     """
-    from modyolo.inference.predictor import load_model
     from modyolo.eval.validator import validate
+    from modyolo.inference.predictor import load_model
     from modyolo.tools.compare_stats import Records
 
     model, _, _ = load_model(weights, device="cpu", fuse=False)
-    loader = _val_loader({} if loaders is None else loaders, data_cfg, imgsz, batch,
-                         max(int(model.stride.max()), 32), workers)
+    loader = _val_loader(
+        {} if loaders is None else loaders, data_cfg, imgsz, batch, max(int(model.stride.max()), 32), workers
+    )
     fused = copy.deepcopy(model).fuse()
     paths: list[str] = []
-    res = validate(fused, loader, names=list(data_cfg.names), conf_thres=VAL_CONF, iou_thres=VAL_IOU,
-                   progress=verbose, on_image=lambda path, det, shape: paths.append(str(path)))
+    res = validate(
+        fused,
+        loader,
+        names=list(data_cfg.names),
+        conf_thres=VAL_CONF,
+        iou_thres=VAL_IOU,
+        progress=verbose,
+        on_image=lambda path, det, shape: paths.append(str(path)),
+    )
     return model, res, Records.from_tracker(res.tracker, paths)
 
 
@@ -247,8 +288,15 @@ def _sample_set(data_cfg: Any, n: int) -> SampleSet:
         if not len(rows):
             continue
         h, w = img.shape[:2]
-        xyxy = np.stack([(rows[:, 1] - rows[:, 3] / 2) * w, (rows[:, 2] - rows[:, 4] / 2) * h,
-                         (rows[:, 1] + rows[:, 3] / 2) * w, (rows[:, 2] + rows[:, 4] / 2) * h], 1)
+        xyxy = np.stack(
+            [
+                (rows[:, 1] - rows[:, 3] / 2) * w,
+                (rows[:, 2] - rows[:, 4] / 2) * h,
+                (rows[:, 1] + rows[:, 3] / 2) * w,
+                (rows[:, 2] + rows[:, 4] / 2) * h,
+            ],
+            1,
+        )
         paths.append(img_path)
         labels.append(np.concatenate([rows[:, :1], xyxy], 1))
     return SampleSet(paths, labels)
@@ -262,14 +310,22 @@ def _predict_samples(model: torch.nn.Module, samples: SampleSet, imgsz: int) -> 
     fused = copy.deepcopy(model).fuse()
     out = []
     for path in samples.paths:
-        det, _ = predict_image(fused, cv2.imread(path), imgsz=imgsz, stride=int(model.stride.max()),
-                               device=torch.device("cpu"), conf=DISPLAY_CONF, iou=DISPLAY_IOU)
+        det, _ = predict_image(
+            fused,
+            cv2.imread(path),
+            imgsz=imgsz,
+            stride=int(model.stride.max()),
+            device=torch.device("cpu"),
+            conf=DISPLAY_CONF,
+            iou=DISPLAY_IOU,
+        )
         out.append(det.numpy().astype(np.float32))
     return out
 
 
-def time_variants(results: list[VariantResult], models: dict[str, Any], onnx_files: dict[str, Path],
-                  protocol: LatencyProtocol) -> None:
+def time_variants(
+    results: list[VariantResult], models: dict[str, Any], onnx_files: dict[str, Path], protocol: LatencyProtocol
+) -> None:
     """Fill the latency cells of ``results`` (PyTorch and ONNX Runtime), all variants round-robin.
 
     A variant whose forward fails at the protocol's size gets the error in its cell and is left
@@ -300,5 +356,14 @@ def time_variants(results: list[VariantResult], models: dict[str, Any], onnx_fil
                 by_name[name].latency_onnx_error = f"onnxruntime: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
 
 
-__all__ = ["Variant", "SampleSet", "VariantOutcome", "prepare_variants", "build_variant", "finish_variant",
-           "validate_weights", "time_variants", "read_history"]
+__all__ = [
+    "SampleSet",
+    "Variant",
+    "VariantOutcome",
+    "build_variant",
+    "finish_variant",
+    "prepare_variants",
+    "read_history",
+    "time_variants",
+    "validate_weights",
+]

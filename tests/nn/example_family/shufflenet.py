@@ -45,12 +45,22 @@ class ShuffleStage(nn.Module):
         self.branch1 = nn.Sequential()
         if s > 1:
             self.branch1 = nn.Sequential(
-                nn.Conv2d(c1, c1, 3, s, 1, groups=c1, bias=False), batch_norm(c1),
-                nn.Conv2d(c1, c_, 1, bias=False), batch_norm(c_), nn.ReLU(inplace=True))
+                nn.Conv2d(c1, c1, 3, s, 1, groups=c1, bias=False),
+                batch_norm(c1),
+                nn.Conv2d(c1, c_, 1, bias=False),
+                batch_norm(c_),
+                nn.ReLU(inplace=True),
+            )
         self.branch2 = nn.Sequential(
-            nn.Conv2d(c1 if s > 1 else c_, c_, 1, bias=False), batch_norm(c_), nn.ReLU(inplace=True),
-            nn.Conv2d(c_, c_, 3, s, 1, groups=c_, bias=False), batch_norm(c_),
-            nn.Conv2d(c_, c_, 1, bias=False), batch_norm(c_), nn.ReLU(inplace=True))
+            nn.Conv2d(c1 if s > 1 else c_, c_, 1, bias=False),
+            batch_norm(c_),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_, c_, 3, s, 1, groups=c_, bias=False),
+            batch_norm(c_),
+            nn.Conv2d(c_, c_, 1, bias=False),
+            batch_norm(c_),
+            nn.ReLU(inplace=True),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1:

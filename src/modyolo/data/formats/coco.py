@@ -12,8 +12,8 @@ import json
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -22,8 +22,14 @@ from .yolo import link_or_copy, list_image_files, write_labels
 LOGGER = logging.getLogger("modyolo.data")
 
 
-def coco_to_yolo(json_path: str | Path, images_dir: str | Path, out_dir: str | Path, split: str = "train",
-                 copy_images: bool = True, skip_crowd: bool = True) -> list[str]:
+def coco_to_yolo(
+    json_path: str | Path,
+    images_dir: str | Path,
+    out_dir: str | Path,
+    split: str = "train",
+    copy_images: bool = True,
+    skip_crowd: bool = True,
+) -> list[str]:
     """Convert one COCO annotation file to ``out_dir/{images,labels}/<split>/``; return class names.
 
     Images are hard-linked (or copied) from ``images_dir/<file_name>``; a missing image or an
@@ -68,13 +74,19 @@ def coco_to_yolo(json_path: str | Path, images_dir: str | Path, out_dir: str | P
         if copy_images:
             src = images_dir / rel
             if not src.is_file():
-                LOGGER.warning("%s: image %s not found in %s; its labels are written but the image is missing",
-                               json_path, rel, images_dir)
+                LOGGER.warning(
+                    "%s: image %s not found in %s; its labels are written but the image is missing",
+                    json_path,
+                    rel,
+                    images_dir,
+                )
                 continue
             link_or_copy(src, out_dir / "images" / split / rel)
     if coco["images"] and not n_images:
-        raise ValueError(f"{json_path}: none of its {len(coco['images'])} image entries could be converted "
-                         "(see the warnings above); is this a COCO detection file?")
+        raise ValueError(
+            f"{json_path}: none of its {len(coco['images'])} image entries could be converted "
+            "(see the warnings above); is this a COCO detection file?"
+        )
     LOGGER.info("%s: %d images converted to %s (%d annotations skipped)", json_path, n_images, out_dir, n_skipped)
     return names
 
@@ -82,14 +94,17 @@ def coco_to_yolo(json_path: str | Path, images_dir: str | Path, out_dir: str | P
 def _categories(coco: object, json_path: Path) -> tuple[list[str], dict]:
     """(class names, category id -> class index); ValueError naming the file for a wrong shape."""
     if not isinstance(coco, dict):
-        raise ValueError(f"{json_path}: expected a JSON object with images/annotations/categories, got "
-                         f"{type(coco).__name__}; is this a COCO detection file?")
+        raise ValueError(
+            f"{json_path}: expected a JSON object with images/annotations/categories, got "
+            f"{type(coco).__name__}; is this a COCO detection file?"
+        )
     for key in ("images", "annotations", "categories"):
         if key not in coco:
             raise ValueError(f"{json_path}: key '{key}' missing; is this a COCO detection file?")
         if not isinstance(coco[key], list):
-            raise ValueError(f"{json_path}: '{key}' must be a list, got {type(coco[key]).__name__}; "
-                             "is this a COCO detection file?")
+            raise ValueError(
+                f"{json_path}: '{key}' must be a list, got {type(coco[key]).__name__}; is this a COCO detection file?"
+            )
     for c in coco["categories"]:
         if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "name" not in c:
             raise ValueError(f"{json_path}: category {c!r} needs an integer 'id' and a 'name'")
@@ -103,8 +118,10 @@ def _categories(coco: object, json_path: Path) -> tuple[list[str], dict]:
 def _bad_annotation(a: dict, w: float, h: float, cat_to_cls: dict) -> str:
     """Why one annotation cannot be converted ('' when it can)."""
     if a.get("category_id") not in cat_to_cls:
-        return (f"category_id {a.get('category_id')!r} is not in 'categories' "
-                f"(ids {', '.join(map(str, sorted(cat_to_cls)))})")
+        return (
+            f"category_id {a.get('category_id')!r} is not in 'categories' "
+            f"(ids {', '.join(map(str, sorted(cat_to_cls)))})"
+        )
     try:
         x, y, bw, bh = (float(v) for v in a["bbox"])
     except (KeyError, TypeError, ValueError):
@@ -115,8 +132,9 @@ def _bad_annotation(a: dict, w: float, h: float, cat_to_cls: dict) -> str:
     return ""
 
 
-def yolo_to_coco(data_config_or_dir, split: str = "val", names: Sequence[str] | None = None,
-                 progress: bool = False) -> dict:
+def yolo_to_coco(
+    data_config_or_dir, split: str = "val", names: Sequence[str] | None = None, progress: bool = False
+) -> dict:
     """COCO ground truth for a YOLO dataset split, for pycocotools' ``COCO()``.
 
     ``data_config_or_dir``: a DataConfig, a data YAML path or ``"shapes"``, or a folder of
@@ -153,17 +171,26 @@ def yolo_to_coco(data_config_or_dir, split: str = "val", names: Sequence[str] | 
         images.append({"id": k, "file_name": rel, "width": int(w), "height": int(h), "path": str(p)})
         for c, cx, cy, bw, bh in rec.labels.astype(np.float64):
             bw_px, bh_px = bw * w, bh * h
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": k, "category_id": int(c),
-                "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw_px, bh_px],
-                "area": bw_px * bh_px, "iscrowd": 0,
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": k,
+                    "category_id": int(c),
+                    "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw_px, bh_px],
+                    "area": bw_px * bh_px,
+                    "iscrowd": 0,
+                }
+            )
             seen_cls.add(int(c))
     if names is None:
         names = [f"class{i}" for i in range(max(seen_cls) + 1 if seen_cls else 0)]
     categories = [{"id": i, "name": str(n)} for i, n in enumerate(names)]
-    return {"info": {"description": f"modyolo export of {root} ({split})"}, "images": images,
-            "annotations": annotations, "categories": categories}
+    return {
+        "info": {"description": f"modyolo export of {root} ({split})"},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
 
 
 def coco_image_id_list(paths: Sequence[str | Path]) -> list[int | str]:
@@ -173,8 +200,7 @@ def coco_image_id_list(paths: Sequence[str | Path]) -> list[int | str]:
     ids: list[int | str] = [int(Path(p).stem) if Path(p).stem.isdigit() else Path(p).stem for p in paths]
     if len(set(ids)) == len(ids) and len({type(i) for i in ids}) <= 1:
         return ids
-    LOGGER.info("COCO image ids: file stems repeat or mix numbers and names; numbering the %d images 1..N",
-                len(ids))
+    LOGGER.info("COCO image ids: file stems repeat or mix numbers and names; numbering the %d images 1..N", len(ids))
     return list(range(1, len(ids) + 1))
 
 

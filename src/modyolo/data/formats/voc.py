@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -64,14 +64,22 @@ def _splits(voc: Path, split: str | None = None) -> dict[str, list[str]]:
                 out[split] = [ln.split()[0] for ln in (sets / f).read_text().splitlines() if ln.strip()]
                 break
     if not out:
-        raise ValueError(f"{sets} has no train.txt / trainval.txt / val.txt / test.txt, so the split of each image is "
-                         "unknown; say where every image goes with --split (e.g. --split train, then convert a "
-                         "separate validation folder with --split val), or add those lists")
+        raise ValueError(
+            f"{sets} has no train.txt / trainval.txt / val.txt / test.txt, so the split of each image is "
+            "unknown; say where every image goes with --split (e.g. --split train, then convert a "
+            "separate validation folder with --split val), or add those lists"
+        )
     return out
 
 
-def voc_to_yolo(voc_dir: str | Path, out_dir: str | Path, names: Sequence[str] | None = None,
-                keep_difficult: bool = False, copy_images: bool = True, split: str | None = None) -> list[str]:
+def voc_to_yolo(
+    voc_dir: str | Path,
+    out_dir: str | Path,
+    names: Sequence[str] | None = None,
+    keep_difficult: bool = False,
+    copy_images: bool = True,
+    split: str | None = None,
+) -> list[str]:
     """Convert a VOC folder to ``out_dir/{images,labels}/<split>/``; return the class names.
 
     ``names``: the class list (index = YOLO class id); default: every name in the XML files,
@@ -96,13 +104,16 @@ def voc_to_yolo(voc_dir: str | Path, out_dir: str | Path, names: Sequence[str] |
     for split_name, ids in splits.items():
         for stem in ids:
             if stem not in parsed:
-                LOGGER.warning("%s: no readable annotation for '%s' listed in split %s; skipped", ann_dir, stem,
-                               split_name)
+                LOGGER.warning(
+                    "%s: no readable annotation for '%s' listed in split %s; skipped", ann_dir, stem, split_name
+                )
                 continue
             filename, (w, h), objs = parsed[stem]
             img = _find_image(voc, filename, stem)
             if img is None:
-                LOGGER.warning("%s: image %s not found in %s; skipped", ann_dir / f"{stem}.xml", filename, voc / "JPEGImages")
+                LOGGER.warning(
+                    "%s: image %s not found in %s; skipped", ann_dir / f"{stem}.xml", filename, voc / "JPEGImages"
+                )
                 continue
             if w <= 0 or h <= 0:  # some exports omit <size>: read it from the image
                 from PIL import Image
@@ -114,7 +125,9 @@ def voc_to_yolo(voc_dir: str | Path, out_dir: str | Path, names: Sequence[str] |
                 if difficult and not keep_difficult:
                     continue
                 if name not in cls_of:
-                    LOGGER.warning("%s: class '%s' is not in the class list; object skipped", ann_dir / f"{stem}.xml", name)
+                    LOGGER.warning(
+                        "%s: class '%s' is not in the class list; object skipped", ann_dir / f"{stem}.xml", name
+                    )
                     continue
                 x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
                 if x2 <= x1 or y2 <= y1:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -145,8 +145,9 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
         shutil.copy2(src, dst)
 
 
-def write_data_yaml(root: str | Path, names: Sequence[str], filename: str = "data.yaml",
-                    reuse_missing: bool = False) -> Path:
+def write_data_yaml(
+    root: str | Path, names: Sequence[str], filename: str = "data.yaml", reuse_missing: bool = False
+) -> Path:
     """Write a data YAML for ``root/images/<split>`` folders that exist (train, val, test).
 
     A missing train or val split is *not* guessed (validating on the training images would look
@@ -166,9 +167,17 @@ def write_data_yaml(root: str | Path, names: Sequence[str], filename: str = "dat
             if reuse_missing:
                 cfg[missing] = cfg[have]
             else:
-                LOGGER.warning("%s: no '%s' split (only %s); %s has no '%s' key until you convert that split into the "
-                               "same folder (e.g. --split %s) or add '%s: <folder>' yourself",
-                               root, missing, have, root / filename, missing, missing, missing)
+                LOGGER.warning(
+                    "%s: no '%s' split (only %s); %s has no '%s' key until you convert that split into the "
+                    "same folder (e.g. --split %s) or add '%s: <folder>' yourself",
+                    root,
+                    missing,
+                    have,
+                    root / filename,
+                    missing,
+                    missing,
+                    missing,
+                )
     cfg["nc"] = len(names)
     cfg["names"] = dict(enumerate(names))
     out = root / filename

@@ -32,15 +32,18 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.key_dim = int(self.head_dim * attn_ratio)
-        self.scale = self.key_dim ** -0.5
+        self.scale = self.key_dim**-0.5
         self.qkv = Conv(dim, dim + 2 * self.key_dim * num_heads, 1, act=False)
         self.proj = Conv(dim, dim, 1, act=False)
         self.pe = Conv(dim, dim, 3, 1, g=dim, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv(x).view(b, self.num_heads, 2 * self.key_dim + self.head_dim, h * w).split(
-            [self.key_dim, self.key_dim, self.head_dim], dim=2)
+        q, k, v = (
+            self.qkv(x)
+            .view(b, self.num_heads, 2 * self.key_dim + self.head_dim, h * w)
+            .split([self.key_dim, self.key_dim, self.head_dim], dim=2)
+        )
         attn = ((q * self.scale).transpose(-2, -1) @ k).softmax(dim=-1)  # [B, heads, HW, HW]
         y = (v @ attn.transpose(-2, -1)).view(b, c, h, w) + self.pe(v.reshape(b, c, h, w))
         return self.proj(y)
@@ -50,8 +53,9 @@ class Attention(nn.Module):
         c1 = row.c1
         heads = row.args[0] if row.args else 8
         if not isinstance(heads, int) or heads < 1 or c1 % heads or int(c1 // heads * 0.5) < 1:
-            raise row.error(f"{c1} input channels do not split into {heads!r} heads of width >= 2; "
-                            "use fewer heads (first arg)")
+            raise row.error(
+                f"{c1} input channels do not split into {heads!r} heads of width >= 2; use fewer heads (first arg)"
+            )
         return row.repeat(lambda: row.construct(cls, c1, *row.args)), c1
 
 
@@ -73,8 +77,10 @@ class _SameChannels(YamlBlock):
     @classmethod
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:
         if row.args and row.width(row.args[0]) != row.c1:
-            raise row.error(f"keeps channels, but its input has {row.c1} and its first arg asks for "
-                            f"{row.width(row.args[0])} (after width_multiple); put a Conv before it or match them")
+            raise row.error(
+                f"keeps channels, but its input has {row.c1} and its first arg asks for "
+                f"{row.width(row.args[0])} (after width_multiple); put a Conv before it or match them"
+            )
         return super().from_row(row)
 
 

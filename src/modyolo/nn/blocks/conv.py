@@ -34,8 +34,19 @@ class ConvBNAct(nn.Module):
     decides them, and the eps is part of the computation (see :mod:`modyolo.nn.blocks.resnet`).
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1, d: int = 1,
-                 act: nn.Module | None = None, eps: float = TORCH_BN_EPS, momentum: float = TORCH_BN_MOMENTUM) -> None:
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        k: int = 1,
+        s: int = 1,
+        p: int | None = None,
+        g: int = 1,
+        d: int = 1,
+        act: nn.Module | None = None,
+        eps: float = TORCH_BN_EPS,
+        momentum: float = TORCH_BN_MOMENTUM,
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p, d), groups=g, dilation=d, bias=False)
         self.bn = nn.BatchNorm2d(c2, eps=eps, momentum=momentum)

@@ -33,8 +33,7 @@ class KBottleneck(nn.Module):
     yolov5's Bottleneck is this with ``k=(1, 3)``; ultralytics' default is ``(3, 3)``.
     """
 
-    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, k: tuple = (3, 3),
-                 e: float = 0.5) -> None:
+    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, k: tuple = (3, 3), e: float = 0.5) -> None:
         super().__init__()
         c_ = int(c2 * e)
         self.cv1 = Conv(c1, c_, k[0], 1)
@@ -77,8 +76,9 @@ class C3k(C3):
     yaml_example: ClassVar[dict] = {"rows": [[-1, 2, "C3k", [64, True, 1, 0.5, 3]]], "stride": 1}
     absorbs_repeats = True
 
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5,
-                 k: int = 3) -> None:
+    def __init__(
+        self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5, k: int = 3
+    ) -> None:
         super().__init__(c1, c2, n, shortcut, g, e)
         c_ = int(c2 * e)
         self.m = nn.Sequential(*(KBottleneck(c_, c_, shortcut, g, k=(k, k), e=1.0) for _ in range(n)))
@@ -95,14 +95,25 @@ class C3k2(C2f):
     yaml_example: ClassVar[dict] = {"rows": [[-1, 2, "C3k2", [64, False, 0.25]]], "stride": 1}
     ultralytics_dw_head = True  # ultralytics gives models with this block the depth-wise class branch
 
-    def __init__(self, c1: int, c2: int, n: int = 1, c3k: bool = False, e: float = 0.5, attn: bool = False,
-                 g: int = 1, shortcut: bool = True) -> None:
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        n: int = 1,
+        c3k: bool = False,
+        e: float = 0.5,
+        attn: bool = False,
+        g: int = 1,
+        shortcut: bool = True,
+    ) -> None:
         super().__init__(c1, c2, n, shortcut, g, e)
 
         def inner() -> nn.Module:
             if attn:
-                return nn.Sequential(KBottleneck(self.c, self.c, shortcut, g),
-                                     PSABlock(self.c, attn_ratio=0.5, num_heads=max(self.c // 64, 1)))
+                return nn.Sequential(
+                    KBottleneck(self.c, self.c, shortcut, g),
+                    PSABlock(self.c, attn_ratio=0.5, num_heads=max(self.c // 64, 1)),
+                )
             if c3k:
                 return C3k(self.c, self.c, 2, shortcut, g)
             return KBottleneck(self.c, self.c, shortcut, g)

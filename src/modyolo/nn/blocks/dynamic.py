@@ -70,8 +70,19 @@ class DynamicConv2d(YamlBlock, nn.Module):
 
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Dynamic_conv2d", [64, 1, 1]]], "stride": 1}
 
-    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1,
-                 d: int = 1, bias: bool = True, K: int = 4, reduction: float = 0.25) -> None:
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        k: int = 1,
+        s: int = 1,
+        p: int | None = None,
+        g: int = 1,
+        d: int = 1,
+        bias: bool = True,
+        K: int = 4,
+        reduction: float = 0.25,
+    ) -> None:
         super().__init__()
         if c1 % g or c2 % g:
             raise ValueError(f"channels {c1} -> {c2} must be divisible by groups {g}")
@@ -101,13 +112,16 @@ class DynamicConv2d(YamlBlock, nn.Module):
         attn = self.attention(x, self.temperature)  # [B, K]
         weight = torch.mm(attn, self.weight.flatten(1)).view(b * self.c2, self.c1 // self.g, self.k, self.k)
         bias = torch.mm(attn, self.bias).flatten() if self.bias is not None else None
-        y = F.conv2d(x.reshape(1, b * self.c1, h, w), weight, bias, self.stride, self.padding,
-                     self.dilation, self.g * b)
+        y = F.conv2d(
+            x.reshape(1, b * self.c1, h, w), weight, bias, self.stride, self.padding, self.dilation, self.g * b
+        )
         return y.view(b, self.c2, y.shape[-2], y.shape[-1])
 
     def extra_repr(self) -> str:
-        return (f"{self.c1}, {self.c2}, kernel_size={self.k}, stride={self.stride}, K={self.K}, "
-                f"groups={self.g}, bias={self.bias is not None}")
+        return (
+            f"{self.c1}, {self.c2}, kernel_size={self.k}, stride={self.stride}, K={self.K}, "
+            f"groups={self.g}, bias={self.bias is not None}"
+        )
 
 
 @BLOCKS.register()
@@ -116,8 +130,18 @@ class DynamicConv(YamlBlock, nn.Module):
 
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "DynamicConv", [64, 3, 2]]], "stride": 2}
 
-    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1,
-                 d: int = 1, act: bool | nn.Module = True, K: int = 4) -> None:
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        k: int = 1,
+        s: int = 1,
+        p: int | None = None,
+        g: int = 1,
+        d: int = 1,
+        act: bool | nn.Module = True,
+        K: int = 4,
+    ) -> None:
         super().__init__()
         self.conv = DynamicConv2d(c1, c2, k, s, p, g, d, bias=False, K=K)
         self.bn = batch_norm(c2)

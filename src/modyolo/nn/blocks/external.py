@@ -47,9 +47,11 @@ LOGGER = logging.getLogger("modyolo.nn.blocks.external")
 PROBE = 256  # dry-run size for torchvision strides: divisible by 32, small enough to be quick
 DEFAULT_OUT = [2, 3, 4]
 DETECTION_STRIDES = [8, 16, 32]
-USE_INSTEAD = ("use a CNN with stages (TorchVision resnet50, convnext_tiny, efficientnet_b0, regnet_y_800mf, "
-               "mobilenet_v3_large), the hierarchical transformer swin_t, or a Timm row of a model with "
-               "features_only support")
+USE_INSTEAD = (
+    "use a CNN with stages (TorchVision resnet50, convnext_tiny, efficientnet_b0, regnet_y_800mf, "
+    "mobilenet_v3_large), the hierarchical transformer swin_t, or a Timm row of a model with "
+    "features_only support"
+)
 # Children that hold stages rather than being one (expanded one level) and the classifier part
 # (where the trunk ends) of torchvision classifiers; auxiliary classifiers are skipped.
 _CONTAINERS = {"features", "trunk_output", "layers"}
@@ -59,11 +61,10 @@ _AUX_NAMES = {"aux1", "aux2", "AuxLogits"}
 # torchvision families (the module that defines the builder) that cannot be a detection trunk
 _REFUSED = {
     "vision_transformer": "is a plain vision transformer: one map of patch tokens at stride 16, no feature "
-                          "pyramid at strides 8/16/32",
+    "pyramid at strides 8/16/32",
     "maxvit": "has attention windows fixed to its 224-px training size (every stage must divide by 7), so it "
-              "cannot take detection image sizes",
-    "inception": "uses unpadded convolutions: its feature maps are not input/8, /16, /32 and vanish on small "
-                 "images",
+    "cannot take detection image sizes",
+    "inception": "uses unpadded convolutions: its feature maps are not input/8, /16, /32 and vanish on small images",
 }
 
 
@@ -74,10 +75,15 @@ class UnsupportedBackbone(ModelConfigError):
 def _check_indices(row: Row, out_indices: Any) -> list[int]:
     if isinstance(out_indices, int) and not isinstance(out_indices, bool):
         out_indices = [out_indices]
-    if not isinstance(out_indices, list) or not out_indices or not all(
-            isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 6 for i in out_indices):
-        raise row.error(f"out_indices must be a list of stage indices 0..6 (i -> stride 2**(i+1)), "
-                        f"e.g. [2, 3, 4]; got {out_indices!r}")
+    if (
+        not isinstance(out_indices, list)
+        or not out_indices
+        or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 6 for i in out_indices)
+    ):
+        raise row.error(
+            f"out_indices must be a list of stage indices 0..6 (i -> stride 2**(i+1)), "
+            f"e.g. [2, 3, 4]; got {out_indices!r}"
+        )
     return out_indices
 
 
@@ -119,18 +125,25 @@ def pick_stages(name: str, strides: list[float], out_indices: list[int]) -> list
     ``out_indices`` ask for: for index ``i`` the last position at stride ``2**(i+1)``."""
     have = sorted(set(strides))
     if len(have) == 1 and len(strides) > 1:
-        raise UnsupportedBackbone(f"{name} has no feature pyramid: all its feature maps are at stride "
-                                  f"{have[0]:g}; a detector needs maps at strides 8/16/32: {USE_INSTEAD}")
+        raise UnsupportedBackbone(
+            f"{name} has no feature pyramid: all its feature maps are at stride "
+            f"{have[0]:g}; a detector needs maps at strides 8/16/32: {USE_INSTEAD}"
+        )
     picked = []
     for i in out_indices:
         s = 2 ** (i + 1)
         hits = [j for j, st in enumerate(strides) if st == s]
         if not hits:
             usable = [f"{_index_of(v)} (stride {v:g})" for v in have if _index_of(v) != "-"]
-            where = (f"its maps are at out indices {', '.join(usable)}" if usable else
-                     f"none of its maps is at a power-of-two stride ({', '.join(f'{v:.3g}' for v in have)})")
-            raise UnsupportedBackbone(f"{name} has no feature map at stride {s} (out index {i}); {where}"
-                                      + ("" if {8, 16, 32} <= set(have) else f"; for strides 8/16/32 {USE_INSTEAD}"))
+            where = (
+                f"its maps are at out indices {', '.join(usable)}"
+                if usable
+                else f"none of its maps is at a power-of-two stride ({', '.join(f'{v:.3g}' for v in have)})"
+            )
+            raise UnsupportedBackbone(
+                f"{name} has no feature map at stride {s} (out index {i}); {where}"
+                + ("" if {8, 16, 32} <= set(have) else f"; for strides 8/16/32 {USE_INSTEAD}")
+            )
         picked.append(hits[-1])  # the last module at that stride = the end of the stage
     return picked
 
@@ -138,10 +151,14 @@ def pick_stages(name: str, strides: list[float], out_indices: list[int]) -> list
 def _warn_strides(row: Row, module: nn.Module) -> None:
     strides = [int(s) for s in module.strides]
     if strides != DETECTION_STRIDES:
-        LOGGER.warning("%s: out_indices %s give feature maps at strides %s, not 8/16/32; a P3-P5 head "
-                       "(anchors P3/8-P5/32) needs out_indices [2, 3, 4] (index i = stride 2**(i+1) for "
-                       "TorchVision and Timm rows alike, not timm's feature_info position)",
-                       row.where(), module.out_indices, "/".join(map(str, strides)))
+        LOGGER.warning(
+            "%s: out_indices %s give feature maps at strides %s, not 8/16/32; a P3-P5 head "
+            "(anchors P3/8-P5/32) needs out_indices [2, 3, 4] (index i = stride 2**(i+1) for "
+            "TorchVision and Timm rows alike, not timm's feature_info position)",
+            row.where(),
+            module.out_indices,
+            "/".join(map(str, strides)),
+        )
 
 
 def _nchw(x: torch.Tensor) -> torch.Tensor:
@@ -151,10 +168,10 @@ def _nchw(x: torch.Tensor) -> torch.Tensor:
 
 @BLOCKS.register()
 class TorchVision(nn.Module):
-    """Any ``torchvision.models`` classifier's trunk. ``Tensor[B, c1, H, W]`` -> ``list[Tensor[B, C_i, H/s_i, W/s_i]]``."""
+    """Any ``torchvision.models`` classifier's trunk.
+    ``Tensor[B, c1, H, W]`` -> ``list[Tensor[B, C_i, H/s_i, W/s_i]]``."""
 
-    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "TorchVision", ["resnet18", [2, 3, 4]]]],
-                                    "stride": [8, 16, 32]}
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "TorchVision", ["resnet18", [2, 3, 4]]]], "stride": [8, 16, 32]}
 
     def __init__(self, c1: int, name: str, out_indices: list[int] | None = None) -> None:
         import torchvision
@@ -168,15 +185,16 @@ class TorchVision(nn.Module):
         if self.nhwc:  # the stages only: the final norm/permute belong to the classifier
             paths = [p for p in paths if p.startswith("features.")]
         if not paths:
-            raise UnsupportedBackbone(f"torchvision model {name!r} has no sequential trunk modyolo can split "
-                                      f"into stages; {USE_INSTEAD}")
+            raise UnsupportedBackbone(
+                f"torchvision model {name!r} has no sequential trunk modyolo can split into stages; {USE_INSTEAD}"
+            )
         # names of the full classifier's tensors, before pruning: what a file of this network may hold
         self._architecture = [k for k in self.net.state_dict() if not k.endswith("num_batches_tracked")]
         if c1 != 3:
             _adapt_first_conv(self.net, c1)
         strides, channels = _probe(self.net, paths, c1, self.nhwc, name)
         self.keep: list[int] = pick_stages(name, strides, self.out_indices)
-        self.paths = paths[:max(self.keep) + 1]
+        self.paths = paths[: max(self.keep) + 1]
         self.channels = [channels[j] for j in self.keep]
         self.strides = [strides[j] for j in self.keep]
         _prune(self.net, set(self.paths))
@@ -215,8 +233,9 @@ class TorchVision(nn.Module):
         known = torchvision.models.list_models(module=torchvision.models)
         if name not in known:
             near = difflib.get_close_matches(str(name), known, n=3)
-            raise row.error(f"unknown torchvision classifier {name!r}"
-                            + (f"; did you mean {', '.join(near)}?" if near else ""))
+            raise row.error(
+                f"unknown torchvision classifier {name!r}" + (f"; did you mean {', '.join(near)}?" if near else "")
+            )
         family = torchvision.models.get_model_builder(name).__module__.rsplit(".", 1)[-1]
         if family in _REFUSED:
             raise row.error(f"torchvision {name} {_REFUSED[family]}; {USE_INSTEAD}")
@@ -239,8 +258,7 @@ class Timm(nn.Module):
     the meta device, which allocates nothing).
     """
 
-    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Timm", ["resnet18", [2, 3, 4]]]],
-                                    "stride": [8, 16, 32]}
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Timm", ["resnet18", [2, 3, 4]]]], "stride": [8, 16, 32]}
 
     def __init__(self, c1: int, name: str, out_indices: list[int] | None = None) -> None:
         super().__init__()
@@ -269,8 +287,7 @@ class Timm(nn.Module):
         try:
             import timm
         except ImportError as e:
-            raise row.error("needs the optional package timm: pip install timm "
-                            "(or use a TorchVision row)") from e
+            raise row.error("needs the optional package timm: pip install timm (or use a TorchVision row)") from e
         name, out, weights = _split_args(row)
         if not isinstance(name, str) or not timm.is_model(name):
             near = difflib.get_close_matches(str(name), timm.list_models(), n=3)
@@ -299,16 +316,17 @@ def _timm_model(name: str, meta: bool = False, **kwargs: Any) -> nn.Module:
         if meta:  # some models cannot initialise on the meta device: build them for real
             return _timm_model(name, meta=False, **kwargs)
         what = "with features_only=True" if kwargs.get("features_only") else ""
-        raise UnsupportedBackbone(f"timm cannot build {name} {what} ({type(e).__name__}: {e}); "
-                                  f"{USE_INSTEAD}") from e
+        raise UnsupportedBackbone(f"timm cannot build {name} {what} ({type(e).__name__}: {e}); {USE_INSTEAD}") from e
 
 
 @BLOCKS.register()
 class Index(nn.Module):
     """Pick feature map ``i`` of a layer that returns a list. Row: ``[from, 1, Index, [i]]``."""
 
-    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "TorchVision", ["resnet18", [2, 3, 4]]],
-                                             [-1, 1, "Index", [1]]], "stride": 16}
+    yaml_example: ClassVar[dict] = {
+        "rows": [[-1, 1, "TorchVision", ["resnet18", [2, 3, 4]]], [-1, 1, "Index", [1]]],
+        "stride": 16,
+    }
 
     def __init__(self, index: int) -> None:
         super().__init__()
@@ -320,8 +338,10 @@ class Index(nn.Module):
     @classmethod
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:
         if len(row.ch_in) != 1 or not isinstance(row.ch_in[0], list):
-            raise row.error(f"'from' must name one layer that returns several feature maps "
-                            f"(a TorchVision or Timm row); layer {row.from_} returns one")
+            raise row.error(
+                f"'from' must name one layer that returns several feature maps "
+                f"(a TorchVision or Timm row); layer {row.from_} returns one"
+            )
         if len(row.args) != 1 or not isinstance(row.args[0], int) or isinstance(row.args[0], bool):
             raise row.error(f"args must be [i], the position of the map to pick; got {row.args}")
         maps, i = row.ch_in[0], row.args[0]
@@ -353,8 +373,7 @@ def _trunk_paths(net: nn.Module) -> list[str]:
 def _adapt_first_conv(net: nn.Module, c1: int) -> None:
     for path, m in net.named_modules():
         if isinstance(m, nn.Conv2d):
-            new = nn.Conv2d(c1, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-                            bias=m.bias is not None)
+            new = nn.Conv2d(c1, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, bias=m.bias is not None)
             net.set_submodule(path, new)
             return
 
@@ -371,12 +390,16 @@ def _probe(net: nn.Module, paths: list[str], c1: int, nhwc: bool, name: str) -> 
             try:
                 x = net.get_submodule(path)(x)
             except Exception as e:  # a trunk that is not a chain of modules (e.g. token reshapes in forward)
-                raise UnsupportedBackbone(f"torchvision {name}: running its trunk module by module fails at "
-                                          f"{path!r} ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                                          f"{USE_INSTEAD}") from e
+                raise UnsupportedBackbone(
+                    f"torchvision {name}: running its trunk module by module fails at "
+                    f"{path!r} ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                    f"{USE_INSTEAD}"
+                ) from e
             if x.dim() != 4:
-                raise UnsupportedBackbone(f"torchvision {name}: module {path!r} returns shape {tuple(x.shape)}, "
-                                          f"not a feature map [B, C, H, W]; {USE_INSTEAD}")
+                raise UnsupportedBackbone(
+                    f"torchvision {name}: module {path!r} returns shape {tuple(x.shape)}, "
+                    f"not a feature map [B, C, H, W]; {USE_INSTEAD}"
+                )
             y = _nchw(x) if nhwc else x
             strides.append(PROBE / y.shape[-1])
             channels.append(int(y.shape[1]))

@@ -48,8 +48,9 @@ class GhostBottleneck(YamlBlock, nn.Module):
             DWConv(c_, c_, k, s, act=False) if s == 2 else nn.Identity(),
             GhostConv(c_, c2, 1, 1, act=False),
         )
-        self.shortcut = (nn.Sequential(DWConv(c1, c1, k, s, act=False), Conv(c1, c2, 1, 1, act=False))
-                         if s == 2 else nn.Identity())
+        self.shortcut = (
+            nn.Sequential(DWConv(c1, c1, k, s, act=False), Conv(c1, c2, 1, 1, act=False)) if s == 2 else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x) + self.shortcut(x)

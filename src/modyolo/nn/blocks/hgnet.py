@@ -95,8 +95,17 @@ class HGBlock(nn.Module):
 
     yaml_example: ClassVar[dict] = {"rows": [[-1, 3, "HGBlock", [48, 128, 3, True, False, True]]], "stride": 1}
 
-    def __init__(self, c1: int, cm: int, c2: int, k: int = 3, n: int = 6, light: bool = False,
-                 shortcut: bool = False, ese: bool = False) -> None:
+    def __init__(
+        self,
+        c1: int,
+        cm: int,
+        c2: int,
+        k: int = 3,
+        n: int = 6,
+        light: bool = False,
+        shortcut: bool = False,
+        ese: bool = False,
+    ) -> None:
         super().__init__()
         make = (lambda a, b: LightConv(a, b, k)) if light else (lambda a, b: Conv(a, b, k, act=_relu()))
         self.m = nn.ModuleList(make(c1 if i == 0 else cm, cm) for i in range(n))
@@ -115,8 +124,9 @@ class HGBlock(nn.Module):
     @classmethod
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:
         if not 2 <= len(row.args) <= 6:
-            raise row.error("args must be [cm, c2, k=3, light=False, shortcut=False, ese=False], "
-                            f"e.g. [48, 128, 3]; got {row.args}")
+            raise row.error(
+                f"args must be [cm, c2, k=3, light=False, shortcut=False, ese=False], e.g. [48, 128, 3]; got {row.args}"
+            )
         cm, c2 = row.width(row.args[0]), row.width(row.args[1])
         k, *flags = row.args[2:] or [3]
         return row.construct(cls, row.c1, cm, c2, k, row.number, *flags), c2

@@ -17,12 +17,14 @@ from modyolo.nn.row import Channels, Row, YamlBlock
 
 @BLOCKS.register()
 class CrossConv(YamlBlock, nn.Module):
-    """A k x k conv factored into 1 x k then k x 1 (cheaper). Row args: ``[c2, k=3, s=1, g=1, e=1.0, shortcut=False]``."""
+    """A k x k conv factored into 1 x k then k x 1 (cheaper).
+    Row args: ``[c2, k=3, s=1, g=1, e=1.0, shortcut=False]``."""
 
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "CrossConv", [64, 3, 2]]], "stride": 2}
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, g: int = 1, e: float = 1.0,
-                 shortcut: bool = False) -> None:
+    def __init__(
+        self, c1: int, c2: int, k: int = 3, s: int = 1, g: int = 1, e: float = 1.0, shortcut: bool = False
+    ) -> None:
         super().__init__()
         c_ = int(c2 * e)
         self.cv1 = Conv(c1, c_, (1, k), (1, s))
@@ -56,8 +58,16 @@ class C3SPP(C3):
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "C3SPP", [64, [5, 9, 13]]]], "stride": 1}
     absorbs_repeats = False
 
-    def __init__(self, c1: int, c2: int, k: tuple[int, ...] | list[int] = (5, 9, 13), n: int = 1,
-                 shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        k: tuple[int, ...] | list[int] = (5, 9, 13),
+        n: int = 1,
+        shortcut: bool = True,
+        g: int = 1,
+        e: float = 0.5,
+    ) -> None:
         super().__init__(c1, c2, 0, shortcut, g, e)
         c_ = int(c2 * e)
         self.m = SPP(c_, c_, k)
@@ -68,8 +78,10 @@ class ZeroPad2d(nn.ZeroPad2d):
     """``[padding]`` as in ``nn.ZeroPad2d``: an int or ``[left, right, top, bottom]`` (yolov3-tiny)."""
 
     # an unpadded 3x3 conv shrinks the map by 2, the padding restores it
-    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Conv", [32, 3, 1, 0]], [-1, 1, "nn.ZeroPad2d", [[1, 1, 1, 1]]]],
-                                    "stride": 1}
+    yaml_example: ClassVar[dict] = {
+        "rows": [[-1, 1, "Conv", [32, 3, 1, 0]], [-1, 1, "nn.ZeroPad2d", [[1, 1, 1, 1]]]],
+        "stride": 1,
+    }
 
     @classmethod
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:

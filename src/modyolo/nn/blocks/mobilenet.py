@@ -38,8 +38,17 @@ class ConvBNReLU(YamlBlock, ConvBNAct):
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "ConvBNReLU", [32, 3, 2]]], "stride": 2}
 
     def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, g: int = 1, act: bool = True) -> None:
-        super().__init__(c1, c2, k, s, (k - 1) // 2, g, act=nn.ReLU6(inplace=True) if act else None,
-                         eps=TORCHVISION_BN_EPS, momentum=TORCHVISION_BN_MOMENTUM)
+        super().__init__(
+            c1,
+            c2,
+            k,
+            s,
+            (k - 1) // 2,
+            g,
+            act=nn.ReLU6(inplace=True) if act else None,
+            eps=TORCHVISION_BN_EPS,
+            momentum=TORCHVISION_BN_MOMENTUM,
+        )
 
 
 @BLOCKS.register()

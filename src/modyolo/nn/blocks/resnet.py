@@ -55,9 +55,13 @@ def fold(conv: nn.Conv2d, bn: nn.Module) -> tuple[nn.Conv2d, nn.Module]:
 
 
 def _resnet_signature(kind: str, depths: list[int]) -> str:
-    names = {("BasicBlock", (2, 2, 2, 2)): "resnet18", ("BasicBlock", (3, 4, 6, 3)): "resnet34",
-             ("ResNetBottleneck", (3, 4, 6, 3)): "resnet50", ("ResNetBottleneck", (3, 4, 23, 3)): "resnet101",
-             ("ResNetBottleneck", (3, 8, 36, 3)): "resnet152"}
+    names = {
+        ("BasicBlock", (2, 2, 2, 2)): "resnet18",
+        ("BasicBlock", (3, 4, 6, 3)): "resnet34",
+        ("ResNetBottleneck", (3, 4, 6, 3)): "resnet50",
+        ("ResNetBottleneck", (3, 4, 23, 3)): "resnet101",
+        ("ResNetBottleneck", (3, 8, 36, 3)): "resnet152",
+    }
     known = names.get((kind, tuple(depths)))
     stages = "-".join(map(str, depths))
     return f"{known} ({kind} stages {stages})" if known else f"{kind} stages {stages}"
@@ -94,12 +98,14 @@ class _ResidualBlock(nn.Module):
         """Which ResNet the file is and which the rows are (resnet50 file, resnet18 rows)."""
         file_kind = "ResNetBottleneck" if "layer1.0.conv3.weight" in source else "BasicBlock"
         file_depths = [len({k.split(".")[1] for k in source if k.startswith(f"layer{j}.")}) for j in range(1, 5)]
-        stages = [m for m in backbone
-                  if isinstance(m, nn.Sequential) and len(m) and isinstance(m[0], _ResidualBlock)]
-        rows = (_resnet_signature(type(stages[0][0]).__name__, [len(m) for m in stages])
-                if stages else "not ResNet stages")
-        return (f"the file is a torchvision {_resnet_signature(file_kind, file_depths)}, the backbone rows of "
-                f"{where} are {rows}: use the matching torchvision file (at width_multiple and depth_multiple 1.0)")
+        stages = [m for m in backbone if isinstance(m, nn.Sequential) and len(m) and isinstance(m[0], _ResidualBlock)]
+        rows = (
+            _resnet_signature(type(stages[0][0]).__name__, [len(m) for m in stages]) if stages else "not ResNet stages"
+        )
+        return (
+            f"the file is a torchvision {_resnet_signature(file_kind, file_depths)}, the backbone rows of "
+            f"{where} are {rows}: use the matching torchvision file (at width_multiple and depth_multiple 1.0)"
+        )
 
     def _shortcut(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.downsample is None else self.downsample(x)
@@ -211,8 +217,9 @@ class ResNetStem(YamlBlock, ConvBNAct):
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "ResNetStem", [64]]], "stride": 4}
 
     def __init__(self, c1: int, c2: int = 64, k: int = 7) -> None:
-        super().__init__(c1, c2, k, 2, k // 2, act=nn.ReLU(inplace=True),
-                         eps=TORCHVISION_BN_EPS, momentum=TORCHVISION_BN_MOMENTUM)
+        super().__init__(
+            c1, c2, k, 2, k // 2, act=nn.ReLU(inplace=True), eps=TORCHVISION_BN_EPS, momentum=TORCHVISION_BN_MOMENTUM
+        )
         self.pool = nn.MaxPool2d(3, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -45,8 +45,14 @@ class TransformerBlock(nn.Module):
     """
 
     # attention is quadratic in H*W: the example runs it at stride 16 (16x16 tokens in the dry run)
-    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Conv", [32, 4, 4, 0]], [-1, 1, "Conv", [32, 4, 4, 0]],
-                                             [-1, 1, "TransformerBlock", [8, 8, 2, 1]]], "stride": 16}
+    yaml_example: ClassVar[dict] = {
+        "rows": [
+            [-1, 1, "Conv", [32, 4, 4, 0]],
+            [-1, 1, "Conv", [32, 4, 4, 0]],
+            [-1, 1, "TransformerBlock", [8, 8, 2, 1]],
+        ],
+        "stride": 16,
+    }
 
     def __init__(self, c1: int, c2: int, num_heads: int, num_layers: int) -> None:
         super().__init__()
@@ -76,8 +82,10 @@ class TransformerBlock(nn.Module):
 class C3TR(C3):
     """C3 whose bottlenecks are one TransformerBlock (4 heads, ``n`` layers). Row args as C3."""
 
-    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Conv", [32, 4, 4, 0]], [-1, 1, "Conv", [32, 4, 4, 0]],
-                                             [-1, 2, "C3TR", [64]]], "stride": 16}
+    yaml_example: ClassVar[dict] = {
+        "rows": [[-1, 1, "Conv", [32, 4, 4, 0]], [-1, 1, "Conv", [32, 4, 4, 0]], [-1, 2, "C3TR", [64]]],
+        "stride": 16,
+    }
 
     def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
         super().__init__(c1, c2, 0, shortcut, g, e)

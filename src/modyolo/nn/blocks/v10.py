@@ -89,7 +89,8 @@ class C2fCIB(C2f):
     yaml_example: ClassVar[dict] = {"rows": [[-1, 2, "C2fCIB", [64, True, True]]], "stride": 1}
     ultralytics_dw_head = True
 
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = False, lk: bool = False, g: int = 1,
-                 e: float = 0.5) -> None:
+    def __init__(
+        self, c1: int, c2: int, n: int = 1, shortcut: bool = False, lk: bool = False, g: int = 1, e: float = 0.5
+    ) -> None:
         super().__init__(c1, c2, n, shortcut, g, e)
         self.m = nn.ModuleList(CIB(self.c, self.c, shortcut, e=1.0, lk=lk) for _ in range(n))

@@ -40,8 +40,17 @@ class Conv(YamlBlock, ConvBNAct):
 
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Conv", [64, 3, 2]]], "stride": 2}
 
-    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1,
-                 d: int = 1, act: bool | nn.Module = True) -> None:
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        k: int = 1,
+        s: int = 1,
+        p: int | None = None,
+        g: int = 1,
+        d: int = 1,
+        act: bool | nn.Module = True,
+    ) -> None:
         if isinstance(d, nn.Module):  # yolov7's Conv rows have no dilation: [c2, k, s, p, g, act]
             d, act = 1, d
         super().__init__(c1, c2, k, s, p, g, d, act=activation(act), eps=BN_EPS, momentum=BN_MOMENTUM)
@@ -53,8 +62,7 @@ class DWConv(Conv):
 
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "DWConv", [64, 3, 2]]], "stride": 2}
 
-    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, d: int = 1,
-                 act: bool | nn.Module = True) -> None:
+    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, d: int = 1, act: bool | nn.Module = True) -> None:
         super().__init__(c1, c2, k, s, g=math.gcd(c1, c2), d=d, act=act)
 
 
@@ -64,14 +72,14 @@ class Focus(YamlBlock, nn.Module):
 
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Focus", [64, 3]]], "stride": 2}
 
-    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1,
-                 act: bool | nn.Module = True) -> None:
+    def __init__(
+        self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1, act: bool | nn.Module = True
+    ) -> None:
         super().__init__()
         self.conv = Conv(c1 * 4, c2, k, s, p, g, act=act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2],
-                                    x[..., ::2, 1::2], x[..., 1::2, 1::2]), 1))
+        return self.conv(torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), 1))
 
 
 @BLOCKS.register()
@@ -100,8 +108,7 @@ class BottleneckCSP(YamlBlock, nn.Module):
 
     absorbs_repeats = True
 
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1,
-                 e: float = 0.5) -> None:
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
         super().__init__()
         c_ = int(c2 * e)
         self.cv1 = Conv(c1, c_, 1, 1)
@@ -126,8 +133,7 @@ class C3(YamlBlock, nn.Module):
 
     absorbs_repeats = True
 
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1,
-                 e: float = 0.5) -> None:
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
         super().__init__()
         c_ = int(c2 * e)
         self.cv1 = Conv(c1, c_, 1, 1)
@@ -211,7 +217,10 @@ class Concat(nn.Module):
 class Upsample(nn.Upsample):
     """``nn.Upsample`` as yolov5 YAMLs write it: ``[None, 2, 'nearest']`` (size, scale, mode)."""
 
-    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Conv", [32, 3, 2]], [-1, 1, "nn.Upsample", [None, 2, "nearest"]]], "stride": 1}
+    yaml_example: ClassVar[dict] = {
+        "rows": [[-1, 1, "Conv", [32, 3, 2]], [-1, 1, "nn.Upsample", [None, 2, "nearest"]]],
+        "stride": 1,
+    }
 
     @classmethod
     def from_row(cls, row: Row) -> tuple[nn.Module, Channels]:

@@ -76,8 +76,10 @@ class ReOrg(nn.Module):
 class Shortcut(nn.Module):
     """Sum of the two ``from`` layers (same shape), e.g. ``[[-1, -11], 1, Shortcut, [1]]``."""
 
-    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Conv", [16, 1, 1]], [-1, 1, "Conv", [16, 3, 1]],
-                                             [[-1, -2], 1, "Shortcut", [1]]], "stride": 1}
+    yaml_example: ClassVar[dict] = {
+        "rows": [[-1, 1, "Conv", [16, 1, 1]], [-1, 1, "Conv", [16, 3, 1]], [[-1, -2], 1, "Shortcut", [1]]],
+        "stride": 1,
+    }
 
     def __init__(self, dimension: int = 0) -> None:
         super().__init__()
@@ -127,8 +129,16 @@ class SPPCSPC(YamlBlock, nn.Module):
     yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "SPPCSPC", [32]]], "stride": 1}
     absorbs_repeats = True  # yolov7 passes the row's number as `n` (unused)
 
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = False, g: int = 1, e: float = 0.5,
-                 k: tuple[int, ...] | list[int] = (5, 9, 13)) -> None:
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        n: int = 1,
+        shortcut: bool = False,
+        g: int = 1,
+        e: float = 0.5,
+        k: tuple[int, ...] | list[int] = (5, 9, 13),
+    ) -> None:
         super().__init__()
         c_ = int(2 * c2 * e)
         self.cv1 = Conv(c1, c_, 1, 1)
@@ -165,11 +175,11 @@ class RepConv(YamlBlock, nn.Module):
     ``[c2, k=3, s=1, p=None, g=1, act=True]`` (k must be 3 and the padding 1, as in yolov7).
     """
 
-    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Conv", [32, 3, 2]], [-1, 1, "RepConv", [32, 3, 1]]],
-                                    "stride": 2}
+    yaml_example: ClassVar[dict] = {"rows": [[-1, 1, "Conv", [32, 3, 2]], [-1, 1, "RepConv", [32, 3, 1]]], "stride": 2}
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, p: int | None = None, g: int = 1,
-                 act: bool | nn.Module = True) -> None:
+    def __init__(
+        self, c1: int, c2: int, k: int = 3, s: int = 1, p: int | None = None, g: int = 1, act: bool | nn.Module = True
+    ) -> None:
         super().__init__()
         if k != 3 or autopad(k, p) != 1:
             raise ValueError(f"RepConv needs a 3x3 kernel with padding 1 (got k={k}, p={p})")

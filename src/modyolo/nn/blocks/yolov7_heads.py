@@ -36,12 +36,15 @@ _HEAD_EXAMPLE = [[-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [32, 3, 2]], [-1, 
 class IDetect(Detect):
     """Detect with implicit knowledge. Row args: ``[nc, anchors]`` as for Detect."""
 
-    yaml_example: ClassVar[dict] = {"rows": [*_HEAD_EXAMPLE, [[1, 2, 3], 1, "IDetect", ["nc", "anchors"]]],
-                                    "stride": None}
+    yaml_example: ClassVar[dict] = {
+        "rows": [*_HEAD_EXAMPLE, [[1, 2, 3], 1, "IDetect", ["nc", "anchors"]]],
+        "stride": None,
+    }
     uses_ota: ClassVar[bool] = True  # engine/ trains it with yolov7's OTA loss when the hyp's loss_ota is 1
 
-    def __init__(self, nc: int = 80, anchors: list[list[float]] | tuple = (), ch: tuple[int, ...] = (),
-                 inplace: bool = True) -> None:
+    def __init__(
+        self, nc: int = 80, anchors: list[list[float]] | tuple = (), ch: tuple[int, ...] = (), inplace: bool = True
+    ) -> None:
         super().__init__(nc, anchors, ch, inplace)
         self.register_buffer("anchor_grid", self.anchors.clone().view(self.nl, 1, self.na, 1, 1, 2))
         self.ia: nn.ModuleList | None = nn.ModuleList(ImplicitA(c) for c in ch)
@@ -94,13 +97,24 @@ class IAuxDetect(IDetect):
     """
 
     yaml_example: ClassVar[dict] = {
-        "rows": [*_HEAD_EXAMPLE, [-3, 1, "Conv", [16, 1, 1]], [-3, 1, "Conv", [16, 1, 1]],
-                 [-3, 1, "Conv", [16, 1, 1]], [[1, 2, 3, 4, 5, 6], 1, "IAuxDetect", ["nc", "anchors"]]],
+        "rows": [
+            *_HEAD_EXAMPLE,
+            [-3, 1, "Conv", [16, 1, 1]],
+            [-3, 1, "Conv", [16, 1, 1]],
+            [-3, 1, "Conv", [16, 1, 1]],
+            [[1, 2, 3, 4, 5, 6], 1, "IAuxDetect", ["nc", "anchors"]],
+        ],
         "stride": None,
     }
 
-    def __init__(self, nc: int = 80, anchors: list[list[float]] | tuple = (), ch: tuple[int, ...] = (),
-                 aux_ch: tuple[int, ...] = (), inplace: bool = True) -> None:
+    def __init__(
+        self,
+        nc: int = 80,
+        anchors: list[list[float]] | tuple = (),
+        ch: tuple[int, ...] = (),
+        aux_ch: tuple[int, ...] = (),
+        inplace: bool = True,
+    ) -> None:
         super().__init__(nc, anchors, ch, inplace)
         self.m2 = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in aux_ch)
 
@@ -109,15 +123,17 @@ class IAuxDetect(IDetect):
         froms = row.from_ if isinstance(row.from_, list) else [row.from_]
         n = len(row.ch_in)
         if n % 2 or n < 2:
-            raise row.error(f"'from' must list the lead layers then as many auxiliary layers (an even "
-                            f"count), got {n}: {row.from_}")
+            raise row.error(
+                f"'from' must list the lead layers then as many auxiliary layers (an even count), got {n}: {row.from_}"
+            )
         if len(row.args) != 2:
             raise row.error("needs args [nc, anchors], e.g. [nc, anchors]")
         for f, c in zip(froms, row.ch_in):
             if isinstance(c, list):
                 raise row.error(f"input layer {f} returns several feature maps; pick one with an Index row")
-        lead = dataclasses.replace(row, ch_in=row.ch_in[: n // 2], from_=froms[: n // 2],
-                                   args=[*row.args, tuple(row.ch_in[n // 2:])])
+        lead = dataclasses.replace(
+            row, ch_in=row.ch_in[: n // 2], from_=froms[: n // 2], args=[*row.args, tuple(row.ch_in[n // 2 :])]
+        )
         return super().from_row(lead)  # validates nc / anchors against the lead inputs
 
     def forward(self, x: list[torch.Tensor]):
@@ -144,6 +160,6 @@ class IAuxDetect(IDetect):
             b = conv.bias.detach().view(self.na, -1)
             b[:, 4] += math.log(8 / (640 / s) ** 2)
             if class_frequency is None:
-                b[:, 5:5 + self.nc] += math.log(0.6 / (self.nc - 0.99999))
+                b[:, 5 : 5 + self.nc] += math.log(0.6 / (self.nc - 0.99999))
             else:
-                b[:, 5:5 + self.nc] += torch.log(class_frequency / class_frequency.sum())
+                b[:, 5 : 5 + self.nc] += torch.log(class_frequency / class_frequency.sum())

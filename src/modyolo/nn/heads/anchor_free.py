@@ -62,8 +62,9 @@ class DFL(nn.Module):
         return self.conv(x.view(b, 4, self.c1, a).transpose(2, 1).softmax(1)).view(b, 4, a)
 
 
-def make_anchor_points(feats: list[torch.Tensor], strides: torch.Tensor,
-                       offset: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+def make_anchor_points(
+    feats: list[torch.Tensor], strides: torch.Tensor, offset: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cell centres ``[A, 2]`` (x, y in grid units of their level) and each one's stride ``[A, 1]``."""
     points, stride_rows = [], []
     for i, f in enumerate(feats):
@@ -107,13 +108,18 @@ class DetectAF(nn.Module):
     uses_anchors: ClassVar[bool] = False  # no autoanchor, no anchors: key
     loss_kind: ClassVar[str] = "anchor_free"  # engine/ maps this to the loss + assigner that train it
     yaml_example: ClassVar[dict] = {
-        "rows": [[-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [32, 3, 2]],
-                 [[1, 2, 3], 1, "DetectAF", ["nc"]]],
+        "rows": [
+            [-1, 1, "Conv", [32, 3, 2]],
+            [-1, 1, "Conv", [32, 3, 2]],
+            [-1, 1, "Conv", [32, 3, 2]],
+            [[1, 2, 3], 1, "DetectAF", ["nc"]],
+        ],
         "stride": None,
     }
 
-    def __init__(self, nc: int = 80, reg_max: int = 16, end2end: bool = False, ch: tuple[int, ...] = (),
-                 legacy: bool = True) -> None:
+    def __init__(
+        self, nc: int = 80, reg_max: int = 16, end2end: bool = False, ch: tuple[int, ...] = (), legacy: bool = True
+    ) -> None:
         super().__init__()
         self.nc, self.nl, self.reg_max = nc, len(ch), reg_max
         self.no = nc + 4 * reg_max
@@ -121,15 +127,20 @@ class DetectAF(nn.Module):
         self.source = "<model>"
         self.register_buffer("stride", torch.ones(self.nl), persistent=False)
         c2, c3 = max(16, ch[0] // 4, reg_max * 4), max(ch[0], min(nc, 100))
-        self.cv2 = nn.ModuleList(nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1))
-                                 for x in ch)
+        self.cv2 = nn.ModuleList(
+            nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1)) for x in ch
+        )
         if legacy:
-            self.cv3 = nn.ModuleList(nn.Sequential(Conv(x, c3, 3), Conv(c3, c3, 3), nn.Conv2d(c3, nc, 1))
-                                     for x in ch)
+            self.cv3 = nn.ModuleList(nn.Sequential(Conv(x, c3, 3), Conv(c3, c3, 3), nn.Conv2d(c3, nc, 1)) for x in ch)
         else:
-            self.cv3 = nn.ModuleList(nn.Sequential(nn.Sequential(DWConv(x, x, 3), Conv(x, c3, 1)),
-                                                   nn.Sequential(DWConv(c3, c3, 3), Conv(c3, c3, 1)),
-                                                   nn.Conv2d(c3, nc, 1)) for x in ch)
+            self.cv3 = nn.ModuleList(
+                nn.Sequential(
+                    nn.Sequential(DWConv(x, x, 3), Conv(x, c3, 1)),
+                    nn.Sequential(DWConv(c3, c3, 3), Conv(c3, c3, 1)),
+                    nn.Conv2d(c3, nc, 1),
+                )
+                for x in ch
+            )
         self.dfl = DFL(reg_max) if reg_max > 1 else nn.Identity()
         self.end2end = end2end
         if end2end:
@@ -157,14 +168,23 @@ class DetectAF(nn.Module):
             raise row.error(
                 "is the anchor-free head, but the file defines 'anchors:' which it would ignore; remove "
                 "'anchors:' for the anchor-free head, or write the row as [nc, anchors] for yolov5's "
-                "anchor-based Detect")
+                "anchor-based Detect"
+            )
         if anchors is not None:
-            LOGGER.warning("%s: the anchor-free head ignores 'anchors: %s' (no anchors, no autoanchor); "
-                           "remove the key", row.where(), anchors)
+            LOGGER.warning(
+                "%s: the anchor-free head ignores 'anchors: %s' (no anchors, no autoanchor); remove the key",
+                row.where(),
+                anchors,
+            )
         reg_max = rest[0] if len(rest) > 0 and rest[0] is not None else cfg.get("reg_max", 16)
         end2end = rest[1] if len(rest) > 1 and rest[1] is not None else bool(cfg.get("end2end") or False)
-        legacy = rest[2] if len(rest) > 2 and rest[2] is not None else not any(
-            getattr(type(layer.module), "ultralytics_dw_head", False) for layer in row.extra.get("built", []))
+        legacy = (
+            rest[2]
+            if len(rest) > 2 and rest[2] is not None
+            else not any(
+                getattr(type(layer.module), "ultralytics_dw_head", False) for layer in row.extra.get("built", [])
+            )
+        )
         if not isinstance(reg_max, int) or isinstance(reg_max, bool) or reg_max < 1:
             raise row.error(f"reg_max must be a positive integer (16 in YOLOv8/11), got {reg_max!r}")
         if len(rest) > 3:
@@ -199,17 +219,20 @@ class DetectAF(nn.Module):
         self._anchor_cache = {}
         return super()._apply(fn, recurse)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         key = f"{prefix}cv2.0.2.weight"
         if key in state_dict and state_dict[key].shape[0] != 4 * self.reg_max:
             got = state_dict[key].shape[0]
             raise ModelConfigError(
                 f"{self.source}: the weights' anchor-free head has reg_max {got // 4} ({key} has {got} outputs) "
                 f"but the model YAML builds reg_max {self.reg_max}; set 'reg_max: {got // 4}' in the YAML "
-                f"(or [nc, {got // 4}] in its Detect row)")
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)
+                f"(or [nc, {got // 4}] in its Detect row)"
+            )
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     # -- forward ---------------------------------------------------------------------------------
     def _branch(self, x: list[torch.Tensor], box: nn.ModuleList, cls: nn.ModuleList) -> dict[str, Any]:

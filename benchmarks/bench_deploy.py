@@ -20,6 +20,7 @@ noisy when other work shares the CPU; compare rows from one run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -132,7 +133,8 @@ def main() -> None:
     weights = dict(w.split("=", 1) for w in args.weights)
     torch.set_num_threads(args.threads)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-deploy-calib-") as tmp:
+    # stdout carries only the JSON: progress that libraries print (NNCF's calibration bars) goes to stderr
+    with tempfile.TemporaryDirectory(prefix="bench-deploy-calib-") as tmp, contextlib.redirect_stdout(sys.stderr):
         from modyolo.data.synthetic import make_shapes_dataset
 
         calib = str(make_shapes_dataset(Path(tmp) / "shapes", n_train=16, n_val=4, img_size=(256, 512)))

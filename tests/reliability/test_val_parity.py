@@ -7,6 +7,8 @@ same candidates; the CLI refuses ``--rect`` for a fixed-shape model instead of s
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from tests.reliability.cases import Env
 
@@ -22,23 +24,25 @@ def onnx_path(env: Env):
 def _stats(weights, env: Env, rect, batch_size=4):
     from modyolo.inference.predictor import load_model_for_cli
     from modyolo.inference.val_run import validate_model
+    from modyolo.logs import cli_logging
 
     model, names, meta = load_model_for_cli(str(weights), device="cpu")
-    out = validate_model(
-        model,
-        names,
-        meta,
-        data=env.data,
-        imgsz=64,
-        batch_size=batch_size,
-        workers=0,
-        plots=False,
-        diagnose=False,
-        progress=False,
-        project=env.work / "val",
-        rect=rect,
-        conf_thres=1e-4,
-    )
+    with cli_logging(logging.WARNING):  # the run log it attaches is closed after, as the CLI does
+        out = validate_model(
+            model,
+            names,
+            meta,
+            data=env.data,
+            imgsz=64,
+            batch_size=batch_size,
+            workers=0,
+            plots=False,
+            diagnose=False,
+            progress=False,
+            project=env.work / "val",
+            rect=rect,
+            conf_thres=1e-4,
+        )
     return out.result.stats
 
 

@@ -22,6 +22,7 @@ size, because a block can export "successfully" with a shape baked in. A failure
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -148,9 +149,7 @@ def export(
                 verify=verify,
             )
         elif fmt == "openvino":
-            from modyolo.deploy.openvino_export import export_openvino
-
-            written[fmt] = export_openvino(
+            written[fmt] = _export_openvino(
                 model,
                 x,
                 check_x,
@@ -177,6 +176,53 @@ def export(
             workers=workers,
         )
     return written
+
+
+def _export_openvino(
+    model: DetectionModel,
+    x: torch.Tensor,
+    check_x: torch.Tensor,
+    path: Path,
+    meta: ExportMetadata,
+    *,
+    onnx_path: Path | None = None,
+    opset: int | None = None,
+    dynamic: bool = False,
+    verify: bool = True,
+) -> Path:
+    """Write ``path`` (.xml) and its ``.bin``; check them against PyTorch like the ONNX file.
+
+    onnx_path: an ONNX file this export already wrote for the same model and settings (reused);
+    otherwise one is written to a temporary folder and checked there, so an ONNX-level failure
+    is reported with its layer before OpenVINO is involved.
+    """
+    from modyolo.deploy.openvino_export import export_openvino, remove_ir
+
+    with tempfile.TemporaryDirectory(prefix="modyolo-ov-") as tmp:
+        if onnx_path is None:
+            onnx_meta = ExportMetadata(**{**meta.to_dict(), "imgsz": meta.imgsz})
+            onnx_path = export_onnx(
+                model, x, check_x, Path(tmp) / "model.onnx", onnx_meta, opset=opset, dynamic=dynamic, verify=verify
+            )
+        export_openvino(onnx_path, path, meta)
+    if verify:
+        try:
+            verify_backend(model, [x] if check_x is x else [x, check_x], path, meta)
+        except Exception:
+            remove_ir(path)
+            raise
+    return path
+
+
+def verify_backend(model: DetectionModel, inputs: list[torch.Tensor], path: Path, meta: ExportMetadata) -> None:
+    """Run the written IR through :class:`~modyolo.deploy.backends.OpenVinoBackend` and compare."""
+    from modyolo.deploy.backends import OpenVinoBackend
+
+    backend = OpenVinoBackend(path, torch.device("cpu"), threads=None)
+    if meta.nms:
+        verify_end_to_end(model, inputs, lambda x, c, i, m: backend.run_end_to_end(x, c, i, m), meta.max_det)
+    else:
+        _verify(model, inputs, backend)
 
 
 def _check_nms_head(model: DetectionModel) -> None:

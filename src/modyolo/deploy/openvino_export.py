@@ -12,14 +12,10 @@ under ``modyolo/<field>`` as JSON text, readable with ``Core().read_model(xml).g
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
-
-import torch
 
 from modyolo.deploy.diagnose import ExportError, short_reason
 from modyolo.deploy.metadata import ExportMetadata, MetadataError
-from modyolo.nn.model import DetectionModel
 
 RT_KEY = "modyolo"
 
@@ -58,49 +54,23 @@ def get_metadata(ov_model, source: str) -> ExportMetadata:
     return ExportMetadata.from_dict(data, source)
 
 
-def export_openvino(
-    model: DetectionModel,
-    x: torch.Tensor,
-    check_x: torch.Tensor,
-    path: Path,
-    meta: ExportMetadata,
-    *,
-    onnx_path: Path | None = None,
-    opset: int | None = None,
-    dynamic: bool = False,
-    verify: bool = True,
-) -> Path:
-    """Write ``path`` (.xml) and its ``.bin``; check them against PyTorch like the ONNX file.
+def export_openvino(onnx_path: Path, path: Path, meta: ExportMetadata) -> Path:
+    """Convert the checked ONNX graph at ``onnx_path`` to ``path`` (.xml) and its ``.bin``, with ``meta``.
 
-    onnx_path: an ONNX file this export already wrote for the same model and settings (reused);
-    otherwise one is written to a temporary folder and checked there, so an ONNX-level failure
-    is reported with its layer before OpenVINO is involved.
+    :func:`modyolo.deploy.export.export` writes (and checks) the ONNX graph first, so an ONNX-level
+    failure is reported with its layer before OpenVINO is involved, and checks the IR afterwards.
     """
-    from modyolo.deploy.export import export_onnx
-
     ov = require_openvino()
-    with tempfile.TemporaryDirectory(prefix="modyolo-ov-") as tmp:
-        if onnx_path is None:
-            onnx_meta = ExportMetadata(**{**meta.to_dict(), "imgsz": meta.imgsz})
-            onnx_path = export_onnx(
-                model, x, check_x, Path(tmp) / "model.onnx", onnx_meta, opset=opset, dynamic=dynamic, verify=verify
-            )
-        meta.exporter, meta.opset = f"openvino {ov.__version__} (from ONNX)", None
-        try:
-            ov_model = ov.convert_model(str(onnx_path))
-        except Exception as e:
-            raise ExportError(
-                f"OpenVINO cannot convert the ONNX graph of {meta.model}: {short_reason(e)}; "
-                f"{unsupported_ops_hint(onnx_path)}"
-            ) from e
-        set_metadata(ov_model, meta)
-        ov.save_model(ov_model, str(path), compress_to_fp16=False)
-    if verify:
-        try:
-            verify_backend(model, [x] if check_x is x else [x, check_x], path, meta)
-        except Exception:
-            remove_ir(path)
-            raise
+    meta.exporter, meta.opset = f"openvino {ov.__version__} (from ONNX)", None
+    try:
+        ov_model = ov.convert_model(str(onnx_path))
+    except Exception as e:
+        raise ExportError(
+            f"OpenVINO cannot convert the ONNX graph of {meta.model}: {short_reason(e)}; "
+            f"{unsupported_ops_hint(onnx_path)}"
+        ) from e
+    set_metadata(ov_model, meta)
+    ov.save_model(ov_model, str(path), compress_to_fp16=False)
     return path
 
 
@@ -132,18 +102,6 @@ def unsupported_ops_hint(onnx_path: Path) -> str:
 def remove_ir(path: Path) -> None:
     path.unlink(missing_ok=True)
     path.with_suffix(".bin").unlink(missing_ok=True)
-
-
-def verify_backend(model: DetectionModel, inputs: list[torch.Tensor], path: Path, meta: ExportMetadata) -> None:
-    """Run the written IR through :class:`~modyolo.deploy.backends.OpenVinoBackend` and compare."""
-    from modyolo.deploy.backends import OpenVinoBackend
-    from modyolo.deploy.export import _verify, verify_end_to_end
-
-    backend = OpenVinoBackend(path, torch.device("cpu"), threads=None)
-    if meta.nms:
-        verify_end_to_end(model, inputs, lambda x, c, i, m: backend.run_end_to_end(x, c, i, m), meta.max_det)
-    else:
-        _verify(model, inputs, backend)
 
 
 def read_ir(path: Path):

@@ -26,3 +26,18 @@ def shapes(tmp_path_factory):
 def checkpoint(shapes, tmp_path_factory):
     """``last.pt`` of a 1-epoch tiny run on ``shapes`` (eval/ and inference/ tests)."""
     return tiny_run.train_checkpoint(shapes, tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _close_run_logs():
+    """Library calls from Python (train, compare, val) attach a run log (``modyolo.logs.attach_run_log``)
+    and keep it, as a script wants; between tests it would send one test's records into another's
+    folder (and make tests/test_logs.py see a run log it never opened). Close them after each test."""
+    yield
+    import logging
+
+    from modyolo.logs import _owned, _remove
+
+    logger = logging.getLogger("modyolo")
+    for handler in _owned(logger, "file"):
+        _remove(logger, handler)

@@ -18,23 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from modyolo.data.augment import AUG_KEYS  # the hyp keys augmentation reads: one list
 from modyolo.yaml_io import read_yaml
 
-AUG_KEYS = (
-    "hsv_h",
-    "hsv_s",
-    "hsv_v",
-    "degrees",
-    "translate",
-    "scale",
-    "shear",
-    "perspective",
-    "flipud",
-    "fliplr",
-    "mosaic",
-    "mixup",
-    "copy_paste",
-)
 # TrainConfig fields a reused run is compared on (its args.yaml against this comparison's settings).
 RUN_KEYS = ("epochs", "imgsz", "batch_size", "optimizer", "seed", "cos_lr", "nbs", "fraction", "single_cls")
 STATE_FILE = "compare_state.json"

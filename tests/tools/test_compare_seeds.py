@@ -378,6 +378,7 @@ def test_a_job_killed_mid_training_resumes_from_last_pt_and_ends_as_an_uninterru
     from modyolo.engine.callbacks import Callbacks
     from modyolo.engine.config import TrainConfig
     from modyolo.engine.trainer import Trainer
+    from modyolo.eval.validator import validate
     from modyolo.tools.compare_jobs import run_job
 
     train = dict(epochs=2, imgsz=64, batch_size=4, workers=0, max_batches=1, noplots=True)
@@ -408,7 +409,7 @@ def test_a_job_killed_mid_training_resumes_from_last_pt_and_ends_as_an_uninterru
         "exist_ok": True,
         "verbose": False,
     }
-    trainer = Trainer(TrainConfig.from_dict(settings), Callbacks())
+    trainer = Trainer(TrainConfig.from_dict(settings), Callbacks(), evaluator=validate)
     trainer.callbacks.add("on_fit_epoch_end", die)  # after the default ones (results.csv, last.pt)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
@@ -439,3 +440,26 @@ def test_a_reused_run_trained_otherwise_is_flagged_and_the_protocol_splits(tmp_p
     assert "unknown" in run_flags(run_settings(tmp_path / "nothing"), ours, {}, data)[0]
     same, differed = protocol_rows({"epochs": {"a": 30, "b": 30}, "head": {"a": "Detect", "b": "IDetect"}})
     assert same == [("epochs", "30")] and differed == [("head", {"a": "Detect", "b": "IDetect"})]
+
+
+def test_the_winner_sentence_states_the_interval_of_its_own_gain():
+    """A pair listed worse-first (diff < 0) is said as "B is better than A" with B - A's interval (positive)."""
+    from modyolo.tools.compare_stats import CompareStats, PairStats
+
+    pair = PairStats(
+        a="yolov5n",
+        b="resnet18",
+        diff=-0.0624,
+        lo=-0.0924,
+        hi=-0.0380,
+        p=0.01,
+        p_holm=0.03,
+        significant=True,
+        paired_seeds=True,
+    )
+    stats = CompareStats(
+        variants={}, seeds={}, pairs=[pair, pair], ranks={}, n_images=100, n_boot=200, alpha=0.05, rng_seed=0
+    )
+    sentence = stats.sentences()[0]
+    assert sentence.startswith("resnet18 is better than yolov5n: mAP50-95 0.0624 higher")
+    assert "95% CI +0.0380 to +0.0924" in sentence

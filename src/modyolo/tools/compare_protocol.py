@@ -225,7 +225,11 @@ def protocol_items(
             aug if variant.cfg is not None else (", ".join(f"{k} {h[k]}" for k in AUG_KEYS if k in h) or "unknown")
         )
         items["head"][v] = head_of(variant.cfg) or head_of(_ckpt_yaml(r.weights)) or "unknown"
-        items["optimizer"][v] = train.get("optimizer") if variant.cfg is not None else s.get("optimizer", "unknown")
+        items["optimizer"][v] = (
+            _optimizer_label(train.get("optimizer") or "auto", run_settings(r.run_dir).get("optimizer"))
+            if variant.cfg is not None
+            else s.get("optimizer", "unknown")
+        )
         items["batch"][v] = train.get("batch_size") if variant.cfg is not None else s.get("batch_size", "unknown")
         items["device"][v] = train.get("device", "cpu") if variant.cfg is not None else s.get("device", "unknown")
         items["training threads"][v] = f"{job_threads} per job, {executor}" if variant.cfg is not None else "unknown"
@@ -234,6 +238,11 @@ def protocol_items(
             f"{latency.runs} runs, batch {latency.batch}, round-robin in one process"
         )
     return items
+
+
+def _optimizer_label(requested: str, resolved: str | None) -> str:
+    """``auto (AdamW)``: what was asked for and, when ``auto`` chose, what the run trained with (args.yaml)."""
+    return f"{requested} ({resolved})" if resolved and resolved != requested else requested
 
 
 def _ckpt_yaml(weights: str) -> dict | None:

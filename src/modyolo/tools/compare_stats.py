@@ -200,17 +200,24 @@ class CompareStats:
         """The conclusions in words: one per pair, then the ranking."""
         out = []
         level = f"{100 * (1 - self.alpha):.0f}%"
-        for p in self.pairs:
-            ci = f"{level} CI {p.lo:+.4f} to {p.hi:+.4f}, p={_p(p.p)}" + (
-                f", Holm-adjusted p={_p(p.p_holm)}" if len(self.pairs) > 1 else ""
+        holm = len(self.pairs) > 1
+
+        def ci(lo: float, hi: float, p: PairStats) -> str:
+            return f"{level} CI {lo:+.4f} to {hi:+.4f}, p={_p(p.p)}" + (
+                f", Holm-adjusted p={_p(p.p_holm)}" if holm else ""
             )
+
+        for p in self.pairs:
             if p.significant:
-                hi, lo = (p.a, p.b) if p.diff > 0 else (p.b, p.a)
-                out.append(f"{hi} is better than {lo}: mAP50-95 {abs(p.diff):.4f} higher ({ci}); significant.")
+                # Said as "hi - lo", so the interval is stated for that (positive) difference.
+                hi, lo, gain = (p.a, p.b, (p.lo, p.hi)) if p.diff > 0 else (p.b, p.a, (-p.hi, -p.lo))
+                out.append(
+                    f"{hi} is better than {lo}: mAP50-95 {abs(p.diff):.4f} higher ({ci(*gain, p)}); significant."
+                )
             else:
                 out.append(
-                    f"The data cannot separate {p.a} and {p.b}: mAP50-95 difference {p.diff:+.4f} ({ci}); "
-                    "not significant."
+                    f"The data cannot separate {p.a} and {p.b}: mAP50-95 difference {p.diff:+.4f} "
+                    f"({ci(p.lo, p.hi, p)}); not significant."
                 )
         if self.ranks:
             order = sorted(self.ranks, key=lambda v: (self.ranks[v], -self.variants[v]["mAP50-95"].mean))

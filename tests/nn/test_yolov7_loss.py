@@ -52,7 +52,7 @@ def random_targets(n: int, bs: int, nc: int, seed: int = 3) -> torch.Tensor:
 def test_yolov7_hyp_files_load_with_their_extra_keys(name, caplog):
     hyp = load_hyp(name)
     assert hyp.loss_ota == 1 and hyp.paste_in > 0
-    assert "paste_in" in caplog.text and "not implemented" in caplog.text  # said, not silently dropped
+    assert "not implemented" not in caplog.text  # paste_in is implemented (data/paste_in.py)
     with pytest.raises(HypError, match="loss_ota"):
         load_hyp({"loss_ota": 2})
 

@@ -6,7 +6,8 @@ draw comes from the ``rng: np.random.Generator`` passed in (never the global RNG
 is reproducible from the generator's state and independent of cache mode.
 
 Semantics follow yolov5 (hyp keys ``hsv_h hsv_s hsv_v degrees translate scale shear perspective
-flipud fliplr mosaic mixup copy_paste``). The 4-image mosaic builds only
+flipud fliplr mosaic mixup copy_paste``, and yolov7's ``paste_in``, applied in the dataset through
+:mod:`modyolo.data.paste_in`). The 4-image mosaic builds only
 the part of yolov5's ``2s x 2s`` canvas that its warp reads (same pixels, less memory traffic).
 """
 
@@ -33,6 +34,7 @@ AUG_KEYS = (
     "mosaic",
     "mixup",
     "copy_paste",
+    "paste_in",
 )
 # yolov5's hyp.scratch-low.yaml values for the augmentation keys
 DEFAULT_AUG = {
@@ -49,6 +51,7 @@ DEFAULT_AUG = {
     "mosaic": 1.0,
     "mixup": 0.0,
     "copy_paste": 0.0,
+    "paste_in": 0.0,  # yolov7's paste-in (data/paste_in.py); yolov5's files do not have it
 }
 
 

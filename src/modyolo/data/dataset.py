@@ -25,6 +25,7 @@ from . import augment as A
 from .cache import build_cache
 from .formats.yolo import img2label_paths, list_image_files, xywhn2xyxy, xyxy2xywhn
 from .images import JPEG_SUFFIXES, read_image, resize_long_side, resized_shape
+from .paste_in import crop_object, paste_in
 from .verify import scan
 
 LOGGER = logging.getLogger("modyolo.data")
@@ -96,6 +97,7 @@ class DetectionDataset(Dataset):
         self.batch_shapes = None
         if rect:
             self._sort_for_rect(batch_size, pad)
+        self._labelled = np.flatnonzero([len(lb) for lb in self.labels])  # paste-in's donors
         self._mosaic_flag = mp.Value("b", bool(augment and not rect), lock=False)  # shared with workers
         self.rng = np.random.default_rng(seed)
         self.cache = build_cache(
@@ -202,6 +204,8 @@ class DetectionDataset(Dataset):
                 img, labels = A.random_perspective(img, labels, p, rng)
         if self.augment and p["copy_paste"] > 0:
             img, labels = self._copy_paste(img, labels)
+        if self.augment and p["paste_in"] > 0 and rng.random() < p["paste_in"]:  # no draw when off
+            img, labels = paste_in(img, labels, self._paste_in_sample, rng)
         nl = len(labels)
         out = np.zeros((nl, 6), np.float32)
         if nl:
@@ -228,6 +232,17 @@ class DetectionDataset(Dataset):
             donor_labels[:, 0] = lb[:, 0]
             donor_labels[:, 1:] = xywhn2xyxy(lb[:, 1:], w, h)
         return A.copy_paste_boxes(img, labels, donor, donor_labels, self.hyp["copy_paste"], self.rng)
+
+    def _paste_in_sample(self, rng: np.random.Generator) -> tuple[np.ndarray, int] | None:
+        """One object for paste-in: a random box of a random labelled image, as (BGR crop, class)."""
+        labelled = self._labelled
+        if not len(labelled):
+            return None
+        j = int(labelled[rng.integers(len(labelled))])
+        lb = self.labels[j]
+        row = lb[int(rng.integers(len(lb)))]
+        crop = crop_object(self.load_image(j)[0], row)
+        return None if crop is None else (crop, int(row[0]))
 
     @staticmethod
     def collate_fn(batch):

@@ -77,7 +77,7 @@ class Hyp:
     mosaic: float = 1.0
     mixup: float = 0.0
     copy_paste: float = 0.0
-    paste_in: float = 0.0  # yolov7's paste-in augmentation: read from its hyp files, not implemented (warned)
+    paste_in: float = 0.0  # yolov7's paste-in augmentation (probability; data/paste_in.py)
     loss_ota: float = 1.0  # yolov7 heads (IDetect/IAuxDetect): 1 = OTA loss (engine/loss_ota.py), 0 = yolov5's
     # modyolo additions
     loss: str = "bce"  # "bce" (yolov5) or "vfl" (Varifocal, see engine/loss.py)
@@ -189,12 +189,6 @@ class Hyp:
             raise bad("loss_ota", "0 or 1 (1: yolov7's OTA loss for yolov7 heads)")
         if not 0 <= self.paste_in <= 1:
             raise bad("paste_in", "in [0, 1]")
-        if self.paste_in > 0:
-            LOGGER.warning(
-                "%s: paste_in=%s (yolov7's paste-in augmentation) is not implemented and is ignored",
-                source,
-                self.paste_in,
-            )
         if self.anchors is not None and not self.anchors > 0:
             raise bad("anchors", "> 0 or left out")
 

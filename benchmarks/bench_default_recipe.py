@@ -107,10 +107,11 @@ def run_modyolo_child(options: dict[str, Any], threads: int) -> dict[str, Any]:
 
     from modyolo.engine.config import TrainConfig
     from modyolo.engine.trainer import Trainer
+    from modyolo.eval.validator import validate
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    trainer = Trainer(TrainConfig.from_dict(options, "bench_default_recipe options"))
+    trainer = Trainer(TrainConfig.from_dict(options, "bench_default_recipe options"), evaluator=validate)
     result = trainer.fit()
     row = bench_train._summarise([result])
     row["wall_seconds"] = time.perf_counter() - t0

@@ -30,6 +30,7 @@ def main() -> None:
     from modyolo.data.formats.yolo import list_image_files
     from modyolo.engine.config import TrainConfig
     from modyolo.engine.trainer import Trainer
+    from modyolo.eval.validator import validate
     from modyolo.tools.demo import build_hyp, build_variants, load_demo_config
 
     cfg = load_demo_config(args.config)
@@ -61,12 +62,12 @@ def main() -> None:
                 "noplots": True,
                 "noval": True,
             }
-            trainer = Trainer(TrainConfig.from_dict(settings))
+            trainer = Trainer(TrainConfig.from_dict(settings), evaluator=validate)
             result = trainer.fit()  # noval still validates the final epoch: time it separately below
             t0 = time.perf_counter()
-            from modyolo.engine.setup import validate
+            from modyolo.engine.epoch_callbacks import validation
 
-            validate(trainer)
+            validation(trainer, trainer.cfg.epochs - 1)  # the final epoch's validation, as the trainer runs it
             val_s = time.perf_counter() - t0
             per_epoch = n_train / max(result.train_images_per_s, 1e-9) + val_s
             total += epochs * per_epoch

@@ -167,11 +167,13 @@ def run_modyolo_child(options: dict[str, Any], freeze_recipe: bool, threads: int
                 }
             )
         )
-        results = run_recipe(recipe, config)
-    else:
-        from modyolo.engine.trainer import Trainer
+        from modyolo.eval.validator import validate
 
-        results = [Trainer(config).fit()]
+        results = run_recipe(recipe, config, evaluator=validate)
+    else:
+        from modyolo.api import train
+
+        results = [train(config)]
     row = _summarise(results)
     row["wall_seconds"] = time.perf_counter() - t0
     row["threads"] = torch.get_num_threads()

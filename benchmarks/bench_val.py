@@ -34,7 +34,7 @@ import torch
 
 
 def train_weights(epochs: int, imgsz: int, project: Path) -> Path:
-    from modyolo.engine.trainer import train
+    from modyolo.api import train
 
     r = train(
         data="shapes",

@@ -36,10 +36,10 @@ def main() -> None:
     ap.add_argument("--project", default=None, help="where the runs go (default: a temporary folder)")
     args = ap.parse_args()
 
+    from modyolo.api import train
     from modyolo.data.dataset_yaml import load_data_config
     from modyolo.data.formats.yolo import list_image_files
     from modyolo.engine.config import TrainConfig
-    from modyolo.engine.trainer import Trainer
     from modyolo.tools.compare import compare
     from modyolo.tools.latency import LatencyProtocol
 
@@ -67,7 +67,7 @@ def main() -> None:
                 name=name,
                 verbose=False,
             )
-            trained = Trainer(TrainConfig.from_dict(settings)).fit()  # steady-state img/s from the trainer
+            trained = train(TrainConfig.from_dict(settings))  # steady-state img/s from the trainer
             result = compare(
                 runs=[trained.best or trained.last],
                 data=args.data,

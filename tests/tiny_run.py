@@ -34,9 +34,9 @@ def make_shapes(tmp_path_factory) -> Path:
 
 
 def train_checkpoint(shapes: Path, tmp_path_factory) -> Path:
-    """``last.pt`` of ``modyolo.engine.trainer.train`` (1 epoch, 2 batches, 64 px, a yolov5n at width
+    """``last.pt`` of ``modyolo.train`` (1 epoch, 2 batches, 64 px, a yolov5n at width
     0.125): the tests need real ``modyolo train`` output, not quality."""
-    from modyolo.engine.trainer import train
+    from modyolo.api import train
 
     project = tmp_path_factory.mktemp("train")
     result = train(

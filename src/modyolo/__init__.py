@@ -19,7 +19,7 @@ _LAZY = {
     "load": ("modyolo.api", "load"),
     "Detector": ("modyolo.api", "Detector"),
     "Result": ("modyolo.inference.results", "Result"),
-    "train": ("modyolo.engine.trainer", "train"),
+    "train": ("modyolo.api", "train"),
     "DetectionModel": ("modyolo.nn.model", "DetectionModel"),
 }
 

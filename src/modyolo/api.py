@@ -10,12 +10,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from modyolo.inference.results import Result
+
+if TYPE_CHECKING:
+    from modyolo.engine.callbacks import Callbacks
+    from modyolo.engine.config import TrainConfig
+    from modyolo.engine.trainer import TrainResult
 
 LOGGER = logging.getLogger("modyolo")
 
@@ -154,4 +159,24 @@ def load(
     return Detector(model, names, meta, dev, cfg)
 
 
-__all__ = ["Detector", "Result", "load"]
+def train(config: TrainConfig | None = None, *, callbacks: Callbacks | None = None, **options: Any) -> TrainResult:
+    """Train one run: ``modyolo.train(data="shapes", cfg="yolov5n.yaml", epochs=10, imgsz=320)``.
+
+    ``config``: a ``TrainConfig`` (``options`` then override its fields), or None (``options`` are
+    the fields: ``modyolo train``'s flags, underscores for dashes; an unknown one names the nearest).
+    ``callbacks``: your callbacks (they run after the trainer's own, before its reports; see
+    ``engine/default_callbacks.py``). Validation uses ``eval.validator.validate``, as ``modyolo
+    train`` does. Returns the run folder, last/best paths, final metrics and per-epoch history.
+    """
+    from modyolo.engine.config import TrainConfig
+    from modyolo.engine.trainer import Trainer
+    from modyolo.eval.validator import validate
+
+    if config is None:
+        config = TrainConfig.from_dict(options)
+    elif options:
+        config = TrainConfig.from_dict({**config.to_dict(), **options})
+    return Trainer(config, callbacks, evaluator=validate).fit()
+
+
+__all__ = ["Detector", "Result", "load", "train"]

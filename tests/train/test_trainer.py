@@ -5,10 +5,12 @@ import math
 import pytest
 import torch
 
+from modyolo.api import train
 from modyolo.engine.callbacks import Callbacks
 from modyolo.engine.checkpoint import load_checkpoint
 from modyolo.engine.config import TrainConfig
-from modyolo.engine.trainer import NonFiniteLoss, Trainer, train
+from modyolo.engine.trainer import NonFiniteLoss, Trainer
+from modyolo.eval.validator import validate
 
 
 def test_train_writes_run_folder_and_plain_checkpoints(train_kwargs):
@@ -55,7 +57,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(train_kwargs, tmp
     cb = Callbacks()
     cb.add("on_fit_epoch_end", stop_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        Trainer(TrainConfig.from_dict({**train_kwargs, "epochs": 3, "name": "cut"}), cb).fit()
+        Trainer(TrainConfig.from_dict({**train_kwargs, "epochs": 3, "name": "cut"}), cb, evaluator=validate).fit()
     last = tmp_path / "runs" / "cut" / "weights" / "last.pt"
     assert load_checkpoint(last)["epoch"] == 0
     resumed = train(**{**train_kwargs, "resume": str(last)})
@@ -69,7 +71,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(train_kwargs, tmp
 
 
 def test_frozen_layers_and_their_bn_statistics_do_not_change(train_kwargs):
-    trainer = Trainer(TrainConfig.from_dict({**train_kwargs, "epochs": 2, "freeze": list(range(10))}))
+    trainer = Trainer(
+        TrainConfig.from_dict({**train_kwargs, "epochs": 2, "freeze": list(range(10))}), evaluator=validate
+    )
     before = {k: v.clone() for k, v in trainer.model.state_dict().items() if k.split(".")[1] in map(str, range(10))}
     trainer.fit()
     after = trainer.model.state_dict()
@@ -81,7 +85,9 @@ def test_frozen_layers_and_their_bn_statistics_do_not_change(train_kwargs):
 
 
 def test_freeze_schedule_unfreezes_and_rebuilds_the_optimizer(train_kwargs):
-    trainer = Trainer(TrainConfig.from_dict({**train_kwargs, "epochs": 2, "freeze_schedule": "1:0-9"}))
+    trainer = Trainer(
+        TrainConfig.from_dict({**train_kwargs, "epochs": 2, "freeze_schedule": "1:0-9"}), evaluator=validate
+    )
     frozen_key = "model.0.conv.weight"
     start = trainer.model.state_dict()[frozen_key].clone()
     assert not trainer.model.model[0].conv.weight.requires_grad
@@ -102,7 +108,7 @@ def test_freeze_schedule_unfreezes_and_rebuilds_the_optimizer(train_kwargs):
     ],
 )
 def test_training_options_run_and_change_weights(train_kwargs, option):
-    trainer = Trainer(TrainConfig.from_dict({**train_kwargs, **option}))
+    trainer = Trainer(TrainConfig.from_dict({**train_kwargs, **option}), evaluator=validate)
     start = {k: v.clone() for k, v in trainer.model.state_dict().items() if v.is_floating_point()}
     result = trainer.fit()
     changed = [k for k, v in trainer.model.state_dict().items() if k in start and not torch.equal(v, start[k])]
@@ -111,7 +117,7 @@ def test_training_options_run_and_change_weights(train_kwargs, option):
 
 
 def test_non_finite_loss_names_step_parts_and_checkpoint(train_kwargs, monkeypatch):
-    trainer = Trainer(TrainConfig.from_dict(train_kwargs))
+    trainer = Trainer(TrainConfig.from_dict(train_kwargs), evaluator=validate)
     real = trainer.loss_fn
 
     def nan_loss(preds, targets):
@@ -143,7 +149,7 @@ def test_recipe_runs_stages_from_the_previous_best(train_kwargs, tmp_path):
         "stages:\n  - {name: frozen, epochs: 1, freeze: '0-9', fraction: 0.5}\n"
         "  - {name: all, epochs: 1, freeze: '', lr_scale: 0.1}\n"
     )
-    results = run_recipe(recipe, TrainConfig.from_dict(train_kwargs))
+    results = run_recipe(recipe, TrainConfig.from_dict(train_kwargs), evaluator=validate)
     assert [r.save_dir.name for r in results] == ["frozen", "all"]
     args = (results[1].save_dir / "args.yaml").read_text()
     assert "frozen/weights/best.pt" in args

@@ -18,10 +18,11 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.recipe:
         from modyolo.engine.recipe import run_recipe
+        from modyolo.eval.validator import validate
 
-        run_recipe(args.recipe, config)
+        run_recipe(args.recipe, config, evaluator=validate)
         return 0
-    from modyolo.engine.trainer import Trainer
+    from modyolo.api import train
 
-    Trainer(config).fit()
+    train(config)
     return 0

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modyolo.engine.config import TrainConfig
+from modyolo.engine.evaluator import Evaluator
 from modyolo.engine.freeze import parse_freeze
 from modyolo.yaml_io import read_yaml
 
@@ -43,8 +44,9 @@ def load_recipe(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
     return shared, stages
 
 
-def run_recipe(path: str | Path, base: TrainConfig) -> list[Any]:
-    """Train every stage in order; returns their TrainResults."""
+def run_recipe(path: str | Path, base: TrainConfig, evaluator: Evaluator | None = None) -> list[Any]:
+    """Train every stage in order; returns their TrainResults. ``evaluator``: see ``engine/evaluator.py``
+    (``modyolo train --recipe`` passes ``eval.validator.validate``)."""
     from modyolo.engine.trainer import Trainer
 
     shared, stages = load_recipe(path)
@@ -70,7 +72,7 @@ def run_recipe(path: str | Path, base: TrainConfig) -> list[Any]:
             config.fraction,
             config.lr_scale,
         )
-        result = Trainer(config).fit()
+        result = Trainer(config, evaluator=evaluator).fit()
         results.append(result)
         previous_best = result.best if result.best and result.best.exists() else result.last
     return results

@@ -6,13 +6,11 @@ Kept apart from ``trainer.py`` so the loop reads as a loop; each function takes 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,9 +21,10 @@ from modyolo.data.dataset_yaml import DataConfig, load_data_config
 from modyolo.data.loader import create_dataloader
 from modyolo.device import select_device
 from modyolo.engine.autoanchor import check_anchors, label_wh
-from modyolo.engine.checkpoint import CheckpointError, load_checkpoint, resume_training
+from modyolo.engine.checkpoint import CheckpointError, EarlyStopping, load_checkpoint, resume_training
 from modyolo.engine.config import TrainConfig
 from modyolo.engine.distributed import DistInfo, dist_info_from_env, init_process_group
+from modyolo.engine.ema import ModelEMA
 from modyolo.engine.freeze import FreezeStage, parse_freeze_schedule
 from modyolo.engine.hyp import Hyp, load_hyp, save_hyp
 from modyolo.engine.loss import DetectionLoss, scale_loss_gains
@@ -36,10 +35,6 @@ from modyolo.logs import attach_run_log
 from modyolo.nn.heads import loss_kind, uses_anchors
 from modyolo.nn.model import DetectionModel
 from modyolo.paths import increment_path
-from modyolo.structures import LOSS_PARTS
-
-if TYPE_CHECKING:
-    from modyolo.engine.trainer import Trainer
 
 LOGGER = logging.getLogger("modyolo.train")
 
@@ -57,23 +52,31 @@ class RunContext:
     resume_ckpt: dict | None = None
 
 
-def prepare_run(cfg: TrainConfig) -> RunContext:
-    """Resolve --resume, the run folder, device / DDP, seeds, hyp and the data config."""
-    resume_ckpt = None
-    if cfg.resume:
-        resume_ckpt = _resume_checkpoint(cfg)
-        saved = TrainConfig.from_dict(resume_ckpt["train_args"], "the checkpoint's train_args")
-        epochs = cfg.epochs if cfg.epochs != TrainConfig.epochs and cfg.epochs > saved.epochs else saved.epochs
-        cfg.__dict__.update(
-            {
-                **saved.to_dict(),
-                "resume": cfg.resume,
-                "epochs": epochs,
-                "exist_ok": True,
-                "verbose": cfg.verbose,
-                "workers": cfg.workers,
-            }
-        )
+def resolve_config(cfg: TrainConfig) -> tuple[TrainConfig, dict | None]:
+    """The config the run trains with, and the checkpoint it resumes (None for a new run).
+
+    A new run trains with ``cfg`` as given. ``--resume`` trains with the checkpoint's ``train_args``,
+    except ``resume`` (the checkpoint's path, also when it was found as the newest ``last.pt``),
+    ``epochs`` (a larger one given here extends the run), ``verbose`` and ``workers`` (this
+    machine's), and ``exist_ok`` (the run folder is reused). ``cfg`` itself is never changed.
+    """
+    if not cfg.resume:
+        return cfg, None
+    path, resume_ckpt = _resume_checkpoint(cfg)
+    saved = TrainConfig.from_dict(resume_ckpt["train_args"], "the checkpoint's train_args")
+    epochs = cfg.epochs if cfg.epochs != TrainConfig.epochs and cfg.epochs > saved.epochs else saved.epochs
+    resolved = saved.replace(
+        resume=cfg.resume if _names_a_path(cfg.resume) else str(path),
+        epochs=epochs,
+        exist_ok=True,
+        verbose=cfg.verbose,
+        workers=cfg.workers,
+    )
+    return resolved, resume_ckpt
+
+
+def prepare_run(cfg: TrainConfig, resume_ckpt: dict | None = None) -> RunContext:
+    """Device / DDP, seeds, hyp, the data config and the run folder, for a config from :func:`resolve_config`."""
     dist = dist_info_from_env()
     device = select_device(cfg.device, dist.local_rank if dist.enabled else None)
     init_process_group(dist, device)
@@ -103,20 +106,24 @@ def write_run_files(cfg: TrainConfig, run: RunContext) -> None:
         (run.save_dir / "args.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
-def _resume_checkpoint(cfg: TrainConfig) -> dict:
-    if isinstance(cfg.resume, str) and cfg.resume not in ("", "True", "true"):
-        path = Path(cfg.resume)
+def _names_a_path(resume: str | bool) -> bool:
+    return isinstance(resume, str) and resume not in ("", "True", "true")
+
+
+def _resume_checkpoint(cfg: TrainConfig) -> tuple[Path, dict]:
+    """``--resume PATH``, or the newest ``<project>/*/weights/last.pt``; its path and contents."""
+    if _names_a_path(cfg.resume):
+        path = Path(str(cfg.resume))
     else:
         candidates = sorted(Path(cfg.project).glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
         if not candidates:
             raise FileNotFoundError(f"--resume: no runs/*/weights/last.pt under {cfg.project}; pass the path")
         path = candidates[-1]
-        cfg.resume = str(path)
     ckpt = load_checkpoint(path)
     if ckpt.get("format") == "state_dict" or not ckpt.get("train_args"):
         raise CheckpointError(f"{path} has no training state to resume; start a new run with --weights {path}")
     ckpt["_path"] = str(path)
-    return ckpt
+    return path, ckpt
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -289,18 +296,21 @@ def build_optimization(cfg: TrainConfig, run: RunContext, model: DetectionModel,
     return optimizer, schedule
 
 
-def resume_state(trainer: Trainer) -> tuple[int, float]:
-    ckpt = trainer.run.resume_ckpt
-    start = resume_training(ckpt, model=trainer.model, optimizer=trainer.optimizer, ema=trainer.ema)
+def resume_state(
+    cfg: TrainConfig, ckpt: dict, model: nn.Module, optimizer: Any, ema: ModelEMA | None, stopper: EarlyStopping
+) -> tuple[int, float]:
+    """Load the checkpoint's weights, optimizer, EMA and early-stopping state in place; returns
+    (the first epoch to train, the best fitness so far)."""
+    start = resume_training(ckpt, model=model, optimizer=optimizer, ema=ema)
     extra = ckpt.get("extra") or {}
     if extra.get("early_stopping"):
-        trainer.stopper.load_state_dict(extra["early_stopping"])
-    if start >= trainer.cfg.epochs:
+        stopper.load_state_dict(extra["early_stopping"])
+    if start >= cfg.epochs:
         raise ValueError(
-            f"{trainer.cfg.resume} already finished {start} of {trainer.cfg.epochs} epochs; "
+            f"{cfg.resume} already finished {start} of {cfg.epochs} epochs; "
             "nothing to resume (pass a larger --epochs to train further)"
         )
-    LOGGER.info("resuming %s from epoch %d of %d", trainer.cfg.resume, start, trainer.cfg.epochs)
+    LOGGER.info("resuming %s from epoch %d of %d", cfg.resume, start, cfg.epochs)
     return start, float(ckpt.get("best_fitness") or 0.0)
 
 
@@ -315,46 +325,3 @@ def wrap_distributed(cfg: TrainConfig, run: RunContext, model: DetectionModel) -
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [run.device.index] if run.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
-
-
-def autocast_context(cfg: TrainConfig, device: torch.device) -> Callable[[], Any]:
-    """CUDA: fp16 AMP (bf16 with SAM, which cannot share a GradScaler); CPU: bf16 when --bf16."""
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if cfg.sam else torch.float16
-        return lambda: torch.autocast("cuda", dtype=dtype)
-    if cfg.bf16:
-        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
-def grad_scaler(cfg: TrainConfig, device: torch.device) -> torch.amp.GradScaler:
-    return torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not cfg.sam)
-
-
-def validate(trainer: Trainer, plots: bool = False) -> dict[str, float]:
-    """Validate the EMA weights on the val split (rank 0 only)."""
-    from modyolo.eval.validator import validate as run_validation
-
-    result = run_validation(
-        trainer.ema.ema,
-        trainer.val_loader,
-        names=trainer.names,
-        compute_loss=trainer.loss_fn,
-        single_cls=trainer.cfg.single_cls,
-        plots=plots,
-        save_dir=trainer.run.save_dir,
-        verbose=False,
-        progress=trainer.cfg.verbose,
-    )
-    metrics = dict(result.metrics)
-    if result.loss is not None:
-        names = getattr(trainer.loss_fn, "names", LOSS_PARTS)
-        for name, value in zip((f"val_{n}" for n in names), result.loss.tolist()):
-            metrics[name] = value
-    return metrics
-
-
-def attach_default_callbacks(trainer: Trainer) -> None:
-    from modyolo.engine.default_callbacks import attach
-
-    attach(trainer)

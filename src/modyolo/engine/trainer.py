@@ -1,8 +1,29 @@
-"""The training loop: yolov5's recipe, with everything around the step hung on callbacks.
+"""The training loop: yolov5's recipe as fit / epoch / step, with everything around the step on callbacks.
 
-``Trainer(config).fit()`` builds the model, data, loss, optimizer (optionally SAM), schedule and
-EMA, runs the epochs and returns a :class:`TrainResult`. Validation, checkpoints, logging and
-plots happen at epoch ends; the per-batch step is :meth:`Trainer._step`.
+``Trainer(config, callbacks, evaluator).fit()`` builds the model, data, loss, optimizer (optionally
+SAM), schedule and EMA (``engine/setup.py``), runs the epochs and returns a :class:`TrainResult`.
+The loop itself is three levels:
+
+- :meth:`Trainer.fit`: the epochs; the stop flag (early stopping, a callback's StopTraining) is
+  broadcast to every DDP rank; Ctrl-C raises ``on_train_interrupt`` and propagates.
+- one epoch: ``on_prepare_epoch`` (freeze switches, close-mosaic), the (seed, epoch) shuffle and
+  augmentation, :meth:`Trainer._train_epoch` over the batches, then on rank 0
+  ``on_train_epoch_end`` (EMA attributes, validation -> ``trainer.metrics``), the results.csv row
+  and ``on_fit_epoch_end`` (checkpoint, early stopping, your callbacks, results.csv, TensorBoard).
+- one step: :meth:`Trainer._step` (forward, loss, backward, SAM's second pass), and every
+  ``accumulate`` batches :meth:`Trainer._optimizer_step` then ``on_optimizer_step`` (EMA).
+
+The trainer's own callbacks live in ``engine/epoch_callbacks.py`` and are attached, in a fixed
+documented order, by ``engine/default_callbacks.py``; any of them can be replaced or removed by
+name before ``fit``::
+
+    trainer = Trainer(config, evaluator=modyolo.eval.validator.validate)
+    trainer.callbacks.replace("on_fit_epoch_end", "early_stopping", my_stopper)  # (trainer, epoch, row)
+    trainer.callbacks.add("on_fit_epoch_end", my_logger)  # runs after the reports
+    trainer.fit()
+
+The evaluator is passed in (``engine/evaluator.py`` says what it must be): ``engine`` sits below
+``eval`` and never imports it. ``modyolo.train(...)`` (``api.py``) is the one-call form.
 """
 
 from __future__ import annotations
@@ -19,12 +40,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from modyolo.engine import setup
+from modyolo.engine import default_callbacks, setup
 from modyolo.engine.callbacks import Callbacks, StopTraining
-from modyolo.engine.checkpoint import EarlyStopping, capture_rng_state, fitness, save_checkpoint
+from modyolo.engine.checkpoint import EarlyStopping, capture_rng_state, save_checkpoint
 from modyolo.engine.config import TrainConfig
 from modyolo.engine.distributed import broadcast_flag, destroy
 from modyolo.engine.ema import ModelEMA
+from modyolo.engine.evaluator import Evaluator
 from modyolo.engine.freeze import freeze_layers, frozen_at, hold_frozen_bn
 from modyolo.engine.hyp import stated_keys
 from modyolo.engine.precision import describe as describe_precision
@@ -32,10 +54,11 @@ from modyolo.engine.precision import resolve_precision
 from modyolo.engine.recipe_auto import resolve_recipe
 from modyolo.engine.sam import bn_stats_frozen
 from modyolo.nn.hooks import TrainState, broadcast_train_state
-from modyolo.structures import LOSS_PARTS
+from modyolo.structures import LOSS_PARTS, MAP50, MAP50_95, PRECISION, RECALL
 
 LOGGER = logging.getLogger("modyolo.train")
 LOSS_NAMES = LOSS_PARTS  # the anchor-based loss's parts, in its order
+METRIC_COLUMNS = (PRECISION, RECALL, MAP50, MAP50_95)  # results.csv's metric columns, in order
 
 
 class NonFiniteLoss(RuntimeError):
@@ -56,10 +79,19 @@ class TrainResult:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, callbacks: Callbacks | None = None) -> None:
+    """One training run. ``evaluator``: validates the EMA model each epoch (see ``engine/evaluator.py``);
+    ``modyolo.train`` and the CLI pass ``modyolo.eval.validator.validate``. Without one, :meth:`fit`
+    refuses to start (every run validates at least its final epoch), unless the 'validation'
+    callbacks were replaced."""
+
+    def __init__(
+        self, config: TrainConfig, callbacks: Callbacks | None = None, evaluator: Evaluator | None = None
+    ) -> None:
+        config, resume_ckpt = setup.resolve_config(config)  # the caller's config is left as it is
         self.cfg = config
         self.callbacks = callbacks or Callbacks()
-        self.run = setup.prepare_run(config)  # paths, device, DDP, seed, hyp, data config
+        self.evaluator = evaluator
+        self.run = setup.prepare_run(config, resume_ckpt)  # paths, device, DDP, seed, hyp, data config
         self.device = self.run.device
         self.dist = self.run.dist
         self.is_main = self.dist.is_main
@@ -68,9 +100,9 @@ class Trainer:
         self.frozen: list[int] = []
         self.schedule_stages = setup.freeze_stages(config)
         # A resumed run rebuilds the optimizer over the layers trainable when it was saved, so the
-        # saved optimizer state lines up; _begin_epoch then switches sets exactly as before.
-        saved_epoch = int(self.run.resume_ckpt["epoch"]) if self.run.resume_ckpt else 0
-        self._apply_freeze(frozen_at(self.schedule_stages, saved_epoch, config.freeze))
+        # saved optimizer state lines up; the 'freeze_schedule' callback then switches sets exactly as before.
+        saved_epoch = int(resume_ckpt["epoch"]) if resume_ckpt else 0
+        self.apply_freeze(frozen_at(self.schedule_stages, saved_epoch, config.freeze))
         self.train_loader, self.dataset = setup.train_loader(config, self.run, self.model)
         config = self.cfg = self._resolve_recipe(config)
         self.val_loader = setup.val_loader(config, self.run, self.model) if self.is_main else None
@@ -80,8 +112,10 @@ class Trainer:
         self.optimizer, self.schedule = setup.build_optimization(config, self.run, self.model, len(self.train_loader))
         self.start_epoch, self.best_fitness = 0, 0.0
         self.stopper = EarlyStopping(config.patience)
-        if config.resume:
-            self.start_epoch, self.best_fitness = setup.resume_state(self)
+        if resume_ckpt is not None:
+            self.start_epoch, self.best_fitness = setup.resume_state(
+                config, resume_ckpt, self.model, self.optimizer, self.ema, self.stopper
+            )
         self.train_model = setup.wrap_distributed(config, self.run, self.model)
         self.precision = resolve_precision(config.precision, self.device, sam=config.sam, bf16_alias=config.bf16)
         if self.is_main:
@@ -89,18 +123,21 @@ class Trainer:
         self.autocast = self.precision.autocast()
         self.scaler = self.precision.grad_scaler()
         setup.write_run_files(config, self.run)
-        if self.is_main:
-            setup.attach_default_callbacks(self)
+        self.metrics: dict[str, Any] = {}  # the last validated epoch's (the 'validation' callback sets it)
+        self.history: list[dict[str, float]] = []  # results.csv rows
+        self.stop_reason: str | None = None  # set by request_stop during an epoch's end
+        default_callbacks.attach(self)  # the trainer's own ahead of the ones passed in, reports after
+
+    def request_stop(self, reason: str) -> None:
+        """Stop after the current epoch (a callback's way; raising StopTraining does the same)."""
+        self.stop_reason = reason
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         cfg, nb = self.cfg, len(self.train_loader)
         self.callbacks.run("on_train_start", self)
         t_start, seen_steady, t_steady = time.time(), 0, 0.0
-        history: list[dict[str, float]] = []
-        metrics: dict[str, float] = {}
-        stopped = ""
-        epoch = saved = self.start_epoch - 1  # saved: the last epoch whose end state is in last.pt
+        epoch = self.start_epoch - 1
         try:
             for epoch in range(self.start_epoch, cfg.epochs):
                 self._begin_epoch(epoch)
@@ -109,30 +146,14 @@ class Trainer:
                 if epoch > self.start_epoch or cfg.epochs - self.start_epoch == 1:
                     seen_steady += images
                     t_steady += time.time() - t_epoch
-                if self.is_main:
-                    metrics, row = self._end_epoch(epoch, mean_loss, t_epoch)
-                    saved = epoch if not cfg.nosave else saved
-                    history.append(row)
-                    stop = self.stopper(epoch, metrics["fitness"])
-                    stopped = f"no improvement for {cfg.patience} epochs" if stop else ""
-                else:
-                    stop = False
-                try:
-                    if self.is_main:
-                        self.callbacks.run("on_fit_epoch_end", self, epoch, history[-1])
-                except StopTraining as e:
-                    stop, stopped = True, e.reason
+                stop = self._end_epoch(epoch, mean_loss, t_epoch) if self.is_main else False
                 if broadcast_flag(stop, self.dist, self.device):
-                    LOGGER.info("stopping after epoch %d: %s", epoch, stopped or "rank 0 decided")
+                    LOGGER.info("stopping after epoch %d: %s", epoch, self.stop_reason or "rank 0 decided")
                     break
         except KeyboardInterrupt:
-            path = self.run.weights_dir / "last.pt"
-            if self.is_main and saved != epoch and not path.exists():
-                # Interrupted in the first epoch: keep the partial weights, marked unfinished,
-                # so --resume repeats that epoch. Later, last.pt already holds the exact end of
-                # the previous epoch, which is the better resume point and is left as it is.
-                self._save(epoch - 1, metrics, path)
             if self.is_main:
+                self.callbacks.run("on_train_interrupt", self, epoch)
+                path = self.run.weights_dir / "last.pt"
                 LOGGER.warning("interrupted in epoch %d; continue with --resume %s", epoch, path)
             raise
         finally:
@@ -141,12 +162,12 @@ class Trainer:
             save_dir=self.run.save_dir,
             last=self.run.weights_dir / "last.pt" if self.is_main else None,
             best=self.run.weights_dir / "best.pt" if self.is_main else None,
-            metrics=metrics,
+            metrics=self.metrics,
             epochs_completed=epoch + 1,
             train_seconds=time.time() - t_start,
             train_images_per_s=seen_steady / t_steady if t_steady else 0.0,
-            stopped_early=stopped,
-            history=history,
+            stopped_early=self.stop_reason or "",
+            history=self.history,
         )
         if self.is_main:
             self.callbacks.run("on_train_end", self, result)
@@ -154,14 +175,7 @@ class Trainer:
 
     def _begin_epoch(self, epoch: int) -> None:
         cfg = self.cfg
-        wanted = frozen_at(self.schedule_stages, epoch, cfg.freeze)
-        if wanted != self.frozen:
-            self._apply_freeze(wanted)
-            self.optimizer, self.schedule = setup.build_optimization(cfg, self.run, self.model, len(self.train_loader))
-            LOGGER.info("epoch %d: frozen layers now %s; optimizer groups rebuilt", epoch, wanted or "none")
-        if cfg.close_mosaic > 0 and epoch >= cfg.epochs - cfg.close_mosaic and self.dataset.mosaic:
-            self.dataset.mosaic = False  # also when a resumed run starts inside the closing epochs
-            LOGGER.info("epoch %d: mosaic off for the last %d epochs", epoch, cfg.close_mosaic)
+        self.callbacks.run("on_prepare_epoch", self, epoch)  # freeze switches, close-mosaic
         # Every epoch's shuffle and augmentation derive from (seed, epoch), so a resumed run
         # sees exactly the batches an uninterrupted one would have seen.
         self.train_loader.generator.manual_seed(cfg.seed * 1_000_003 + epoch)
@@ -258,41 +272,42 @@ class Trainer:
         self.scaler.step(base)
         self.scaler.update()
         self.optimizer.zero_grad()
-        if self.ema is not None:
-            self.ema.update(self.model)
+        self.callbacks.run("on_optimizer_step", self)  # the EMA update
 
-    # -- epoch end ------------------------------------------------------------------------------
-    def _end_epoch(self, epoch: int, mean_loss: torch.Tensor, t_epoch: float) -> tuple[dict[str, float], dict]:
-        cfg = self.cfg
-        self.ema.update_attr(self.model)
-        final = epoch + 1 == cfg.epochs
-        if not cfg.noval or final:
-            metrics = setup.validate(self, plots=final and not cfg.noplots)
-        else:
-            metrics = {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50-95": 0.0}
-        metrics["fitness"] = fitness(metrics)
-        improved = metrics["fitness"] >= self.best_fitness  # ties too, so best.pt always exists (yolov5)
-        if improved:
-            self.best_fitness = metrics["fitness"]
+    # -- epoch end (rank 0) ---------------------------------------------------------------------
+    def _end_epoch(self, epoch: int, mean_loss: torch.Tensor, t_epoch: float) -> bool:
+        """Validation, the results row, checkpoints, early stopping, reports; True to stop."""
+        self.stop_reason = None
+        self.callbacks.run("on_train_epoch_end", self, epoch)  # EMA attributes, validation -> self.metrics
+        row = self._results_row(epoch, mean_loss, t_epoch)
+        self.history.append(row)
+        try:
+            self.callbacks.run("on_fit_epoch_end", self, epoch, row)  # checkpoint, early stop, yours, reports
+        except StopTraining as e:
+            self.request_stop(e.reason)
+        return self.stop_reason is not None
+
+    def _results_row(self, epoch: int, mean_loss: torch.Tensor, t_epoch: float) -> dict[str, float]:
+        """The epoch's results.csv row: train losses, metrics, val losses, learning rates, seconds."""
         names = getattr(self.loss_fn, "names", LOSS_NAMES)  # the head's loss names its parts
-        row = {
+        missing = [k for k in METRIC_COLUMNS if k not in self.metrics]
+        if missing:
+            raise KeyError(
+                f"epoch {epoch}: trainer.metrics lacks {missing}; the callbacks on on_train_epoch_end "
+                f"({', '.join(self.callbacks.names('on_train_epoch_end')) or 'none'}) must set them "
+                "(the default 'validation' callback does)"
+            )
+        return {
             "epoch": epoch,
             **{k: float(v) for k, v in zip(names, mean_loss.tolist())},
-            **{k: float(metrics[k]) for k in ("precision", "recall", "mAP50", "mAP50-95")},
-            **{f"val_{k}": float(metrics.get(f"val_{k}", 0.0)) for k in names},
+            **{k: float(self.metrics[k]) for k in METRIC_COLUMNS},
+            **{f"val_{k}": float(self.metrics.get(f"val_{k}", 0.0)) for k in names},
             **{f"lr{j}": float(g["lr"]) for j, g in enumerate(self.optimizer.param_groups)},
             "epoch_seconds": time.time() - t_epoch,
         }
-        if not cfg.nosave or final:
-            last = self._save(epoch, metrics, self.run.weights_dir / "last.pt")
-            if improved:
-                last_bytes = last.read_bytes()
-                _atomic_write(self.run.weights_dir / "best.pt", last_bytes)
-            if cfg.save_period > 0 and (epoch + 1) % cfg.save_period == 0:
-                _atomic_write(self.run.weights_dir / f"epoch{epoch}.pt", last.read_bytes())
-        return metrics, row
 
-    def _save(self, epoch: int, metrics: dict[str, float], path: Path) -> Path:
+    def save_checkpoint(self, epoch: int, metrics: dict[str, Any], path: Path) -> Path:
+        """Write the training state after ``epoch`` (model, EMA, optimizer, RNG, early stopping) to ``path``."""
         return save_checkpoint(
             path,
             model=self.model,
@@ -331,7 +346,8 @@ class Trainer:
         hyp = recipe.hyp.to_dict() if recipe.changed else cfg.hyp  # args.yaml alone rebuilds the run
         return cfg.replace(optimizer=recipe.optimizer, nbs=recipe.nbs, close_mosaic=recipe.close_mosaic, hyp=hyp)
 
-    def _apply_freeze(self, layers: list[int]) -> None:
+    def apply_freeze(self, layers: list[int]) -> None:
+        """Freeze exactly ``layers`` (model indices); every other parameter trains."""
         for p in self.model.parameters():
             p.requires_grad = True
         if layers:
@@ -345,15 +361,4 @@ def _memory(device: torch.device) -> str:
     return ""
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
-def train(**kwargs: Any) -> TrainResult:
-    """Python API: ``modyolo.train(data="shapes", cfg="yolov5n.yaml", epochs=10, imgsz=320)``."""
-    return Trainer(TrainConfig.from_dict(kwargs)).fit()
-
-
-__all__ = ["NonFiniteLoss", "TrainResult", "Trainer", "train"]
+__all__ = ["NonFiniteLoss", "TrainResult", "Trainer"]

@@ -158,6 +158,7 @@ def _train(spec: dict[str, Any], folder: Path) -> bool:
     from modyolo.engine.checkpoint import load_checkpoint
     from modyolo.engine.config import TrainConfig
     from modyolo.engine.trainer import Trainer
+    from modyolo.eval.validator import validate
 
     done = folder / "train_done.json"
     if done.is_file():
@@ -189,7 +190,8 @@ def _train(spec: dict[str, Any], folder: Path) -> bool:
             settings = {**settings, "resume": str(last)}
             resumed = True
             LOGGER.info("%s seed %s: resuming %s", spec["variant"], spec["seed"], last)
-    Trainer(TrainConfig.from_dict(settings, source=f"compare job {spec['variant']} seed {spec['seed']}")).fit()
+    config = TrainConfig.from_dict(settings, source=f"compare job {spec['variant']} seed {spec['seed']}")
+    Trainer(config, evaluator=validate).fit()
     _write_json(done, {"resumed": resumed})
     return resumed
 

@@ -190,6 +190,7 @@ class _Objective:
         from modyolo.engine.callbacks import Callbacks
         from modyolo.engine.hyp import HypError, save_hyp
         from modyolo.engine.trainer import NonFiniteLoss, Trainer
+        from modyolo.eval.validator import validate
 
         if _taken(self.study, before=trial.number) >= self.options.trials:
             # Another process filled the budget between our check and this trial's start.
@@ -214,7 +215,7 @@ class _Objective:
         callbacks = Callbacks()
         callbacks.add("on_fit_epoch_end", reporter)
         try:
-            result = Trainer(cfg, callbacks).fit()
+            result = Trainer(cfg, callbacks, evaluator=validate).fit()
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", "stopped by the user (Ctrl-C)")
             raise

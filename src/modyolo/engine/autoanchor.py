@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from modyolo.nn.head import check_anchor_order as check_anchor_order  # re-exported (one check, in nn)
+
 LOGGER = logging.getLogger(__name__)
 
 BPR_OK = 0.98
@@ -118,20 +120,6 @@ def _pixel_anchors(head: nn.Module) -> torch.Tensor:
     return head.anchors.detach().cpu().float() * head.stride.detach().cpu().float().view(-1, 1, 1)
 
 
-def check_anchor_order(head: nn.Module) -> bool:
-    """Flip the levels' anchors if their size order runs against the stride order; True if flipped."""
-    px = _pixel_anchors(head)
-    area = px.prod(-1).mean(-1)
-    stride = head.stride.detach().cpu().float()
-    da, ds = area[-1] - area[0], stride[-1] - stride[0]
-    if da != 0 and torch.sign(da) != torch.sign(ds):
-        LOGGER.info("autoanchor: reversing anchor order to follow the strides")
-        with torch.no_grad():  # flip in pixels, then back to each level's grid units
-            head.anchors.copy_((px.flip(0) / stride.view(-1, 1, 1)).to(head.anchors))
-        return True
-    return False
-
-
 def check_anchors(
     dataset_wh: np.ndarray, model: nn.Module, thr: float = 4.0, imgsz: int = 640, gen: int = 1000, seed: int = 0
 ) -> tuple[float, float, bool]:
@@ -170,7 +158,8 @@ def check_anchors(
         updated[level] = grouped[rank] / stride[level]
     with torch.no_grad():
         head.anchors.copy_(updated.to(head.anchors))
-    check_anchor_order(head)
+    if check_anchor_order(head):
+        LOGGER.info("autoanchor: reversing anchor order to follow the strides")
     reset = getattr(head, "reset_grids", None)
     if callable(reset):  # a head that caches anchor grids must rebuild them
         reset()

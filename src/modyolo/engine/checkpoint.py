@@ -19,11 +19,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import pickle
 import random
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,15 +33,13 @@ from torch import nn
 from modyolo.engine.ema import unwrap
 from modyolo.structures import FITNESS_WEIGHTS as FITNESS_WEIGHTS  # re-exported
 from modyolo.structures import fitness as fitness  # re-exported: best.pt is chosen by it
+from modyolo.weights_io import FORMAT as FORMAT  # re-exported: reading checkpoints lives in weights_io
+from modyolo.weights_io import VERSION as VERSION
+from modyolo.weights_io import CheckpointError as CheckpointError
+from modyolo.weights_io import inference_state_dict as inference_state_dict
+from modyolo.weights_io import load_checkpoint as load_checkpoint
 
 LOGGER = logging.getLogger(__name__)
-
-FORMAT = "modyolo.checkpoint"
-VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable modyolo checkpoint; the message says what to do instead."""
 
 
 # --------------------------------------------------------------------------- plain data
@@ -208,83 +204,6 @@ def _write_error(e: OSError, path: Path) -> OSError:
     else:
         why = f"cannot write checkpoint {path} ({e.strerror or e}); the last good {path.name} there is unchanged"
     return OSError(e.errno, why, str(path))
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint (or a bare state_dict, returned as ``{"model": sd, "format": "state_dict"}``).
-
-    Only plain data is accepted (``weights_only=True``). A pickled yolov5 ``.pt`` and files that
-    are not checkpoints raise :class:`CheckpointError` saying how to convert them.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
-    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since PyTorch 1.6
-        raise CheckpointError(
-            f"{path} is not a PyTorch checkpoint (not a zip archive: truncated, another format, or a "
-            "pre-1.6 legacy file; re-save a legacy file with a current torch.save)"
-        )
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        text = str(e)
-        if "models.yolo" in text or "models.common" in text:
-            raise CheckpointError(
-                f"{path} is a pickled yolov5 model, which modyolo does not unpickle (it could run "
-                "code). Export its weights as a state_dict from a yolov5 checkout with\n"
-                "  python -c \"import torch; c = torch.load('IN.pt', weights_only=False); "
-                "torch.save(c['model'].float().state_dict(), 'OUT.pt')\"\n"
-                "then pass OUT.pt as --weights together with the matching --cfg YAML"
-            ) from e
-        if "ultralytics." in text:
-            raise CheckpointError(
-                f"{path} is a pickled ultralytics model, which modyolo does not unpickle (it could run code); "
-                "where the ultralytics package is installed, save its state_dict with "
-                "python -c \"import torch; c = torch.load('IN.pt', weights_only=False); "
-                "torch.save(c['model'].float().state_dict(), 'OUT.pt')\" and pass OUT.pt as --weights with the "
-                "YAML it was built from as --cfg (e.g. yolov8n.yaml: its keys load strictly)"
-            ) from e
-        culprit = next((line.strip() for line in text.splitlines() if "global" in line.lower()), text.splitlines()[0])
-        raise CheckpointError(
-            f"{path} holds pickled Python objects, not plain data ({culprit}); save a state_dict instead"
-        ) from e
-    except (
-        RuntimeError,
-        zipfile.BadZipFile,
-        EOFError,
-        OSError,
-        IndexError,
-        KeyError,
-        TypeError,
-        ValueError,
-        AttributeError,
-    ) as e:  # a damaged pickle inside a valid zip reaches torch's unpickler in many ways
-        raise CheckpointError(
-            f"{path} is not a PyTorch checkpoint (truncated, damaged or another format): {type(e).__name__}: {e}"
-        ) from e
-    if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
-        version = obj.get("version", 0)
-        if not isinstance(version, int):
-            raise CheckpointError(f"{path}: damaged checkpoint (version {version!r} is not an integer)")
-        if version > VERSION:
-            raise CheckpointError(
-                f"{path} is checkpoint version {obj['version']}, newer than this modyolo reads ({VERSION}); "
-                "upgrade modyolo"
-            )
-        return dict(obj)
-    if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return {"format": "state_dict", "model": dict(obj)}
-    raise CheckpointError(
-        f"{path} is neither a modyolo checkpoint nor a state_dict (found {type(obj).__name__}"
-        + (f" with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, Mapping) else "")
-        + ")"
-    )
-
-
-def inference_state_dict(ckpt: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """The weights to evaluate or deploy: the EMA's when the checkpoint has one."""
-    ema = ckpt.get("ema")
-    return dict(ema["model"]) if ema else dict(ckpt["model"])
 
 
 def resume_training(

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from modyolo.engine.assign import build_targets
 from modyolo.engine.hyp import Hyp
+from modyolo.nn.head import decode_xywh
 
 LOGGER = logging.getLogger(__name__)
 
@@ -177,8 +178,7 @@ class DetectionLoss:
             pos = torch.zeros(p.shape[:4], device=device, dtype=torch.bool)
             if len(t):
                 ps = p[t.image, t.anchor, t.gy, t.gx]  # (n, 5 + nc)
-                pxy = ps[:, :2].sigmoid() * 2 - 0.5
-                pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * t.anchor_wh
+                pxy, pwh = decode_xywh(ps[:, :2].sigmoid(), ps[:, 2:4].sigmoid(), t.anchor_wh)  # grid cells
                 iou = bbox_ciou(torch.cat((pxy, pwh), 1), t.box)
                 lbox = lbox + (1.0 - iou).mean()
                 # Objectness target = how well this anchor already fits its box (gr = 1.0). With

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from modyolo.engine.hyp import Hyp
 from modyolo.engine.loss import DetectionLoss, bbox_ciou
+from modyolo.nn.head import decode_xywh
 
 AUX_WEIGHT = 0.25
 TOPK_IOU = 10  # dynamic k sums a box's 10 best candidate IoUs (IDetect)
@@ -142,8 +143,8 @@ def ota_match(
             a, gy, gx, awh = c.anchor[sel], c.gy[sel], c.gx[sel], c.anchor_wh[sel]
             ps = p[b, a, gy, gx].float()
             grid = torch.stack((gx, gy), 1).float()
-            xy = (ps[:, :2].sigmoid() * 2 - 0.5 + grid) * strides[i]
-            wh = (ps[:, 2:4].sigmoid() * 2) ** 2 * awh * strides[i]
+            xy, wh = decode_xywh(ps[:, :2].sigmoid(), ps[:, 2:4].sigmoid(), awh)  # cells, from the cell
+            xy, wh = (xy + grid) * strides[i], wh * strides[i]  # pixels
             level = torch.full_like(a, i)
             parts.append((a, gy, gx, awh, level, _xyxy(torch.cat((xy, wh), 1)), ps[:, 4:5], ps[:, 5:]))
         a, gy, gx, awh, level, pbox, pobj, pcls = (torch.cat(x) for x in zip(*parts))
@@ -231,7 +232,7 @@ class OTALoss(DetectionLoss):
             if len(m.image):
                 ny, nx = p.shape[2:4]
                 ps = p[m.image, m.anchor, m.gy, m.gx]
-                pbox = torch.cat((ps[:, :2].sigmoid() * 2 - 0.5, (ps[:, 2:4].sigmoid() * 2) ** 2 * m.anchor_wh), 1)
+                pbox = torch.cat(decode_xywh(ps[:, :2].sigmoid(), ps[:, 2:4].sigmoid(), m.anchor_wh), 1)
                 tbox = m.target[:, 2:6] * torch.tensor([nx, ny, nx, ny], device=device)
                 tbox[:, :2] -= torch.stack((m.gx, m.gy), 1)
                 iou = bbox_ciou(pbox, tbox)

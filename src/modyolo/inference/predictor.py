@@ -34,15 +34,6 @@ YAML_SUFFIXES = (".yaml", ".yml")
 # --------------------------------------------------------------------------- loading
 
 
-def _build(model_yaml: Any, where: str) -> torch.nn.Module:
-    from modyolo.nn.model import DetectionModel
-
-    try:
-        return DetectionModel(model_yaml)
-    except Exception as e:  # the YAML error already names the layer; add which weights it came from
-        raise ValueError(f"{where}: cannot build the model stored with these weights: {e}") from e
-
-
 def load_model(
     weights: str | Path,
     device: str | torch.device = "cpu",
@@ -70,7 +61,7 @@ def load_model(
     Raises ``CheckpointError`` (a ``ValueError``) for files that are not modyolo weights,
     saying what they are and how to convert them; nothing is unpickled.
     """
-    from modyolo.engine.checkpoint import CheckpointError, inference_state_dict, load_checkpoint
+    from modyolo.nn.load import build_stored_model, load_detection_model
 
     path = Path(weights)
     dev = select_device(device)
@@ -78,47 +69,11 @@ def load_model(
     if suffix in BACKEND_SUFFIXES:
         return _load_backend(path, dev)
     if suffix in YAML_SUFFIXES:
-        model = _build(str(path), str(path))
+        model = build_stored_model(str(path), str(path))
         meta = {"format": "yaml", "path": str(path), "imgsz": None, "has_ema": False, "epoch": None}
         return _finish(model, list(model.names), meta, dev, fuse)
-    ckpt = load_checkpoint(path, map_location="cpu")
-    if ckpt.get("format") == "state_dict":
-        if cfg is None:
-            raise CheckpointError(
-                f"{path} is a bare state_dict without its model YAML; pass the YAML it was "
-                f"trained from: modyolo detect / val / export --weights {path} --cfg yolov5n.yaml "
-                "(your YAML), or modyolo.load(path, cfg=...)"
-            )
-        model_yaml, state, names = cfg, ckpt["model"], None
-        meta = {"format": "state_dict", "path": str(path), "imgsz": None, "has_ema": False, "epoch": None}
-    else:
-        model_yaml = cfg if cfg is not None else ckpt.get("model_yaml")
-        if not model_yaml:
-            raise CheckpointError(f"{path} stores no model YAML; pass the YAML it was trained from")
-        state = inference_state_dict(ckpt) if use_ema else dict(ckpt["model"])
-        names = ckpt.get("names")
-        meta = {
-            "format": "checkpoint",
-            "path": str(path),
-            "imgsz": (ckpt.get("train_args") or {}).get("imgsz"),
-            "has_ema": bool(ckpt.get("ema")),
-            "epoch": ckpt.get("epoch"),
-        }
-    model = _build(model_yaml, str(path))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(
-            f"{path}: weights do not fit the model YAML ({str(e).splitlines()[0]}...); "
-            "pass the YAML these weights were trained with"
-        ) from e
-    if isinstance(names, dict):
-        names = [str(names[k]) for k in sorted(names, key=int)]
-    names = list(names) if names else list(model.names)
-    if len(names) != model.nc:
-        names = [names[i] if i < len(names) else f"class{i}" for i in range(model.nc)]
-    model.names = names
-    return _finish(model, names, meta, dev, fuse)
+    model, meta = load_detection_model(path, cfg=cfg, use_ema=use_ema)
+    return _finish(model, list(model.names), meta, dev, fuse)
 
 
 def _finish(model: torch.nn.Module, names: list[str], meta: dict, dev: torch.device, fuse: bool):
@@ -165,7 +120,7 @@ def load_model_for_cli(
     weights: str | Path, device: str | torch.device = "cpu", cfg: Any = None
 ) -> tuple[Any, list[str], dict]:
     """``load_model`` whose errors fit the CLI's one-line ``modyolo <verb>: error: ...`` report."""
-    from modyolo.engine.checkpoint import CheckpointError
+    from modyolo.weights_io import CheckpointError
 
     try:
         return load_model(weights, device=device, cfg=cfg)
@@ -352,11 +307,11 @@ def _end_to_end(
     augment: bool,
 ) -> torch.Tensor:
     """One image through a graph that ends in NMS: ``det [n, 6]`` in input pixels, best class per box."""
-    if augment or agnostic:
+    if augment or (agnostic and not getattr(model, "agnostic", False)):
         raise ValueError(
             f"{getattr(model, 'path', 'this model')} has NMS inside its graph (exported with --nms), "
-            "which is class-aware and runs on one scale: drop --augment / --agnostic-nms, or use a model "
-            "exported without --nms"
+            "which is class-aware and runs on one scale: drop --augment / --agnostic-nms, re-export with "
+            "--nms --agnostic-nms, or use a model exported without --nms"
         )
     dets, num = model(x, conf, iou, False)
     det = dets[0, : int(num[0])].float()

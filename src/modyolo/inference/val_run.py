@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from modyolo.eval.validator import ValResult
+from modyolo.structures import FITNESS, MAP50, MAP50_95, PRECISION, RECALL
 
 LOGGER = logging.getLogger("modyolo.eval.val")
 DIAGNOSIS_BATCHES = 2  # batches the raw-vs-EMA check re-evaluates (it only needs "zero or not")
@@ -34,7 +35,7 @@ class ValOutcome:
 
     def summary(self) -> dict[str, Any]:
         m = self.result.metrics
-        out = {k: float(m[k]) for k in ("precision", "recall", "mAP50", "mAP50-95", "fitness")}
+        out = {k: float(m[k]) for k in (PRECISION, RECALL, MAP50, MAP50_95, FITNESS)}
         out.update(speed=dict(self.result.speed), save_dir=str(self.save_dir))
         if self.coco:
             out["coco"] = dict(self.coco)
@@ -297,7 +298,7 @@ def _diagnose(
         imgs = next(iter(loader))[0][:2]
         sample = imgs.to(dev).float() / 255
         if fmt == "checkpoint":
-            from modyolo.engine.checkpoint import load_checkpoint
+            from modyolo.weights_io import load_checkpoint
 
             ckpt = load_checkpoint(path)
 

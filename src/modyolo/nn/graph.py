@@ -47,7 +47,11 @@ _ACTIVATION_ARG = re.compile(r"^\s*(nn\.[A-Za-z]\w*(\([\w.+\-, ]*\))?|[A-Za-z]\w
 
 @dataclass
 class Layer:
-    """A built layer plus the routing the model's forward needs."""
+    """A built layer plus the routing the model's forward needs.
+
+    ``sources``: the absolute indices ``from`` names, resolved once here (-1 = the input image,
+    only for layer 0); the forward loop, the dry run and the profile all read them.
+    """
 
     module: nn.Module
     index: int
@@ -56,6 +60,7 @@ class Layer:
     name: str
     args: list[Any]
     c2: Channels
+    sources: list[int]
 
 
 def shipped_configs() -> list[str]:
@@ -266,7 +271,7 @@ def build_layers(cfg: dict, source: str, ch: int = 3, extra: dict | None = None)
                 max_channels=max_channels,
             )
             module, c2 = block.from_row(row)
-            layers.append(Layer(module, i, f, number, name, args, c2))
+            layers.append(Layer(module, i, f, number, name, args, c2, sources))
             channels.append(c2)
             save.update(j for j in sources if j != -1 and j != i - 1)
     return layers, sorted(save)

@@ -32,6 +32,39 @@ ANCHOR_STRIDE_MAX = 10.5  # above: anchors sized for coarser maps, the head taps
 ANCHOR_STRIDE_MIN = 0.5  # below: anchors under half a grid cell, maybe tiny-object anchors (warning)
 
 
+def decode_xywh(
+    sig_xy: torch.Tensor, sig_wh: torch.Tensor, anchor_wh: torch.Tensor, offset: torch.Tensor | float = -0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """yolov5's box parametrisation, written once: ``xy = 2 * sigmoid(t_xy) + offset``,
+    ``wh = (2 * sigmoid(t_wh)) ** 2 * anchor``.
+
+    sig_xy, sig_wh: ``[..., 2]`` sigmoids of the raw outputs. Units follow the arguments:
+    ``offset = -0.5`` gives xy relative to the cell's corner (the loss, grid cells); a grid
+    tensor holding ``(gx - 0.5, gy - 0.5)`` gives absolute cells (the head, which then scales
+    by the stride). ``anchor_wh`` in grid units gives wh in cells, in pixels gives pixels.
+    Returns ``(xy, wh)``, each ``[..., 2]``.
+    """
+    return sig_xy * 2 + offset, (sig_wh * 2) ** 2 * anchor_wh
+
+
+def check_anchor_order(head: nn.Module) -> bool:
+    """Flip an anchor head's levels if their anchor-size order runs against the stride order.
+
+    Compared and flipped in pixels (``anchors`` are grid units: pixels / stride), as yolov5 does
+    since flipping grid units would give each level the wrong pixel sizes. ``head.anchors``
+    ``[nl, na, 2]`` and ``head.stride`` ``[nl]`` must be set. Returns True if it flipped.
+    """
+    stride = head.stride.detach().float().view(-1, 1, 1)
+    px = head.anchors.detach().float() * stride
+    area = px.prod(-1).mean(-1)
+    da, ds = area[-1] - area[0], stride[-1, 0, 0] - stride[0, 0, 0]
+    if da != 0 and torch.sign(da) != torch.sign(ds):
+        with torch.no_grad():  # flip in pixels, then back to each level's grid units
+            head.anchors.copy_((px.flip(0) / stride).to(head.anchors))
+        return True
+    return False
+
+
 @BLOCKS.register()
 class Detect(nn.Module):
     """Row args: ``[nc, anchors]`` with anchors a list of ``[w0,h0, w1,h1, ...]`` per level (pixels)
@@ -106,8 +139,8 @@ class Detect(nn.Module):
         bs, _, ny, nx, _ = p.shape
         grid, anchor_grid = self._grid(nx, ny, i, p)
         xy, wh, conf = p.sigmoid().split((2, 2, self.nc + 1), 4)
-        xy = (xy * 2 + grid) * self.stride[i]
-        wh = (wh * 2) ** 2 * anchor_grid
+        xy, wh = decode_xywh(xy, wh, anchor_grid, grid)  # xy in cells, wh in pixels
+        xy = xy * self.stride[i]
         return torch.cat((xy, wh, conf), 4).view(bs, self.na * nx * ny, self.no)
 
     def _grid(self, nx: int, ny: int, i: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,21 +180,12 @@ class Detect(nn.Module):
         """Record level strides, put anchors into grid units and check their order (yolov5)."""
         self.stride.copy_(strides)
         self.anchors /= strides.view(-1, 1, 1)
-        if self.check_anchor_order():
+        if check_anchor_order(self):
             LOGGER.info(
                 "Detect: anchor levels reversed so that the smallest anchors sit at the smallest stride (%s)",
                 "/".join(f"{s:g}" for s in strides.tolist()),
             )
         self.reset_grids()
-
-    def check_anchor_order(self) -> bool:
-        """Flip anchors if their area order disagrees with the stride order; True if flipped."""
-        area = self.anchors.prod(-1).mean(-1).view(-1)
-        da, ds = area[-1] - area[0], self.stride[-1] - self.stride[0]
-        if da and (da.sign() != ds.sign()):
-            self.anchors[:] = self.anchors.flip(0)
-            return True
-        return False
 
     def initialize_biases(self, class_frequency: torch.Tensor | None = None) -> None:
         """yolov5's prior: ~8 objects per 640² image for objectness, 0.6/nc for classes."""

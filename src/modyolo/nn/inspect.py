@@ -68,67 +68,68 @@ def _describe(out: Any, size: int) -> tuple[Any, Any, Any]:
 
 
 def dry_run(model: DetectionModel, size: int, ch: int) -> list[LayerReport]:
-    """Run the rows on a zero image, check shapes between layers, return the report."""
+    """Run the rows on a zero image, check shapes between layers, return the report.
+
+    The rows run through the model's own forward loop (:meth:`DetectionModel.run_rows`); this
+    function only observes each row: it checks the row's inputs before it runs, names the layer
+    when it fails, and records what it produced.
+    """
     from modyolo.nn.heads import is_head  # local: heads import nothing from here, but keep it cheap
 
     source = model.source
     reports: list[LayerReport] = []
-    outputs: list[Any] = []
+    image_info = (ch, (size, size), 1.0)
+
+    def observe(i: int, module: nn.Module, inp: Any) -> Any:
+        layer = model.layers_meta[i]
+        name, sources = layer.name, layer.sources
+        inputs = inp if isinstance(layer.from_, list) else [inp]
+        infos = [image_info if j == -1 else (reports[j].channels, reports[j].size, reports[j].stride) for j in sources]
+        where = f"layer {i} ({name}) of {source}"
+        if is_head(module) or hasattr(module, "set_strides"):  # a head
+            _check_detect_inputs(where, sources, infos, module)
+        elif len(inputs) > 1:
+            _check_same_size(where, sources, infos)
+        try:
+            out = module(inp)
+        except ModelConfigError:
+            raise
+        except Exception as e:
+            shapes = ", ".join(
+                f"layer {j}: {tuple(t.shape) if isinstance(t, torch.Tensor) else '?'}" for j, t in zip(sources, inputs)
+            )
+            raise ModelConfigError(
+                f"{where} failed in the build-time dry run on inputs ({shapes}): "
+                f"{type(e).__name__}: {e}. Check its args {layer.args} and the channels of "
+                f"the layers in 'from'"
+            ) from e
+        channels, hw, stride = _describe(out, size)
+        if not is_head(module) and channels is not None and channels != layer.c2:
+            raise ModelConfigError(
+                f"{where}: declares {layer.c2} output channels but produces {channels}; "
+                "its from_row must return the channels the module really outputs"
+            )
+        reports.append(
+            LayerReport(
+                i,
+                layer.from_,
+                sources,
+                layer.number,
+                sum(p.numel() for p in module.parameters()),
+                name,
+                layer.args,
+                layer.c2 if channels is None else channels,
+                hw,
+                stride,
+            )
+        )
+        return out
+
     was_training = model.training
     model.eval()
-    x: Any = torch.zeros(1, ch, size, size)
-    image_info = (ch, (size, size), 1.0)
     try:
         with torch.no_grad():
-            for layer, module in zip(model.layers_meta, model.model):
-                i, name = layer.index, layer.name
-                items = layer.from_ if isinstance(layer.from_, list) else [layer.from_]
-                sources = [-1 if (i == 0 and f == -1) else (f + i if f < 0 else f) for f in items]
-                infos = [
-                    image_info if j == -1 else (reports[j].channels, reports[j].size, reports[j].stride)
-                    for j in sources
-                ]
-                inputs = [x if j == -1 else outputs[j] for j in sources]
-                where = f"layer {i} ({name}) of {source}"
-                if is_head(module) or hasattr(module, "set_strides"):  # a head
-                    _check_detect_inputs(where, sources, infos, module)
-                elif len(inputs) > 1:
-                    _check_same_size(where, sources, infos)
-                try:
-                    out = module(inputs if isinstance(layer.from_, list) else inputs[0])
-                except ModelConfigError:
-                    raise
-                except Exception as e:
-                    shapes = ", ".join(
-                        f"layer {j}: {tuple(t.shape) if isinstance(t, torch.Tensor) else '?'}"
-                        for j, t in zip(sources, inputs)
-                    )
-                    raise ModelConfigError(
-                        f"{where} failed in the build-time dry run on inputs ({shapes}): "
-                        f"{type(e).__name__}: {e}. Check its args {layer.args} and the channels of "
-                        f"the layers in 'from'"
-                    ) from e
-                channels, hw, stride = _describe(out, size)
-                if not is_head(module) and channels is not None and channels != layer.c2:
-                    raise ModelConfigError(
-                        f"{where}: declares {layer.c2} output channels but produces {channels}; "
-                        "its from_row must return the channels the module really outputs"
-                    )
-                outputs.append(out)
-                reports.append(
-                    LayerReport(
-                        i,
-                        layer.from_,
-                        sources,
-                        layer.number,
-                        sum(p.numel() for p in module.parameters()),
-                        name,
-                        layer.args,
-                        layer.c2 if channels is None else channels,
-                        hw,
-                        stride,
-                    )
-                )
+            model.run_rows(torch.zeros(1, ch, size, size), observe)
     finally:
         model.train(was_training)
     return reports

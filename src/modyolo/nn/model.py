@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from modyolo.nn.row import ModelConfigError
 
 LOGGER = logging.getLogger("modyolo.nn.model")
 STRIDE_PROBE = 256  # image size of the dry run that finds strides (yolov5 uses the same)
+#: ``call(index, module, inputs) -> output``: runs one row of :meth:`DetectionModel.run_rows`.
+RowCall = Callable[[int, nn.Module, Any], Any]
 
 
 class DetectionModel(nn.Module):
@@ -45,7 +48,7 @@ class DetectionModel(nn.Module):
         layers, self.save = build_layers(self.yaml, self.source, ch, extra={"pretrained": pretrained or {}})
         self.layers_meta: list[Layer] = layers
         self.model = nn.Sequential(*(layer.module for layer in layers))
-        self.routes = [_route(layer.from_, layer.index) for layer in layers]
+        self.routes = [_route(layer.sources, isinstance(layer.from_, list), layer.index) for layer in layers]
         self._save = set(self.save)
         self.nc = int(self.yaml["nc"])
         self.names = [str(i) for i in range(self.nc)]
@@ -86,16 +89,29 @@ class DetectionModel(nn.Module):
         ``(dets [B, K, 6] x1, y1, x2, y2, score, class sorted by score, num [B])``, the rows
         ``dets[b, :num[b]]`` scoring above ``conf_thres`` (the protocol validation and detection use
         for graphs that output final detections); ``iou_thres`` / ``multi_label`` mean nothing there."""
-        outputs: list[Any] = []
-        for i, (module, route) in enumerate(zip(self.model, self.routes)):
-            if route is not None:
-                x = outputs[route] if isinstance(route, int) else [x if j == -2 else outputs[j] for j in route]
-            x = module(x)
-            outputs.append(x if i in self._save else None)
+        x = self.run_rows(x)
         if conf_thres is not None and self.end2end:
             dets = x[0] if isinstance(x, tuple) else x
             return dets, (dets[..., 4] > conf_thres).sum(1)
         return x
+
+    def run_rows(self, x: torch.Tensor, call: RowCall | None = None) -> Any:
+        """The one walk of the layer graph: each row gets the outputs its ``from`` names.
+
+        x: ``Tensor[B, ch, H, W]``. Returns the last row's output (the head's contract).
+        call: runs one row instead of ``module(inputs)``: ``call(index, module, inputs)`` must
+        return the row's output. The build-time dry run (:func:`modyolo.nn.inspect.dry_run`)
+        and the per-layer profile (``modyolo.tools.profile``) observe the forward this way, so
+        routing is written once. ``inputs`` is a tensor, or a list when the row's ``from`` is a list.
+        """
+        outputs: list[Any] = []
+        y: Any = x
+        for i, (module, route) in enumerate(zip(self.model, self.routes)):
+            if route is not None:
+                y = outputs[route] if isinstance(route, int) else [y if j == -2 else outputs[j] for j in route]
+            y = module(y) if call is None else call(i, module, y)
+            outputs.append(y if i in self._save else None)
+        return y
 
     @property
     def end2end(self) -> bool:
@@ -176,13 +192,13 @@ class DetectionModel(nn.Module):
         return result
 
 
-def _route(from_: int | list[int], i: int) -> int | list[int] | None:
-    """Absolute indices to read; None = the previous output; -2 inside a list = the previous output."""
-    items = from_ if isinstance(from_, list) else [from_]
-    absolute = [x + i if x < 0 else x for x in items]
-    if not isinstance(from_, list):
-        return None if absolute[0] == i - 1 or i == 0 else absolute[0]
-    return [-2 if j == i - 1 else j for j in absolute]
+def _route(sources: list[int], listed: bool, i: int) -> int | list[int] | None:
+    """How row ``i`` reads its inputs, from the absolute ``sources`` the builder resolved:
+    None = the previous output; an int = that saved output; a list (``from`` was a list) of
+    saved outputs, where -2 stands for the previous output (which is not saved)."""
+    if not listed:
+        return None if sources[0] == i - 1 else sources[0]
+    return [-2 if j == i - 1 else j for j in sources]
 
 
 @contextlib.contextmanager

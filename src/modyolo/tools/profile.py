@@ -5,45 +5,47 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 import torch
 from torch import nn
 
+from modyolo.nn.model import DetectionModel
 
-def per_layer_profile(model: nn.Module, img_size: int, runs: int = 20, warmup: int = 3) -> list[dict]:
-    """Median milliseconds, params and GFLOPs of each row for one batch-1 forward."""
+
+def per_layer_profile(model: DetectionModel, img_size: int, runs: int = 20, warmup: int = 3) -> list[dict]:
+    """Median milliseconds, params and GFLOPs of each row for one batch-1 forward.
+
+    The rows run through the model's own forward loop (``run_rows``); each row's call is counted
+    by the FLOP counter once, then repeated ``warmup + runs`` times on the same inputs for timing.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     model.eval()
-    x = torch.zeros(1, model.yaml.get("ch", 3), img_size, img_size)
-    rows = []
-    outputs: list = []
+    rows: list[dict] = []
+
+    def timed(i: int, module: nn.Module, inp: Any) -> Any:
+        with FlopCounterMode(display=False) as counter:
+            out = module(inp)
+        times = []
+        for k in range(warmup + runs):
+            t0 = time.perf_counter()
+            module(inp)
+            if k >= warmup:
+                times.append((time.perf_counter() - t0) * 1e3)
+        rows.append(
+            {
+                "index": i,
+                "module": model.layers_meta[i].name,
+                "params": sum(p.numel() for p in module.parameters()),
+                "gflops": counter.get_total_flops() / 1e9,
+                "ms": statistics.median(times),
+            }
+        )
+        return out
+
     with torch.inference_mode():
-        for i, (module, route) in enumerate(zip(model.model, model.routes)):
-            inp = (
-                x
-                if route is None
-                else (outputs[route] if isinstance(route, int) else [x if j == -2 else outputs[j] for j in route])
-            )
-            with FlopCounterMode(display=False) as counter:
-                out = module(inp)
-            times = []
-            for k in range(warmup + runs):
-                t0 = time.perf_counter()
-                module(inp)
-                if k >= warmup:
-                    times.append((time.perf_counter() - t0) * 1e3)
-            rows.append(
-                {
-                    "index": i,
-                    "module": model.layers_meta[i].name,
-                    "params": sum(p.numel() for p in module.parameters()),
-                    "gflops": counter.get_total_flops() / 1e9,
-                    "ms": statistics.median(times),
-                }
-            )
-            outputs.append(out)
-            x = out
+        model.run_rows(torch.zeros(1, model.yaml.get("ch", 3), img_size, img_size), timed)
     return rows
 
 

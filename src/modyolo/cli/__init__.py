@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise
                 logging.getLogger("modyolo.cli").debug("modyolo %s failed", verb, exc_info=True)
                 print(f"modyolo {verb}: error: {message}", file=sys.stderr)
-                return 1
+                return int(getattr(e, "exit_code", 1))  # 2: flags refused after parsing (nn/budget.py)
     except KeyboardInterrupt:
         print(f"modyolo {verb}: interrupted", file=sys.stderr)
         return 130

@@ -32,6 +32,7 @@ from modyolo.engine.optim import build_optimizer
 from modyolo.engine.sam import SAM
 from modyolo.engine.schedule import LRSchedule, accumulation_steps, scaled_weight_decay
 from modyolo.logs import attach_run_log
+from modyolo.nn.budget import check_train_memory
 from modyolo.nn.heads import loss_kind, uses_anchors
 from modyolo.nn.model import DetectionModel
 from modyolo.paths import increment_path
@@ -146,6 +147,15 @@ def build_model(cfg: TrainConfig, run: RunContext) -> tuple[DetectionModel, dict
     anchors = run.hyp.anchors if run.hyp.anchors and not cfg.resume else None
     model = DetectionModel(model_cfg, nc=run.nc, anchors=int(anchors) if anchors else None).to(run.device)
     model.names = list(run.names)
+    check_train_memory(
+        model,
+        cfg.batch_size // run.dist.world_size,
+        cfg.imgsz,
+        run.device,
+        cfg.optimizer,
+        cfg.precision,
+        cfg.multi_scale,
+    )
     if cfg.backbone_weights:
         from modyolo.nn.pretrained import load_backbone_weights
 

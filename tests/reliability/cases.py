@@ -316,6 +316,24 @@ def _no_tmp_left(env: Env, out: str) -> None:
     assert not list(env.work.rglob("*.tmp")), "a temporary checkpoint was left behind"
 
 
+def _no_run_folder(env: Env, out: str) -> None:
+    assert not (env.work / "runs").exists(), "a run folder was left by a refused run"
+
+
+def _memory_at(share: float) -> Callable:
+    """Set MODYOLO_MEMORY_LIMIT so that the tiny model's training at ``train()``'s batch 4 x 64 px
+    needs ``share`` of it (nn/budget.py's estimate)."""
+
+    def patch(monkeypatch, env: Env) -> None:
+        from modyolo.nn.budget import estimate_train_memory
+        from modyolo.nn.model import DetectionModel
+
+        needed = estimate_train_memory(DetectionModel(str(env.cfg), nc=5), 4, 64).needed
+        monkeypatch.setenv("MODYOLO_MEMORY_LIMIT", str(int(needed / share)))
+
+    return patch
+
+
 def _no_val_from_train(env: Env, out: str) -> None:
     text = (env.work / "voc" / "data.yaml").read_text()
     assert "val:" not in text and "train: images/train" in text
@@ -925,6 +943,36 @@ CASES: list[Case] = [
         patch=lambda mp, e: _full_disk_after(mp, e, 1),
         check=_last_kept,
         slow=True,
+    ),
+    Case(
+        "train_batch_cannot_fit_memory",
+        F,
+        "error",
+        lambda e: train("--batch-size", "4096", "--img", "1280")(e),  # ~1.5 TB of activations for the tiny model
+        2,
+        "--batch-size 4096 --img 1280",
+        check=_no_run_folder,
+    ),
+    Case(
+        "train_batch_1_cannot_fit_memory",
+        F,
+        "error",
+        lambda e: train("--batch-size", "1", "--img", "1280")(e),
+        2,
+        "even --batch-size 1 does not fit",
+        patch=lambda mp, e: mp.setenv("MODYOLO_MEMORY_LIMIT", "64M"),
+        check=_no_run_folder,
+    ),
+    Case("train_memory_near_limit_warns", E, "accepted", train(), 0, "85% of the", patch=_memory_at(0.85)),
+    Case(
+        "env_memory_limit_not_a_size",
+        E,
+        "error",
+        train(),
+        2,
+        "MODYOLO_MEMORY_LIMIT",
+        patch=lambda mp, e: mp.setenv("MODYOLO_MEMORY_LIMIT", "lots"),
+        check=_no_run_folder,
     ),
     Case(
         "env_max_pixels_not_number",

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
-from torch import nn
 
+from modyolo.nn.head import Detect
 from modyolo.nn.head import check_anchor_order as check_anchor_order  # re-exported (one check, in nn)
+from modyolo.nn.heads import uses_anchors
+
+if TYPE_CHECKING:
+    from modyolo.nn.model import DetectionModel
 
 LOGGER = logging.getLogger(__name__)
 
@@ -64,7 +69,7 @@ def _fitness(wh: torch.Tensor, anchors: np.ndarray, thr: float) -> float:
 
 def kmeans(points: np.ndarray, k: int, rng: np.random.Generator, restarts: int = 10, iters: int = 100) -> np.ndarray:
     """Lloyd's k-means with k-means++ seeding; the best of ``restarts`` runs. points: [N, D] -> [k, D]."""
-    best, best_cost = None, np.inf
+    best, best_cost = points[:k], np.inf  # replaced by the first restart (its cost is finite)
     for _ in range(restarts):
         centres = points[rng.integers(len(points))][None]
         for _ in range(1, k):  # k-means++: next centre drawn proportionally to squared distance
@@ -115,20 +120,23 @@ def evolve_anchors(wh: np.ndarray, n: int, imgsz: int, thr: float = 4.0, gen: in
     return k[np.argsort(k.prod(1))]
 
 
-def _pixel_anchors(head: nn.Module) -> torch.Tensor:
+def _pixel_anchors(head: Detect) -> torch.Tensor:
     """head.anchors (grid units) as Tensor[nl, na, 2] pixels."""
     return head.anchors.detach().cpu().float() * head.stride.detach().cpu().float().view(-1, 1, 1)
 
 
 def check_anchors(
-    dataset_wh: np.ndarray, model: nn.Module, thr: float = 4.0, imgsz: int = 640, gen: int = 1000, seed: int = 0
+    dataset_wh: np.ndarray, model: DetectionModel, thr: float = 4.0, imgsz: int = 640, gen: int = 1000, seed: int = 0
 ) -> tuple[float, float, bool]:
     """Check ``model.head``'s anchors against box sizes ``dataset_wh`` [N, 2] (pixels at ``imgsz``).
 
     Boxes are jittered by a seeded 0.9-1.1 scale (the scale augmentation) before measuring.
     Returns ``(bpr_before, bpr_after, changed)``; anchors change only when the new BPR is higher.
     """
-    head = model.head
+    if not uses_anchors(model.head):
+        where = getattr(model, "source", type(model).__name__)
+        raise ValueError(f"autoanchor: {where} has no anchor-based head (no 'anchors' buffer on its last layer)")
+    head = cast(Detect, model.head)  # duck-typed: any head with anchors [nl, na, 2] and stride [nl]
     wh = np.asarray(dataset_wh, dtype=np.float64).reshape(-1, 2)
     if len(wh) == 0:
         LOGGER.warning("autoanchor: no labels; anchors left as they are")

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -84,14 +85,14 @@ class VideoSink:
         self.path = dest_dir / (f"{stem}.avi" if suffix == ".avi" else f"{stem}.mp4")
         self.fourcc = "MJPG" if suffix == ".avi" else "mp4v"
         self.fps = fps if fps and fps > 0 else 30.0
-        self.writer = None
+        self.writer: Any = None  # a cv2.VideoWriter once the first frame gives the size
 
     def write(self, frame: np.ndarray) -> None:
         import cv2
 
         if self.writer is None:
             h, w = frame.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*self.fourcc), self.fps, (w, h))
             if not self.writer.isOpened():
                 raise OSError(
                     f"cannot open a {self.fourcc} video writer for {self.path}; use --nosave or "

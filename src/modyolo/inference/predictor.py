@@ -18,13 +18,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
 
 from modyolo.device import select_device as select_device  # re-exported for the verbs and the API
 from modyolo.eval.nms import non_max_suppression
+
+if TYPE_CHECKING:
+    from modyolo.nn.model import DetectionModel
 
 LOGGER = logging.getLogger("modyolo.inference.predictor")
 BACKEND_SUFFIXES = (".onnx", ".torchscript", ".ts", ".xml")  # .xml: OpenVINO IR (+ .bin)
@@ -76,7 +79,9 @@ def load_model(
     return _finish(model, list(model.names), meta, dev, fuse)
 
 
-def _finish(model: torch.nn.Module, names: list[str], meta: dict, dev: torch.device, fuse: bool):
+def _finish(
+    model: DetectionModel, names: list[str], meta: dict, dev: torch.device, fuse: bool
+) -> tuple[DetectionModel, list[str], dict]:
     model = model.float().to(dev).eval()
     if fuse:
         model.fuse()
@@ -153,10 +158,14 @@ class Letterbox:
     left: int
     top: int
 
+    @overload
+    def to_original(self, boxes: torch.Tensor, clip: bool = True) -> torch.Tensor: ...
+    @overload
+    def to_original(self, boxes: np.ndarray, clip: bool = True) -> np.ndarray: ...
     def to_original(self, boxes: torch.Tensor | np.ndarray, clip: bool = True) -> torch.Tensor | np.ndarray:
-        """xyxy ``boxes: [n, 4]`` in input pixels -> original-image pixels (a copy, clipped)."""
+        """xyxy ``boxes: [n, 4]`` in input pixels -> original-image pixels (a copy, clipped; the same type)."""
         (h0, w0), (nh, nw) = self.orig_shape, self.new_shape
-        y = boxes.clone().float() if isinstance(boxes, torch.Tensor) else np.array(boxes, dtype=np.float64)
+        y: Any = boxes.clone().float() if isinstance(boxes, torch.Tensor) else np.array(boxes, dtype=np.float64)
         y[:, [0, 2]] = (y[:, [0, 2]] - self.left) * (w0 / nw)
         y[:, [1, 3]] = (y[:, [1, 3]] - self.top) * (h0 / nh)
         if clip:

@@ -134,7 +134,8 @@ class Result:
 
         if self.image is None:
             raise ValueError(f"Result.save_crops: no image kept for {self.path}")
-        out, used = [], Counter()
+        out: list[Path] = []
+        used: Counter[str] = Counter()
         h, w = self.orig_shape
         for box, c in zip(self.boxes, self.class_ids):
             x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)

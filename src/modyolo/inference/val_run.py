@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ class ValOutcome:
 
     def summary(self) -> dict[str, Any]:
         m = self.result.metrics
-        out = {k: float(m[k]) for k in (PRECISION, RECALL, MAP50, MAP50_95, FITNESS)}
+        out: dict[str, Any] = {k: float(m[k]) for k in (PRECISION, RECALL, MAP50, MAP50_95, FITNESS)}
         out.update(speed=dict(self.result.speed), save_dir=str(self.save_dir))
         if self.coco:
             out["coco"] = dict(self.coco)
@@ -301,9 +302,10 @@ def _diagnose(
             from modyolo.weights_io import load_checkpoint
 
             ckpt = load_checkpoint(path)
+            reference = unfused
 
-            def evaluate(state: dict) -> dict:
-                m = _copy_with(unfused, state)
+            def evaluate(state: Mapping[str, torch.Tensor]) -> Mapping[str, Any]:
+                m = _copy_with(reference, state)
                 r = validate(
                     m,
                     itertools.islice(loader, DIAGNOSIS_BATCHES),
@@ -331,7 +333,7 @@ def _diagnose(
     )
 
 
-def _copy_with(model: torch.nn.Module, state: dict) -> torch.nn.Module:
+def _copy_with(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
     import copy
 
     m = copy.deepcopy(model)

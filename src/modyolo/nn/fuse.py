@@ -20,17 +20,14 @@ def fuse_model(model: nn.Module) -> int:
         if module is model:
             continue
         custom = getattr(module, "fuse", None)
+        conv, bn = getattr(module, "conv", None), getattr(module, "bn", None)
         if callable(custom) and not isinstance(module, nn.Sequential):
             custom()
             folded += 1
-        elif (
-            isinstance(getattr(module, "conv", None), nn.Conv2d)
-            and isinstance(getattr(module, "bn", None), nn.BatchNorm2d)
-            and hasattr(module, "forward_fuse")
-        ):
-            module.conv = fuse_conv_bn_eval(module.conv, module.bn)
+        elif isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and hasattr(module, "forward_fuse"):
+            module.conv = fuse_conv_bn_eval(conv, bn)
             del module.bn
-            module.forward = module.forward_fuse
+            module.forward = module.forward_fuse  # type: ignore[assignment]  # an instance override
             folded += 1
     model.train(was_training)
     return folded

@@ -47,7 +47,7 @@ def decode_xywh(
     return sig_xy * 2 + offset, (sig_wh * 2) ** 2 * anchor_wh
 
 
-def check_anchor_order(head: nn.Module) -> bool:
+def check_anchor_order(head: Detect) -> bool:
     """Flip an anchor head's levels if their anchor-size order runs against the stride order.
 
     Compared and flipped in pixels (``anchors`` are grid units: pixels / stride), as yolov5 does
@@ -71,6 +71,10 @@ class Detect(nn.Module):
     or an int (anchors per level, to be fitted by autoanchor)."""
 
     export = False  # set by the exporter: return only the decoded tensor
+    fitted_later = False  # anchors given as a count: autoanchor fits them, nothing to check at build
+    anchors: torch.Tensor  # buffer [nl, na, 2]: pixels until set_strides, then grid units
+    stride: torch.Tensor  # buffer [nl]
+    m: nn.ModuleList  # one 1x1 output conv per level
     yaml_example: ClassVar[dict] = {
         "rows": [
             [-1, 1, "Conv", [32, 3, 2]],
@@ -118,6 +122,7 @@ class Detect(nn.Module):
             if isinstance(c, list):
                 raise row.error(f"input layer {f} returns several feature maps; pick one with an Index row")
         module = row.construct(cls, nc, anchors, tuple(row.ch_in), *rest)
+        assert isinstance(module, Detect)
         module.fitted_later = isinstance(row.args[1], int)  # placeholder anchors: nothing to check yet
         return module, 0
 
@@ -165,6 +170,38 @@ class Detect(nn.Module):
         self._grids = {}
         return super()._apply(fn, recurse)
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+        """yolov7's Detect (the head of its cfg/deploy models) also stores ``anchor_grid``: the
+        anchors in pixels, ``[nl, 1, na, 1, 1, 2]``. Here that is derived (``anchors * stride``), so
+        a given one is checked against the anchors and taken in, and from then on this head writes
+        it back (``_save_to_state_dict``): a yolov7 state_dict loads strictly and round-trips key
+        for key, while yolov5's (which has no such key) stay as they are."""
+        key = prefix + "anchor_grid"
+        if key in state_dict and "anchor_grid" not in self._buffers:
+            grid = state_dict.pop(key)
+            anchors = state_dict.get(prefix + "anchors", self.anchors)
+            shape = (self.nl, 1, self.na, 1, 1, 2)
+            if tuple(grid.shape) != shape:
+                errors.append(
+                    f"size mismatch for {key}: copying a param with shape {tuple(grid.shape)}, expected {shape}"
+                )
+            elif not torch.allclose(
+                grid.float().view(self.nl, self.na, 2),
+                anchors.float().to(grid.device) * self.stride.to(grid.device).view(-1, 1, 1),
+                rtol=1e-3,
+                atol=1e-3,
+            ):
+                errors.append(f"{key} (anchors in pixels) disagrees with {prefix}anchors x the head's strides")
+            else:
+                self.writes_anchor_grid = True
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if getattr(self, "writes_anchor_grid", False) and "anchor_grid" not in self._buffers:
+            grid = (self.anchors * self.stride.view(-1, 1, 1)).view(self.nl, 1, self.na, 1, 1, 2)
+            destination[prefix + "anchor_grid"] = grid if keep_vars else grid.detach()
+
     def anchor_stride_ratios(self, strides: list[float]) -> list[float] | None:
         """Per level: the anchors' size (geometric mean of sqrt(w*h), pixels) over the level's stride.
 
@@ -190,6 +227,7 @@ class Detect(nn.Module):
     def initialize_biases(self, class_frequency: torch.Tensor | None = None) -> None:
         """yolov5's prior: ~8 objects per 640² image for objectness, 0.6/nc for classes."""
         for conv, s in zip(self.m, self.stride.tolist()):
+            assert isinstance(conv, nn.Conv2d) and conv.bias is not None
             b = conv.bias.detach().view(self.na, -1)
             b[:, 4] += math.log(8 / (640 / s) ** 2)
             if class_frequency is None:

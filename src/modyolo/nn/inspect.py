@@ -215,7 +215,7 @@ def _name(j: int) -> str:
     return "input" if j == -1 else str(j)
 
 
-def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 640) -> float:
+def count_flops(model: DetectionModel, img_size: int | tuple[int, int] = 640) -> float:
     """FLOPs (2 per multiply-add, as yolov5 reports) of one forward at ``img_size``."""
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -41,6 +41,7 @@ def load_detection_model(
     when the file is not modyolo weights, has no YAML, or does not fit the YAML.
     """
     path = Path(weights)
+    model_yaml: Any  # a path, a shipped name or a dict (a checkpoint stores a dict)
     ckpt = load_checkpoint(path, map_location="cpu")
     if ckpt.get("format") == "state_dict":
         if cfg is None:

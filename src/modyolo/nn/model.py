@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -123,11 +123,12 @@ class DetectionModel(nn.Module):
     def head(self) -> Detect | None:
         """The last row when it is a detection head (anchor-based Detect, DetectAF, ...), else None."""
         last = self.model[-1]
-        return last if isinstance(last, Detect) or is_head(last) else None
+        # other head families follow Detect's protocol duck-typed (see modyolo.nn.heads)
+        return cast("Detect | None", last) if isinstance(last, Detect) or is_head(last) else None
 
     def _head_strides(self) -> list[float]:
         head_row = self.report[-1]
-        return [self.report[j].stride for j in head_row.sources]
+        return [cast(float, self.report[j].stride) for j in head_row.sources]  # floats: the dry run checked
 
     def fuse(self) -> DetectionModel:
         """Fold BatchNorm into the preceding convolution for inference (in place)."""

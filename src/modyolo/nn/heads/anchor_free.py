@@ -103,6 +103,7 @@ class DetectAF(nn.Module):
     """
 
     export = False
+    stride: torch.Tensor  # buffer [nl], set by set_strides after the build's dry run
     layout = "rows"  # "rows": [B, A, 5+nc] for NMS; "ultralytics": [B, 4+nc, A]
     max_det = 300  # end2end heads: detections kept per image at inference
     uses_anchors: ClassVar[bool] = False  # no autoanchor, no anchors: key
@@ -193,6 +194,7 @@ class DetectAF(nn.Module):
             if isinstance(c, list):
                 raise row.error(f"input layer {f} returns several feature maps; pick one with an Index row")
         module = row.construct(cls, nc, reg_max, bool(end2end), tuple(row.ch_in), bool(legacy))
+        assert isinstance(module, cls)
         module.source = row.source
         return module, 0
 
@@ -205,12 +207,13 @@ class DetectAF(nn.Module):
         branches = [(self.cv2, self.cv3)] + ([(self.one2one_cv2, self.one2one_cv3)] if self.end2end else [])
         for box_branch, cls_branch in branches:
             for a, b, s in zip(box_branch, cls_branch, self.stride.tolist()):
-                a[-1].bias.data[:] = 2.0
+                box_bias, cls_bias = _output_bias(a), _output_bias(b)
+                box_bias.data[:] = 2.0
                 if class_frequency is None:
-                    b[-1].bias.data[: self.nc] = math.log(5 / self.nc / (640 / s) ** 2)
+                    cls_bias.data[: self.nc] = math.log(5 / self.nc / (640 / s) ** 2)
                 else:
-                    prior = class_frequency.to(b[-1].bias) / class_frequency.sum()
-                    b[-1].bias.data[: self.nc] = torch.log(prior * 5 / (640 / s) ** 2)
+                    prior = class_frequency.to(cls_bias) / class_frequency.sum()
+                    cls_bias.data[: self.nc] = torch.log(prior * 5 / (640 / s) ** 2)
 
     def reset_grids(self) -> None:
         self._anchor_cache.clear()
@@ -244,9 +247,9 @@ class DetectAF(nn.Module):
     def forward(self, x: list[torch.Tensor]):
         x = list(x)
         if self.end2end and not self.training:  # inference reads only the one-to-one branch
-            preds = {"one2one": self._branch(x, self.one2one_cv2, self.one2one_cv3)}
-            y = self.topk_detections(self.decode(preds["one2one"]))
-            return y if self.export else (y, preds)
+            one2one = {"one2one": self._branch(x, self.one2one_cv2, self.one2one_cv3)}
+            y = self.topk_detections(self.decode(one2one["one2one"]))
+            return y if self.export else (y, one2one)
         preds: dict[str, Any] = self._branch(x, self.cv2, self.cv3)
         if self.end2end:
             xd = [xi.detach() for xi in x]  # the one-to-one loss does not shape the shared features
@@ -298,3 +301,10 @@ class DetectAF(nn.Module):
         boxes = boxes.gather(1, anchor[..., None].expand(-1, -1, 4))
         xyxy = torch.cat((boxes[..., :2] - boxes[..., 2:] / 2, boxes[..., :2] + boxes[..., 2:] / 2), -1)
         return torch.cat((xyxy, conf[..., None], (flat % self.nc)[..., None].to(y.dtype)), -1)
+
+
+def _output_bias(branch: nn.Module) -> torch.Tensor:
+    """The bias of a branch's last layer, its output ``Conv2d`` (ultralytics' cv2 / cv3 layout)."""
+    conv = list(branch.children())[-1]
+    assert isinstance(conv, nn.Conv2d) and conv.bias is not None, f"{type(branch).__name__} ends in {conv}"
+    return conv.bias

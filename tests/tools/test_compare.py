@@ -54,7 +54,7 @@ def test_every_file_is_written(compared):
     for variant in ("tiny-yolov5n", "tiny-yolov5-mobilenetv2"):
         assert (d / "cfgs" / f"{variant}.yaml").is_file()
         assert (d / "train" / variant / "seed0" / "results.csv").is_file()
-        assert (d / "onnx" / variant).is_dir()
+        assert (d / "exports" / variant).is_dir()
 
 
 def test_failing_variant_is_a_row_and_the_others_go_on(compared):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from modyolo.tools.compare import check_jobs, compare, parse_seeds
+from modyolo.tools.compare_formats import FORMAT_CHOICES
 from modyolo.tools.latency import LatencyProtocol
 
 
@@ -75,6 +76,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-layout", default="auto", choices=["auto", "nchw", "channels_last"])
     p.add_argument("--threads", type=int, default=0, help="threads for timing (0 = torch's current setting)")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime export and timing")
+    p.add_argument(
+        "--format",
+        dest="deploy_format",
+        default="auto",
+        choices=FORMAT_CHOICES,
+        help="inference format in the 'Best' columns: auto (default) exports each variant to every format "
+        "this machine runs (PyTorch fp32 layouts, bf16 where native, ONNX Runtime, OpenVINO), checks each "
+        "and reports the fastest valid one; torch / onnx / openvino: that engine only (cheaper: no "
+        "OpenVINO conversion, no bf16 mAP check)",
+    )
+    p.add_argument(
+        "--format-max-drop",
+        type=float,
+        default=1.0,
+        help="mAP50-95 points a bf16 format may lose against fp32 and still be valid (default 1.0)",
+    )
     p.add_argument("--samples", type=int, default=4, help="val images shown predicted by every variant")
     p.add_argument("--project", default="runs/compare")
     p.add_argument("--name", default="exp")
@@ -127,5 +144,7 @@ def run(args: argparse.Namespace) -> int:
         gpus_per_job=args.gpus_per_job,
         n_boot=args.bootstrap,
         resume=not args.fresh,
+        deploy_format=args.deploy_format,
+        format_max_drop=args.format_max_drop,
     )
     return 0 if any(r.status == "ok" for r in result.results) else 1

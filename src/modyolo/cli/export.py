@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="end the ONNX / OpenVINO graph in class-aware NMS: outputs detections[B,max_det,6] "
         "and num_dets[B]; conf/iou thresholds are graph inputs",
     )
+    parser.add_argument(
+        "--agnostic-nms",
+        action="store_true",
+        help="with --nms: suppress across classes (what val --single-cls and detect --agnostic-nms need; "
+        "a one-class model is agnostic either way)",
+    )
     parser.add_argument("--max-det", type=int, default=300, help="with --nms: detections per image (default 300)")
     parser.add_argument(
         "--int8",
@@ -95,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         nms=args.nms,
         max_det=args.max_det,
+        agnostic_nms=args.agnostic_nms,
         int8=args.int8,
         data=args.data,
         fraction=args.fraction,

@@ -8,7 +8,8 @@ stride and input size come from the file's metadata (:mod:`modyolo.deploy.metada
 
 A model exported with ``--nms`` (``metadata.nms``) has ``end2end = True``: called as
 ``backend(x, conf_thres, iou_thres, multi_label)`` it returns ``(detections [B, max_det, 6],
-num_dets [B])`` (see :mod:`modyolo.deploy.nms_graph`) and ``val`` / ``detect`` skip Python NMS.
+num_dets [B])`` (see :mod:`modyolo.deploy.nms_graph`) and ``val`` / ``detect`` skip Python NMS;
+``agnostic`` says whether that NMS suppresses across classes (``export --agnostic-nms``).
 
 A model exported with a fixed batch runs any batch: the batch is split into chunks of that size
 (the last one padded), because validation batches rarely match the export batch. A model
@@ -49,6 +50,7 @@ class Backend:
         self.dynamic = bool(meta.dynamic)
         self.end2end = bool(meta.nms)
         self.max_det = int(meta.max_det)
+        self.agnostic = bool(meta.agnostic)  # an NMS graph that suppresses across classes
 
     def __call__(self, x: torch.Tensor, conf_thres: float = 0.25, iou_thres: float = 0.45, multi_label: bool = False):
         """``pred [B, N, 5+nc]``; for an NMS graph ``(detections [B, max_det, 6], num_dets [B])``

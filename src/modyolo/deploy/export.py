@@ -6,7 +6,8 @@ from the ONNX graph, fp32 weights) next to the weights (or in ``out_dir``). Both
 with Detect in export mode: one input ``images: float32[B, 3, H, W]`` (0-1, RGB, letterboxed)
 and one output ``output0: float32[B, N, 5+nc]`` (yolov5's inference contract), plus
 :class:`ExportMetadata` (names, stride, imgsz, batch, ...). With ``nms=True`` the ONNX / OpenVINO graph ends in
-class-aware NMS and returns final detections (:mod:`modyolo.deploy.nms_graph`); with
+class-aware NMS (class-agnostic with ``agnostic_nms=True``, and for one-class models, where the two are
+the same) and returns final detections (:mod:`modyolo.deploy.nms_graph`); with
 ``int8=True`` an OpenVINO INT8 model is added, calibrated and checked by mAP
 (:mod:`modyolo.deploy.quantize`).
 
@@ -62,6 +63,7 @@ def export(
     int8_max_drop: float = 1.0,
     int8_allow_drop: bool = False,
     workers: int = 0,
+    agnostic_nms: bool = False,
 ) -> dict[str, Path]:
     """Write the requested formats; returns ``{format: path}``.
 
@@ -70,7 +72,9 @@ def export(
         the model's stride. batch_size: the fixed batch (ignored in shape when ``dynamic``).
     dynamic: batch, height and width free (H, W still multiples of the stride).
     simplify: run onnxslim on the ONNX graph. nms: end the ONNX / OpenVINO graph in NMS (thresholds
-        are graph inputs, ``max_det`` is baked in); not for TorchScript.
+        are graph inputs, ``max_det`` is baked in); not for TorchScript. agnostic_nms: with ``nms``,
+        suppress across classes (what ``val --single-cls`` and ``detect --agnostic-nms`` need);
+        recorded as ``agnostic`` in the metadata, which is also True for a one-class model.
     int8: also write ``<stem>_int8.xml`` (OpenVINO, NNCF post-training quantisation calibrated on
         ``fraction`` of ``data``'s train images) and validate it beside the float model on the val
         split; refused (ExportError) when mAP50-95 drops by more than ``int8_max_drop`` points
@@ -80,6 +84,8 @@ def export(
     unknown = [f for f in include if f not in FORMATS]
     if unknown or not include:
         raise ValueError(f"unknown export format(s) {unknown or include}; choose from {list(FORMATS)}")
+    if agnostic_nms and not nms:
+        raise ValueError("--agnostic-nms chooses how the NMS inside the graph suppresses; add --nms (or drop it)")
     if nms and "torchscript" in include:
         raise ValueError(
             "--nms puts NMS inside ONNX / OpenVINO graphs only; export TorchScript in a separate "
@@ -105,6 +111,8 @@ def export(
     model = prepare_for_export(source_model)
     if nms:
         _check_nms_head(model)
+        if model.nc == 1:  # one class: per-class NMS is class-agnostic NMS; say so in the metadata
+            agnostic_nms = True
     if not needs_nms(model.head):  # an NMS-free head: the graph ends in final detections anyway
         if "torchscript" in include:
             raise ValueError(
@@ -127,6 +135,7 @@ def export(
         version=__version__,
         nms=nms,
         max_det=max_det if nms else 0,
+        agnostic=bool(agnostic_nms and nms),
     )
     if nms:
         from modyolo.deploy.nms_graph import NMS_LAYOUT
@@ -220,7 +229,9 @@ def verify_backend(model: DetectionModel, inputs: list[torch.Tensor], path: Path
 
     backend = OpenVinoBackend(path, torch.device("cpu"), threads=None)
     if meta.nms:
-        verify_end_to_end(model, inputs, lambda x, c, i, m: backend.run_end_to_end(x, c, i, m), meta.max_det)
+        verify_end_to_end(
+            model, inputs, lambda x, c, i, m: backend.run_end_to_end(x, c, i, m), meta.max_det, meta.agnostic
+        )
     else:
         _verify(model, inputs, backend)
 
@@ -368,7 +379,7 @@ def export_onnx(
         if verify:
             inputs = [x] if check_x is x else [x, check_x]
             if meta.nms:
-                verify_end_to_end(model, inputs, _run_onnx_nms(path), meta.max_det)
+                verify_end_to_end(model, inputs, _run_onnx_nms(path), meta.max_det, meta.agnostic)
             else:
                 _verify(model, inputs, _run_onnx(path))
     except Exception as e:
@@ -390,7 +401,7 @@ def _graph_io(model: DetectionModel, x: torch.Tensor, meta: ExportMetadata, dyna
 
         net: nn.Module = NmsFreeGraph(model)
     else:
-        net = EndToEnd(model, meta.max_det)
+        net = EndToEnd(model, meta.max_det, agnostic=meta.agnostic)
     return (
         net.eval(),
         (x, *threshold_inputs(0.25, 0.45, False)),
@@ -404,9 +415,12 @@ def _graph_io(model: DetectionModel, x: torch.Tensor, meta: ExportMetadata, dyna
 NMS_CHECKS = ((0.001, 0.6, True), (0.25, 0.45, False))
 
 
-def verify_end_to_end(model: DetectionModel, inputs: list[torch.Tensor], run, max_det: int) -> None:
+def verify_end_to_end(
+    model: DetectionModel, inputs: list[torch.Tensor], run, max_det: int, agnostic: bool = False
+) -> None:
     """Raise :class:`ExportError` unless the NMS graph ``run(x, conf, iou, multi_label) -> (dets, num)``
-    keeps the same detections as ``non_max_suppression(model(x))`` at val's and detect's settings."""
+    keeps the same detections as ``non_max_suppression(model(x), agnostic=agnostic)`` at val's and
+    detect's settings."""
     from modyolo.deploy.nms_graph import compare_detections, split_detections
     from modyolo.eval.nms import non_max_suppression
 
@@ -422,7 +436,9 @@ def verify_end_to_end(model: DetectionModel, inputs: list[torch.Tensor], run, ma
         with torch.no_grad():
             pred = model(x)
         for conf, iou, multi in NMS_CHECKS:
-            ref = non_max_suppression(pred, conf, iou, multi_label=multi, max_det=max_det, max_nms=10**9)
+            ref = non_max_suppression(
+                pred, conf, iou, multi_label=multi, agnostic=agnostic, max_det=max_det, max_nms=10**9
+            )
             try:
                 out = split_detections(*run(x, conf, iou, multi))
             except Exception as e:

@@ -46,6 +46,7 @@ class ExportMetadata:
     opset: int | None = None
     nms: bool = False  # True when the graph ends in NMS and outputs detections, not pred
     max_det: int = 0  # with nms: the rows of the detections output per image
+    agnostic: bool = False  # with nms: suppression across classes (export --agnostic-nms, or one class)
     precision: str = "fp32"  # fp32 | int8 (OpenVINO post-training quantisation)
     calibration: str = ""  # int8: the calibration images and the mAP50-95 check (fp32 vs int8)
     output: str = OUTPUT_LAYOUT

@@ -20,6 +20,14 @@ validation (conf 0.001, iou 0.6, multi-label) and detection (0.25, 0.45, best cl
 ``max_det`` is baked in because it fixes the output shape. conf is ``obj * cls`` and kept when
 ``> conf_thres`` (which implies ``obj > conf_thres``), as in the Python path. The Python path's
 ``max_nms`` cap (30000 candidates) is not applied: the graph sends every candidate to NMS.
+
+Class-agnostic suppression (``export --nms --agnostic-nms``, as ``modyolo detect --agnostic-nms``
+and ``val --single-cls`` run the Python NMS, and as yolov5 / ultralytics do for ``single_cls``):
+each box competes once, with its best class, in one ``[B, 1, N]`` score plane, so overlapping
+boxes of different classes suppress each other. ``multi_label`` is then ignored, because it changes
+nothing: with agnostic NMS a box's lower-scoring classes sit on the very same box (IoU 1) as its best
+class and are always suppressed by it or by whatever suppressed it. The choice is baked into
+the graph and recorded in its metadata (``agnostic``); a one-class model is agnostic either way.
 """
 
 from __future__ import annotations
@@ -70,13 +78,14 @@ class _NonMaxSuppression(torch.autograd.Function):
 
 
 class EndToEnd(nn.Module):
-    """``model`` followed by class-aware NMS; see the module docstring for inputs and outputs."""
+    """``model`` followed by class-aware (or, with ``agnostic``, class-agnostic) NMS; see the module
+    docstring for inputs and outputs."""
 
-    def __init__(self, model: nn.Module, max_det: int = 300) -> None:
+    def __init__(self, model: nn.Module, max_det: int = 300, agnostic: bool = False) -> None:
         super().__init__()
         if max_det < 1:
             raise ValueError(f"--max-det must be >= 1 for an NMS graph, got {max_det}")
-        self.model, self.max_det = model, int(max_det)
+        self.model, self.max_det, self.agnostic = model, int(max_det), bool(agnostic)
         self.register_buffer("max_out", torch.tensor([self.max_det], dtype=torch.int64), persistent=False)
 
     def forward(
@@ -88,6 +97,8 @@ class EndToEnd(nn.Module):
         scores = pred[..., 5:] * pred[..., 4:5]  # [B, N, C] conf = obj * cls
         best = (scores == scores.amax(2, keepdim=True)).to(scores.dtype)
         scores = torch.where(multi_label > 0.5, scores, scores * best)  # single label: other classes 0
+        if self.agnostic:  # the best class per box either way; the masking keeps multi_label an input
+            return self._agnostic(boxes, scores, iou_thres, conf_thres)
         scores = scores.transpose(1, 2).contiguous()  # [B, C, N] as NonMaxSuppression wants
         b, _, n = scores.shape
         sel = _NonMaxSuppression.apply(boxes, scores, self.max_out, iou_thres, conf_thres)
@@ -102,6 +113,25 @@ class EndToEnd(nn.Module):
         cls = torch.div(idx, n, rounding_mode="floor").to(scores.dtype)
         xyxy = boxes.gather(1, box_idx.unsqueeze(-1).expand(-1, -1, 4))
         dets = torch.cat((xyxy, conf.unsqueeze(-1), cls.unsqueeze(-1)), 2) * valid.unsqueeze(-1).to(scores.dtype)
+        return dets, valid.sum(1)
+
+    def _agnostic(
+        self, boxes: torch.Tensor, scores: torch.Tensor, iou_thres: torch.Tensor, conf_thres: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """boxes ``[B, N, 4]`` xyxy, scores ``[B, N, C]``: one NMS plane of best-class scores."""
+        best, best_cls = scores.max(2)  # [B, N] each
+        plane = best.unsqueeze(1)  # [B, 1, N]
+        b = plane.shape[0]
+        sel = _NonMaxSuppression.apply(boxes, plane, self.max_out, iou_thres, conf_thres)
+        kept = torch.full_like(best, -1.0)
+        kept[sel[:, 0], sel[:, 2]] = best[sel[:, 0], sel[:, 2]]
+        flat = torch.cat((kept, torch.full((b, self.max_det), -1.0, dtype=best.dtype)), 1)
+        conf, idx = flat.topk(self.max_det, dim=1)
+        valid = conf >= 0
+        box_idx = torch.where(valid, idx, torch.zeros_like(idx))
+        cls = best_cls.gather(1, box_idx).to(best.dtype)
+        xyxy = boxes.gather(1, box_idx.unsqueeze(-1).expand(-1, -1, 4))
+        dets = torch.cat((xyxy, conf.unsqueeze(-1), cls.unsqueeze(-1)), 2) * valid.unsqueeze(-1).to(best.dtype)
         return dets, valid.sum(1)
 
 

@@ -75,6 +75,12 @@ def validate(
     plot_batches: list[tuple] = []
     channels_last = getattr(model, "channels_last", False) or _is_channels_last(model)  # once, not per batch
     end2end = bool(getattr(model, "end2end", False))
+    if end2end and single_cls and not (getattr(model, "agnostic", False) or getattr(model, "nc", 0) == 1):
+        raise ValueError(
+            f"{getattr(model, 'path', 'this model')} has class-aware NMS inside its graph, but --single-cls "
+            "suppresses across classes (as yolov5 and ultralytics do): re-export with --nms --agnostic-nms, "
+            "or validate a model exported without --nms"
+        )
     bar = tqdm(
         dataloader,
         desc=f"{'Class':>22}{'Images':>11}{'Instances':>11}{'P':>11}{'R':>11}{'mAP50':>11}{'mAP50-95':>11}",

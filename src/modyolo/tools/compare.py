@@ -12,7 +12,9 @@ Outputs in ``runs/compare/<name>``: the table on the terminal, ``compare.csv``, 
 ``compare.json`` (everything, for scripts), ``report.html`` (self-contained) and the figures as
 PNG; ``cfgs/`` holds the exact model YAML each variant was built from, ``train/<variant>/seed<k>``
 the training runs, ``onnx/<variant>`` the exports that were timed and ``compare_state.json`` the
-settings a rerun must match to resume.
+settings a rerun must match to resume. ``exports/<variant>`` holds the ONNX / OpenVINO files that
+were checked and timed: with ``--format auto`` (the default) every variant is timed in each
+inference format and the fastest valid one is reported (:mod:`~modyolo.tools.compare_formats`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from modyolo.tools.compare_formats import time_formats, timed_formats
 from modyolo.tools.compare_jobs import check_ray, cpu_cores, job_dir, run_jobs
 from modyolo.tools.compare_protocol import (
     cfg_hash,
@@ -52,7 +55,6 @@ from modyolo.tools.variants import (
     finish_variant,
     prepare_variants,
     read_history,
-    time_variants,
     validate_weights,
 )
 
@@ -125,6 +127,8 @@ def compare(
     gpus_per_job: float | None = None,
     n_boot: int = 1000,
     resume: bool | None = None,
+    deploy_format: str = "auto",
+    format_max_drop: float = 1.0,
 ) -> CompareResult:
     """Compare ``cfgs`` (model YAMLs, trained here with every seed) and ``runs`` (finished runs / checkpoints).
 
@@ -136,6 +140,10 @@ def compare(
         :mod:`modyolo.tools.compare_jobs`. resume: reuse ``project/name`` (skip finished jobs, resume
         interrupted ones, refuse changed settings); default ``exist_ok`` (False: a new exp2, ...).
     names: display names, one per cfg then per run (default: the YAML / run folder names).
+    deploy_format: ``auto`` times every inference format each variant can run and reports the
+        fastest valid one; ``torch`` / ``onnx`` / ``openvino`` that engine only (CLI ``--format``).
+        onnx: time ONNX Runtime for its column. format_max_drop: mAP50-95 points a bf16 format may
+        lose and stay valid (see :mod:`modyolo.tools.compare_formats`).
     Returns the rows (failed variants included, with their error) and the written files.
     """
     from modyolo.data.dataset_yaml import load_data_config
@@ -149,6 +157,7 @@ def compare(
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds {seeds}: give at least one seed, each once")
     check_jobs(jobs, ray is not None)
+    timed_formats(deploy_format, "auto", onnx)  # an unknown --format fails before any training
     if ray is not None:
         check_ray(ray)  # before any work: a wrong address or a missing Ray is a one-line error
     train.pop("seed", None)  # each job gets its own
@@ -238,7 +247,6 @@ def compare(
                 r.stats, r.rank = stats.variants[r.name], stats.ranks.get(r.name)
 
     models: dict[str, Any] = {}
-    onnx_files: dict[str, Path] = {}
     sample_set = None
     for v, r in buildable:
         if r.status != "ok" or not r.weights:
@@ -250,7 +258,7 @@ def compare(
             imgsz,
             protocol,
             save_dir,
-            onnx=onnx,
+            onnx=False,  # the formats are exported, checked and timed together below
             samples=samples,
             sample_set=sample_set,
             describe=v.cfg is None,
@@ -258,15 +266,25 @@ def compare(
         sample_set = outcome.sample_set or sample_set
         if outcome.model is not None:
             models[r.name] = outcome.model
-        if outcome.onnx_file is not None:
-            onnx_files[r.name] = outcome.onnx_file
         _log_tracebacks(errors_log, r, outcome.tracebacks)
     if models:
+        timed, _ = timed_formats(deploy_format, protocol.layout, onnx)
         say(
-            f"\ntiming {len(models)} variants round-robin ({protocol.runs} runs each, PyTorch"
-            f"{' and ONNX Runtime' if onnx_files else ''})..."
+            f"\ntiming {len(models)} variants x formats round-robin ({protocol.runs} runs each; "
+            f"--format {deploy_format}: {', '.join(timed)})..."
         )
-        time_variants(results, models, onnx_files, protocol)
+        loaded = [r for r in results if r.name in models]
+        for r, stage, tb in time_formats(
+            loaded,
+            protocol,
+            save_dir / "exports",
+            choice=deploy_format,
+            onnx=onnx,
+            data=str(data),
+            workers=int(train.get("workers", 0)),
+            max_drop=format_max_drop,
+        ):
+            _log_tracebacks(errors_log, r, [(stage, tb)])
 
     out = CompareResult(save_dir, results, protocol, stats=stats, jobs=done)
     items = protocol_items(
@@ -465,13 +483,17 @@ def write_json(
                 "run_dir",
                 "latency_torch_error",
                 "latency_onnx_error",
+                "best_format",
+                "latency_best_error",
+                "format_checks",
+                "format_ms",
                 "seeds",
                 "rank",
                 "flags",
             )
         }
         row["seed_errors"] = {str(k): e for k, e in r.seed_errors.items()}
-        for key in ("latency_torch", "latency_onnx"):
+        for key in ("latency_torch", "latency_onnx", "latency_best"):
             lat = getattr(r, key)
             row[key] = (
                 None

@@ -40,6 +40,13 @@ class VariantResult:
     latency_torch_error: str = ""
     latency_onnx: Latency | None = None
     latency_onnx_error: str = ""
+    # compare --format: the fastest valid format and its latency; per timed format "ok" or why not
+    # valid, and its median ms (see modyolo.tools.compare_formats)
+    best_format: str = ""
+    latency_best: Latency | None = None
+    latency_best_error: str = ""
+    format_checks: dict[str, str] = field(default_factory=dict)
+    format_ms: dict[str, float] = field(default_factory=dict)
     train_seconds: float | None = None
     epochs: int | None = None
     precision: float | None = None
@@ -92,7 +99,7 @@ class Column:
         if self.spread == "std" and self.key in r.stats and len(r.stats[self.key].per_seed) > 1:
             text += f" ± {r.stats[self.key].std * self.scale:.{self.digits}f}"
         elif self.spread == "latency":
-            lat = r.latency_torch if self.key == "latency_torch_ms" else r.latency_onnx
+            lat = {"latency_torch_ms": r.latency_torch, "latency_best_ms": r.latency_best}.get(self.key, r.latency_onnx)
             if lat is not None and lat.runs > 1:
                 text += f" ({lat.p10_ms:.{self.digits}f}-{lat.p90_ms:.{self.digits}f})"
         return text
@@ -108,6 +115,8 @@ _RAW = {
     "gflops": lambda r: r.gflops,
     "latency_torch_ms": lambda r: r.latency_torch.median_ms if r.latency_torch else None,
     "latency_onnx_ms": lambda r: r.latency_onnx.median_ms if r.latency_onnx else None,
+    "best_format": lambda r: r.best_format or None,
+    "latency_best_ms": lambda r: r.latency_best.median_ms if r.latency_best else None,
     "train_seconds": lambda r: r.train_seconds,
     "epochs": lambda r: r.epochs,
     "error": lambda r: "; ".join(
@@ -133,6 +142,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("gflops", "GFLOPs", digits=3, error_key="gflops_error"),
     Column("latency_torch_ms", "PyTorch ms", digits=1, error_key="latency_torch_error", spread="latency"),
     Column("latency_onnx_ms", "ONNX RT ms", digits=1, error_key="latency_onnx_error", spread="latency"),
+    Column("best_format", "Best format", error_key="latency_best_error"),
+    Column("latency_best_ms", "Best ms", digits=1, error_key="latency_best_error", spread="latency"),
     Column("train_seconds", "Train (min)", scale=1 / 60, digits=1),
     Column("epochs", "Epochs", digits=0),
     Column("error", "Notes"),
@@ -155,11 +166,14 @@ EXTRA_CSV = (
     "gflops_error",
     "latency_torch_error",
     "latency_onnx_error",
+    "latency_best_error",
     "torch_layout",
     "latency_torch_p10_ms",
     "latency_torch_p90_ms",
     "latency_onnx_p10_ms",
     "latency_onnx_p90_ms",
+    "latency_best_p10_ms",
+    "latency_best_p90_ms",
     "weights",
     "source",
 )
@@ -179,6 +193,8 @@ _EXTRA = {
     "latency_torch_p90_ms": lambda r: r.latency_torch.p90_ms if r.latency_torch else None,
     "latency_onnx_p10_ms": lambda r: r.latency_onnx.p10_ms if r.latency_onnx else None,
     "latency_onnx_p90_ms": lambda r: r.latency_onnx.p90_ms if r.latency_onnx else None,
+    "latency_best_p10_ms": lambda r: r.latency_best.p10_ms if r.latency_best else None,
+    "latency_best_p90_ms": lambda r: r.latency_best.p90_ms if r.latency_best else None,
 }
 
 
@@ -225,6 +241,28 @@ def write_csv(results: list[VariantResult], path: Path) -> Path:
 def display_rows(results: list[VariantResult]) -> tuple[list[str], list[list[str]]]:
     """(headers, cells) of the main table as shown in the terminal, Markdown and HTML."""
     return [c.header for c in COLUMNS], [[c.display(r) for c in COLUMNS] for r in results]
+
+
+def format_rows(results: list[VariantResult]) -> tuple[list[str], list[list[str]]]:
+    """(headers, cells) for compare.md: per variant, each timed format's median ms, or why it is not valid."""
+    formats: list[str] = []
+    for r in results:
+        formats += [f for f in r.format_checks if f not in formats]
+    cells = []
+    for r in results:
+        if not r.format_checks:
+            continue
+        row = [r.name]
+        for f in formats:
+            check = r.format_checks.get(f)
+            if check is None:
+                row.append("-")
+            elif check != "ok":
+                row.append(f"invalid: {check}" if f in r.format_ms else check)
+            else:
+                row.append(f"{r.format_ms[f]:.1f}" + (" (best)" if f == r.best_format else ""))
+        cells.append(row)
+    return ["Variant"] + [f"{f} ms" for f in formats], cells
 
 
 def per_class_rows(results: list[VariantResult], key: str = "ap") -> tuple[list[str], list[list[str]]]:
@@ -332,6 +370,8 @@ def write_markdown(
             "",
         ]
         parts += [f"_Note: {n}_" for n in stats.notes]
+    if any(r.format_checks for r in results):
+        parts += ["## Inference formats (median ms, forward + NMS)", "", format_markdown(*format_rows(results)), ""]
     if class_names(results):
         parts += ["## Per-class AP50-95", "", format_markdown(*per_class_rows(results)), ""]
     if protocol_items:
@@ -389,6 +429,7 @@ __all__ = [
     "csv_rows",
     "display_rows",
     "format_markdown",
+    "format_rows",
     "format_terminal",
     "parse_markdown_table",
     "per_class_rows",

@@ -67,7 +67,7 @@ class LatencyProtocol:
         return (
             f"latency protocol: device {self.device} ({cpu}), {self.resolved_threads()} threads, batch {self.batch}, "
             f"image {self.imgsz}x{self.imgsz}, fp32, Conv+BN fused, inference_mode, layout {self.layout}, "
-            f"PyTorch figures include NMS (conf {NMS_CONF}, iou {NMS_IOU}) for heads that need it, "
+            f"every figure includes NMS (conf {NMS_CONF}, iou {NMS_IOU}) for heads that need it, "
             f"warm-up {self.warmup}, median of {self.runs} runs{note}, variants timed round-robin; "
             f"torch {torch.__version__}{ort}"
         )

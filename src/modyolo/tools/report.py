@@ -34,7 +34,7 @@ SAMPLE_WIDTH = 300  # px of each predicted image in the side-by-side grid
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 # Which way is better, per column key (the table bolds the best value of each).
 HIGHER_BETTER = {"precision", "recall", "mAP50", "mAP50-95"}
-LOWER_BETTER = {"params", "gflops", "latency_torch_ms", "latency_onnx_ms", "train_seconds"}
+LOWER_BETTER = {"params", "gflops", "latency_torch_ms", "latency_onnx_ms", "latency_best_ms", "train_seconds"}
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px auto;max-width:1320px;color:#222;

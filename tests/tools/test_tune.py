@@ -27,7 +27,7 @@ from modyolo.tools import tune as tune_mod  # noqa: E402
 from modyolo.tools.tune import TuneOptions, tune  # noqa: E402
 from modyolo.tools.tune_report import PLOTS  # noqa: E402
 from modyolo.tools.tune_samplers import SAMPLERS, EvolveSampler, make_sampler  # noqa: E402
-from modyolo.tools.tune_space import EVOLVE_META, default_space, load_space  # noqa: E402
+from modyolo.tools.tune_space import EVOLVE_META, default_space, head_family, load_space  # noqa: E402
 
 SHIPPED_SPACE = Path(tune_mod.__file__).resolve().parent.parent / "cfg" / "tune" / "space.yaml"
 
@@ -350,3 +350,59 @@ def test_train_evolve_flag_runs_the_same_search(tiny_data, tiny_cfg_path, tmp_pa
     # the base hyp: the defaults as --optimizer auto fits them for this short run (engine/recipe_auto.py)
     fitted = load_hyp("scratch-low").replace(lr0=0.001, lrf=0.1, momentum=0.9, warmup_epochs=0.0)
     assert load_hyp(tmp_path / "evo" / "e" / "best_hyp.yaml") == fitted
+
+
+# -- the space follows the model's head ------------------------------------------------------------
+def tiny_model(name: str, tmp_path: Path) -> str:
+    cfg, _ = load_model_yaml(name)
+    cfg = copy.deepcopy(cfg)
+    cfg["width_multiple"] = 0.125
+    cfg.pop("yaml_file", None)
+    path = tmp_path / f"tiny-{name}"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(path)
+
+
+def test_the_models_head_decides_which_loss_gains_are_searched(tmp_path):
+    assert head_family("yolov5n.yaml") == "anchor_based"
+    assert head_family("yolov7-tiny.yaml") == "yolov7"
+    assert head_family("yolov8n.yaml") == "anchor_free"
+    e2e = {**load_model_yaml("yolo11-e2e.yaml")[0], "scale": "n"}
+    assert head_family(e2e) == "anchor_free"  # the NMS-free head: the same gains
+
+    af = default_space("anchor_free").params
+    assert {"box_af", "cls", "dfl"} <= set(af)
+    assert not {"box", "obj", "obj_pw", "cls_pw", "anchor_t", "fl_gamma", "iou_t"} & set(af)  # not read by its loss
+    assert (af["box_af"].low, af["box_af"].high, af["dfl"].low, af["dfl"].high) == (1.0, 20.0, 0.4, 6.0)
+    assert {"lr0", "mosaic", "hsv_s"} <= set(af)  # optimizer and augmentation keys stay
+    v7 = default_space("yolov7").params
+    assert set(v7) == set(EVOLVE_META) | {"paste_in"}  # yolov7's evolve meta: yolov5's plus paste_in
+    assert set(default_space().params) == set(EVOLVE_META)
+
+    shipped = load_space(SHIPPED_SPACE, "anchor_free")  # one file for every head
+    assert "obj" not in shipped.params and "box" not in shipped.params and "dfl" in shipped.params
+    assert "obj" in load_space(SHIPPED_SPACE).params
+    bad = tmp_path / "only.yaml"
+    bad.write_text("only: [obj, lr0]\n")
+    with pytest.raises(ValueError, match=r"only.*'obj'.*anchor_free head's loss does not read.*box_af, cls, dfl"):
+        load_space(bad, "anchor_free")
+
+
+def test_tune_an_anchor_free_model_searches_its_own_gains(base_config, tmp_path):
+    cfg = tiny_model("yolov8n.yaml", tmp_path)
+    result = tune(base_config.replace(cfg=cfg, name="af"), TuneOptions(trials=1, sampler="random"))
+    assert result.counts == {"COMPLETE": 1}
+    columns = set(read_csv(result.run_dir / "trials.csv")[0])
+    assert {"box_af", "cls", "dfl"} <= columns and not {"obj", "anchor_t", "box"} & columns
+
+
+def test_tune_cli_on_yolov7_tiny_runs_two_trials_with_its_space(tiny_data, tmp_path):
+    cfg = tiny_model("yolov7-tiny.yaml", tmp_path)
+    args = ["tune", *tiny_cli_args(tiny_data, cfg, tmp_path / "v7tune"), "--hyp", "hyp.scratch.tiny.yaml"]
+    code = cli_main([*args, "--trials", "2", "--max-batches", "2", "--sampler", "random", "--name", "v7"])
+    assert code == 0
+    rows = read_csv(tmp_path / "v7tune" / "v7" / "trials.csv")
+    assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE"]
+    assert {"paste_in", "obj", "anchor_t"} <= set(rows[0])  # yolov7's space: yolov5's keys plus paste_in
+    assert float(rows[0]["paste_in"]) == 0.05  # trial 0 is the base hyp (hyp.scratch.tiny)
+    assert load_hyp(tmp_path / "v7tune" / "v7" / "best_hyp.yaml").loss_ota == 1

@@ -95,7 +95,7 @@ def tune(config: TrainConfig, options: TuneOptions) -> TuneResult:
     from modyolo.engine.recipe_auto import resolve_config, train_flags
     from modyolo.tools import tune_report
     from modyolo.tools.tune_samplers import make_pruner, make_sampler
-    from modyolo.tools.tune_space import load_space
+    from modyolo.tools.tune_space import head_family, load_space
 
     if options.trials < 1:
         raise ValueError(f"--trials must be at least 1, got {options.trials}")
@@ -103,8 +103,10 @@ def tune(config: TrainConfig, options: TuneOptions) -> TuneResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     url = options.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     name = options.study or config.name
-    space = load_space(options.space or None)
     config, recipe = resolve_config(config)  # every trial trains the same resolved --optimizer auto recipe
+    family = head_family(_model_cfg(config))  # the head decides which loss gains are searched
+    space = load_space(options.space or None, family)
+    LOGGER.info("search space: %d parameters for the %s head: %s", len(space.params), family, ", ".join(space.params))
     LOGGER.info(recipe.summary)
     flags = train_flags(config)
     base = load_hyp(config.hyp)
@@ -311,6 +313,19 @@ def _work_left(study: Any, wanted: int) -> bool:
     """Budget not yet taken, or queued trials (the base hyp, retries of killed trials) to run."""
     waiting = any(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False))
     return waiting or _taken(study) < wanted
+
+
+def _model_cfg(config: TrainConfig) -> Any:
+    """The model YAML every trial builds: --cfg, else the one stored in the --weights checkpoint."""
+    if config.cfg:
+        return config.cfg
+    if config.weights:
+        from modyolo.engine.checkpoint import load_checkpoint
+
+        stored = load_checkpoint(config.weights).get("model_yaml")
+        if stored:
+            return stored
+    raise ValueError("give a model YAML with --cfg, or --weights from a modyolo checkpoint (which stores its YAML)")
 
 
 def _setup(config: TrainConfig, base: Any, space: Any) -> dict[str, Any]:

@@ -14,11 +14,18 @@ table of its ``train.py``: mutation gain, lower, upper). A space file changes th
 
 ``lr0`` is searched on a log scale by default (its bounds span four decades; uniform sampling
 would put 90% of the trials above 0.01). Everything else is linear, as in yolov5.
+
+The loss gains searched are the ones the model's head is trained with (:func:`head_family` asks the
+head): yolov5's Detect gets yolov5's keys; yolov7's IDetect / IAuxDetect add ``paste_in`` (as
+yolov7's evolve table does); the anchor-free heads (DetectAF, the NMS-free head) search ``box_af``,
+``cls`` and ``dfl`` and none of ``box``, ``obj``, ``obj_pw``, ``cls_pw``, ``anchor_t``, ``fl_gamma``,
+``iou_t``, which their loss never reads (a space file naming those is trimmed the same way).
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +33,8 @@ from typing import Any
 
 from modyolo.engine.hyp import Hyp, HypError
 from modyolo.yaml_io import read_yaml
+
+LOGGER = logging.getLogger("modyolo.tools.tune")
 
 # key: (mutation gain, lower, upper) — yolov5 7.0 train.py ``meta``. Gain 0 means yolov5's
 # mutation loop never changes the key; the evolve sampler keeps that rule.
@@ -60,6 +69,24 @@ EVOLVE_META: dict[str, tuple[float, float, float]] = {
     "copy_paste": (1, 0.0, 1.0),
 }
 LOG_BY_DEFAULT = frozenset({"lr0"})
+
+# The loss-gain keys each loss family reads. The model's head says which family trains it
+# (nn.heads.loss_kind, and ``uses_ota`` for the yolov7 heads); a key its loss never reads is not
+# searched (trials spent on it would only measure noise).
+LOSS_KEYS: dict[str, tuple[str, ...]] = {
+    "anchor_based": ("box", "obj", "cls", "cls_pw", "obj_pw", "iou_t", "anchor_t", "fl_gamma"),  # yolov5
+    "yolov7": ("box", "obj", "cls", "cls_pw", "obj_pw", "iou_t", "anchor_t", "fl_gamma"),  # OTA: same gains
+    "anchor_free": ("box_af", "cls", "dfl"),  # BCE + CIoU + DFL; no objectness, no anchors
+}
+ALL_LOSS_KEYS = frozenset(k for keys in LOSS_KEYS.values() for k in keys)
+# Keys searched for some families only, with their (gain, lower, upper): the anchor-free gains
+# between the bounds ultralytics' tuner uses for its `box` and `dfl`; yolov7's evolve meta adds
+# paste_in to yolov5's.
+FAMILY_META: dict[str, dict[str, tuple[float, float, float]]] = {
+    "anchor_based": {},
+    "yolov7": {"paste_in": (1, 0.0, 1.0)},
+    "anchor_free": {"box_af": (1, 1.0, 20.0), "dfl": (1, 0.4, 6.0)},
+}
 _SECTIONS = ("params", "fixed", "exclude", "only")
 
 
@@ -114,15 +141,40 @@ class SearchSpace:
         }
 
 
-def default_space() -> SearchSpace:
-    """Every key of :data:`EVOLVE_META` between yolov5's bounds."""
-    params = {k: ParamSpec(k, lo, hi, log=k in LOG_BY_DEFAULT, gain=g) for k, (g, lo, hi) in EVOLVE_META.items()}
+def default_space(family: str = "anchor_based") -> SearchSpace:
+    """Every key of :data:`EVOLVE_META` between yolov5's bounds, fitted to a loss family (see
+    :func:`head_family`): loss gains its loss does not read are left out, its own keys added."""
+    if family not in LOSS_KEYS:
+        raise ValueError(f"unknown loss family {family!r}; one of {', '.join(LOSS_KEYS)}")
+    meta = {k: v for k, v in EVOLVE_META.items() if k not in ALL_LOSS_KEYS or k in LOSS_KEYS[family]}
+    meta.update(FAMILY_META[family])
+    params = {k: ParamSpec(k, lo, hi, log=k in LOG_BY_DEFAULT, gain=g) for k, (g, lo, hi) in meta.items()}
     return SearchSpace(params, {})
 
 
-def load_space(path: str | Path | None) -> SearchSpace:
-    """The default space, changed by the YAML at ``path`` (see the module docstring for its format)."""
-    space = default_space()
+def head_family(model_cfg: Any) -> str:
+    """The loss family of the head a model YAML (path, shipped name or dict) builds, asked of the
+    head itself: ``"anchor_free"`` (its ``loss_kind``: DetectAF, the NMS-free head), ``"yolov7"``
+    (IDetect / IAuxDetect, trained by the OTA loss) or ``"anchor_based"`` (yolov5's Detect)."""
+    import copy
+
+    from modyolo.nn.graph import build_layers, load_model_yaml
+    from modyolo.nn.heads import is_head, loss_kind
+
+    cfg, source = load_model_yaml(copy.deepcopy(model_cfg) if isinstance(model_cfg, dict) else model_cfg)
+    head = build_layers(cfg, source)[0][-1].module
+    if not is_head(head):
+        return "anchor_based"
+    if loss_kind(head) == "anchor_free":
+        return "anchor_free"
+    return "yolov7" if getattr(head, "uses_ota", False) else "anchor_based"
+
+
+def load_space(path: str | Path | None, family: str = "anchor_based") -> SearchSpace:
+    """The default space of the loss ``family``, changed by the YAML at ``path`` (see the module
+    docstring for its format). Loss gains that the family's loss does not read are dropped even
+    when the file gives them bounds (one shipped file serves every head)."""
+    space = default_space(family)
     if path is None or str(path) == "":
         return space
     path = Path(path)
@@ -142,11 +194,14 @@ def load_space(path: str | Path | None) -> SearchSpace:
             raise ValueError(
                 f"{path}: unknown section {section!r}{_near(section, _SECTIONS)}; sections are {', '.join(_SECTIONS)}"
             )
-    return apply_overrides(space, raw, str(path))
+    return apply_overrides(space, raw, str(path), family)
 
 
-def apply_overrides(space: SearchSpace, raw: Mapping[str, Any], source: str = "space") -> SearchSpace:
-    """Apply the ``params`` / ``fixed`` / ``exclude`` / ``only`` sections of a space mapping."""
+def apply_overrides(
+    space: SearchSpace, raw: Mapping[str, Any], source: str = "space", family: str = "anchor_based"
+) -> SearchSpace:
+    """Apply the ``params`` / ``fixed`` / ``exclude`` / ``only`` sections of a space mapping; loss
+    gains the ``family``'s loss does not read are dropped from the search (logged)."""
     hyp_keys = [k for k in Hyp().to_dict()]
     params = dict(space.params)
     fixed = dict(space.fixed)
@@ -162,9 +217,19 @@ def apply_overrides(space: SearchSpace, raw: Mapping[str, Any], source: str = "s
     for key in raw.get("exclude") or []:
         _check_key(key, hyp_keys, source, "exclude")
         params.pop(key, None)
+    unread = sorted(k for k in params if k in ALL_LOSS_KEYS and k not in LOSS_KEYS[family])
+    for key in unread:
+        del params[key]
+    if unread:
+        LOGGER.info("%s: not searched, the %s head's loss does not read them: %s", source, family, ", ".join(unread))
     only = raw.get("only") or []
     for key in only:
         _check_key(key, hyp_keys, source, "only")
+        if key in ALL_LOSS_KEYS and key not in LOSS_KEYS[family]:
+            raise ValueError(
+                f"{source}: 'only' names {key!r}, which the model's {family} head's loss does not read; "
+                f"its loss gains are {', '.join(LOSS_KEYS[family])}"
+            )
         if key not in params:
             raise ValueError(
                 f"{source}: 'only' names {key!r}, which is not searched (fixed, excluded or "

@@ -196,6 +196,52 @@ def test_aux_head_trains_on_lead_and_aux_maps_and_converts_to_deploy(tmp_path):
         torch.testing.assert_close(deploy(x)[0], model(x)[0], atol=1e-4, rtol=1e-4)
 
 
+def test_deploy_state_dict_has_yolov7s_keys_and_loads_strictly_both_ways(tmp_path, tiny_cfg):
+    """yolov7's Detect (its cfg/deploy head) stores anchors, anchor_grid (pixels, [nl,1,na,1,1,2])
+    and m.*; the converted state_dict carries exactly those, a state_dict with them loads strictly
+    into a model built from the deploy YAML and comes back key for key; yolov5's has no anchor_grid
+    and keeps having none."""
+    torch.manual_seed(0)
+    model = perturb(DetectionModel(small("yolov7-tiny.yaml"))).eval()
+    deploy = to_deploy_layout(model)
+    sd = deploy.state_dict()
+    n, head = len(deploy.model) - 1, deploy.head
+    grid = sd[f"model.{n}.anchor_grid"]
+    assert grid.shape == (head.nl, 1, head.na, 1, 1, 2)
+    torch.testing.assert_close(grid.view(head.nl, head.na, 2), head.anchors * head.stride.view(-1, 1, 1))
+    assert {k.split(".", 2)[2] for k in sd if k.startswith(f"model.{n}.")} == {
+        "anchors",
+        "anchor_grid",
+        *(f"m.{i}.{p}" for i in range(head.nl) for p in ("weight", "bias")),
+    }
+    # our state_dict -> a fresh deploy-layout model (what yolov7's deploy Model also accepts: same keys)
+    fresh = DetectionModel(deploy.yaml).eval()
+    fresh.load_state_dict(sd, strict=True)
+    assert list(fresh.state_dict()) == list(sd)  # round trip: anchor_grid written back
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x)[0], model(x)[0], atol=1e-4, rtol=1e-4)
+    # through a checkpoint file and back
+    path = save_checkpoint(tmp_path / "deploy.pt", model=deploy, epoch=-1, model_yaml=deploy.yaml)
+    again = DetectionModel(load_checkpoint(path)["model_yaml"])
+    again.load_state_dict(load_checkpoint(path)["model"], strict=True)
+    assert f"model.{n}.anchor_grid" in again.state_dict()
+    # an anchor_grid that disagrees with the anchors is refused, naming the key
+    bad = dict(sd)
+    bad[f"model.{n}.anchor_grid"] = grid * 2
+    with pytest.raises(RuntimeError, match=r"anchor_grid.*disagrees"):
+        DetectionModel(deploy.yaml).load_state_dict(bad, strict=True)
+    # yolov5's Detect state_dicts have no anchor_grid: unchanged, both ways
+    v5 = DetectionModel(tiny_cfg())
+    v5_sd = v5.state_dict()
+    assert not any(k.endswith("anchor_grid") for k in v5_sd)
+    DetectionModel(tiny_cfg()).load_state_dict(v5_sd, strict=True)
+    without = {k: v for k, v in sd.items() if not k.endswith("anchor_grid")}
+    plain = DetectionModel(deploy.yaml)
+    plain.load_state_dict(without, strict=True)
+    assert list(plain.state_dict()) == list(without)
+
+
 def test_deploy_layout_refuses_a_non_yolov7_head(tiny_cfg):
     with pytest.raises(ValueError, match="IDetect"):
         to_deploy_layout(DetectionModel(tiny_cfg()))

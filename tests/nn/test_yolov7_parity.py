@@ -5,7 +5,8 @@
    shipped yolov7-tiny.yaml with strict=True and gives the same outputs, unfused and fused.
 2. When $YOLOV7_REPO points at a yolov7 checkout: every YAML in its cfg/training and cfg/deploy
    builds as written with the parameter count yolov7's Model reports, and the full-size
-   yolov7-tiny / yolov7 state_dicts from its Model load strictly with equal outputs.
+   yolov7-tiny / yolov7 state_dicts from its Model load strictly with equal outputs; a converted
+   deploy-layout state_dict loads strictly into its cfg/deploy Model and its state_dict back.
 """
 
 import contextlib
@@ -115,3 +116,34 @@ def test_full_size_state_dicts_from_yolov7_load_into_shipped_configs(name, yolov
             ref.fuse()
         ours.fuse()
         torch.testing.assert_close(ours(x)[0], ref(x)[0], atol=1e-3, rtol=1e-4)
+
+
+@needs_repo
+def test_converted_deploy_state_dict_loads_into_yolov7s_deploy_model_and_back(yolov7_model):
+    """modyolo's deploy conversion -> yolov7's own Model built from cfg/deploy/yolov7-tiny.yaml
+    (strict, anchor_grid included) with the same outputs; and yolov7's deploy state_dict -> modyolo's
+    model of that deploy YAML (strict), key for key."""
+    from modyolo.nn.v7_deploy import to_deploy_layout
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(2)
+    model = DetectionModel("yolov7-tiny.yaml")
+    with torch.no_grad():
+        for k, v in model.state_dict().items():  # away from the initial values, BN statistics too
+            if k.endswith("running_var"):
+                v.copy_(torch.rand(v.shape, generator=g) + 0.5)
+            elif v.is_floating_point() and "anchor" not in k:
+                v.add_(0.05 * torch.randn(v.shape, generator=g))
+    model.eval()
+    deploy = to_deploy_layout(model)
+    theirs = yolov7_model(str(Path(REPO, "cfg", "deploy", "yolov7-tiny.yaml")))
+    theirs.load_state_dict(deploy.state_dict(), strict=True)
+    theirs.eval()
+    x = torch.rand(1, 3, 128, 160)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(x)[0], model(x)[0], atol=1e-4, rtol=1e-4)
+    ours = DetectionModel(Path(REPO, "cfg", "deploy", "yolov7-tiny.yaml")).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x)[0], theirs(x)[0], atol=1e-4, rtol=1e-4)

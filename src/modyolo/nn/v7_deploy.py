@@ -10,8 +10,11 @@ yolov7 trains with extra structure that inference does not need and ships a seco
 - ``RepConv`` rows stay (cfg/deploy keeps them too); :meth:`DetectionModel.fuse` folds each into
   one 3x3 conv, which export and val do anyway.
 
-The converted model's state_dict loads into a model built from yolov7's deploy YAML of the same
-network, and its eval outputs equal the training model's (to float rounding).
+The converted model's state_dict has the keys of yolov7's own deploy model, the Detect head's
+``anchor_grid`` included (modyolo's Detect derives it, and writes it back once a state_dict gave it:
+see ``Detect._load_from_state_dict``). So it loads strictly into yolov7's ``Model`` built from its
+cfg/deploy YAML, a state_dict of that model loads strictly into modyolo's deploy layout, and the
+eval outputs equal the training model's (to float rounding).
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def to_deploy_layout(model: DetectionModel) -> DetectionModel:
         if index != old_i:
             state[k] = v
     for k, v in folded.state_dict().items():
-        if k.startswith(("m.", "anchors")):
+        if k.startswith(("m.", "anchors", "anchor_grid")):  # yolov7's deploy Detect has anchor_grid too
             state[f"model.{new_i}.{k}"] = v
     deploy.load_state_dict(state, strict=True)
     deploy.names = list(model.names)

@@ -240,6 +240,17 @@ def test_deploy_state_dict_has_yolov7s_keys_and_loads_strictly_both_ways(tmp_pat
     plain = DetectionModel(deploy.yaml)
     plain.load_state_dict(without, strict=True)
     assert list(plain.state_dict()) == list(without)
+    # anchors changed after the build (autoanchor, the DDP broadcast; both call reset_grids):
+    # the training head's anchor_grid follows, and a stale copy does not stop the conversion
+    h7 = model.head
+    with torch.no_grad():
+        h7.anchors.mul_(1.25)
+    h7.reset_grids()
+    torch.testing.assert_close(h7.anchor_grid.view(h7.nl, h7.na, 2), h7.anchors * h7.stride.view(-1, 1, 1))
+    with torch.no_grad():
+        h7.anchor_grid.zero_()
+    converted = to_deploy_layout(model).state_dict()[f"model.{n}.anchor_grid"]
+    torch.testing.assert_close(converted.view(h7.nl, h7.na, 2), h7.anchors * h7.stride.view(-1, 1, 1))
 
 
 def test_deploy_layout_refuses_a_non_yolov7_head(tiny_cfg):

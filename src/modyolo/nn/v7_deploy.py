@@ -94,8 +94,12 @@ def to_deploy_layout(model: DetectionModel) -> DetectionModel:
         if index != old_i:
             state[k] = v
     for k, v in folded.state_dict().items():
-        if k.startswith(("m.", "anchors", "anchor_grid")):  # yolov7's deploy Detect has anchor_grid too
+        if k.startswith(("m.", "anchors")):
             state[f"model.{new_i}.{k}"] = v
+    # yolov7's deploy Detect stores anchor_grid too: anchors in pixels, from the anchors themselves
+    # (a checkpoint saved before its buffer followed autoanchor may hold a stale copy)
+    grid = folded.anchors * folded.stride.view(-1, 1, 1)
+    state[f"model.{new_i}.anchor_grid"] = grid.view(folded.nl, 1, folded.na, 1, 1, 2)
     deploy.load_state_dict(state, strict=True)
     deploy.names = list(model.names)
     LOGGER.info(

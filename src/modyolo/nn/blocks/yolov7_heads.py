@@ -66,9 +66,13 @@ class IDetect(Detect):
         pred = torch.cat([self.decode(p, i) for i, p in enumerate(maps)], 1)
         return pred if self.export else (pred, maps)
 
-    def set_strides(self, strides: torch.Tensor) -> None:
-        super().set_strides(strides)
-        self.anchor_grid.copy_((self.anchors * self.stride.view(-1, 1, 1)).view_as(self.anchor_grid))
+    def reset_grids(self) -> None:
+        """Forget cached grids and keep ``anchor_grid`` equal to ``anchors * stride``: set_strides,
+        autoanchor and the DDP anchor broadcast change ``anchors`` and then call this, so the
+        yolov7 key a state_dict carries (and yolov7's own code decodes with) never goes stale."""
+        super().reset_grids()
+        with torch.no_grad():
+            self.anchor_grid.copy_((self.anchors * self.stride.view(-1, 1, 1)).view_as(self.anchor_grid))
 
     @torch.no_grad()
     def fuse(self) -> None:

@@ -208,8 +208,10 @@ def estimate_train_memory(
 
     Method: the bytes saved for backward are measured (:func:`saved_bytes`) on two small square
     probes of 2 and 4 cells of the coarsest stride a side (64 and 128 px for a stride-32 model; one
-    image each, a few milliseconds) and fitted as ``fixed + slope x area``: every feature map of a
-    convolutional detector is ``size / stride`` a side, so its saved tensors grow with the area.
+    image each; 0.05-1 s on CPU for the shipped configs) and fitted as ``fixed + slope x area``:
+    every feature map of a convolutional detector is ``size / stride`` a side, so its saved tensors
+    grow with the area. ``fixed`` (autocast's weight copies, per-image kernels of dynamic
+    convolution: 3 MiB for yolov5l-dynamic against 1 GiB per image at 640 px) is counted once.
     The slope, scaled to ``imgsz`` and times STEP_OVERHEAD, is the per-image cost (what backward
     allocates for gradients of activations, the loss and the allocator's slack on top of the saved
     tensors; 1.25 calibrated on CPU). Against the peak-RSS growth of one real training step in a

@@ -160,3 +160,36 @@ def test_train_cli_with_yolov7_p5_hyp_runs_paste_in(tmp_path, shapes_yaml, monke
     # the shipped file as it is (paste_in 0.15) trains too
     args[args.index("p5")] = "p5_shipped"
     assert cli_main([*args, "--hyp", "hyp.scratch.p5.yaml"]) == 0
+
+
+def test_resume_with_paste_in_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, shapes_yaml):
+    """The dataset rng is set per (seed, epoch), and paste-in draws only from it: a run cut after
+    epoch 0 and resumed ends with exactly the weights of the uninterrupted run."""
+    import torch
+
+    from modyolo.api import train
+    from modyolo.engine.callbacks import Callbacks
+    from modyolo.engine.checkpoint import load_checkpoint
+    from modyolo.engine.config import TrainConfig
+    from modyolo.engine.trainer import Trainer
+    from modyolo.eval.validator import validate
+
+    cfg, _ = load_model_yaml("yolov5n.yaml")
+    cfg = {**copy.deepcopy(cfg), "width_multiple": 0.125}
+    hyp = {**load_hyp("scratch-low").to_dict(), "paste_in": 1.0}
+    kw = dict(data=str(shapes_yaml), cfg=cfg, hyp=hyp, epochs=2, imgsz=64, batch_size=8, workers=0)
+    kw.update(project=str(tmp_path / "runs"), verbose=False, noplots=True, seed=0)
+    full = train(**{**kw, "name": "full"})
+
+    def stop_after_first_epoch(trainer, epoch, row):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    cb = Callbacks()
+    cb.add("on_fit_epoch_end", stop_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(TrainConfig.from_dict({**kw, "name": "cut"}), cb, evaluator=validate).fit()
+    resumed = train(**{**kw, "name": "cut", "resume": str(tmp_path / "runs" / "cut" / "weights" / "last.pt")})
+    a, b = load_checkpoint(full.last), load_checkpoint(resumed.last)
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=f"{key} differs after resume")

@@ -16,14 +16,17 @@ boxes predicted on a letterboxed input map back exactly onto the original image.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 Array = torch.Tensor | np.ndarray
+#: A tensor or an array: each converter returns the kind it was given.
+ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
 
-def _copy(x: Array) -> Array:
+def _copy(x: ArrayT) -> ArrayT:
     """A float copy of ``x`` (integer inputs are promoted so in-place maths stays exact)."""
     if isinstance(x, torch.Tensor):
         return x.clone() if x.is_floating_point() else x.float()
@@ -35,7 +38,7 @@ def _check(x: Array, fn: str) -> None:
         raise ValueError(f"{fn}: expected boxes of shape [..., 4], got {tuple(x.shape)}; slice the 4 box columns first")
 
 
-def xywh2xyxy(x: Array) -> Array:
+def xywh2xyxy(x: ArrayT) -> ArrayT:
     """(cx, cy, w, h) -> (x1, y1, x2, y2), same units. ``x: [..., 4]``."""
     _check(x, "xywh2xyxy")
     y = _copy(x)
@@ -46,7 +49,7 @@ def xywh2xyxy(x: Array) -> Array:
     return y
 
 
-def xyxy2xywh(x: Array) -> Array:
+def xyxy2xywh(x: ArrayT) -> ArrayT:
     """(x1, y1, x2, y2) -> (cx, cy, w, h), same units. ``x: [..., 4]``."""
     _check(x, "xyxy2xywh")
     y = _copy(x)
@@ -57,7 +60,7 @@ def xyxy2xywh(x: Array) -> Array:
     return y
 
 
-def xywhn2xyxy(x: Array, w: int, h: int, padw: float = 0.0, padh: float = 0.0) -> Array:
+def xywhn2xyxy(x: ArrayT, w: int, h: int, padw: float = 0.0, padh: float = 0.0) -> ArrayT:
     """Normalised YOLO (cx, cy, w, h) -> pixel (x1, y1, x2, y2) on a ``w x h`` image.
 
     ``padw/padh`` shift the result, for labels placed inside a letterboxed canvas.
@@ -71,7 +74,7 @@ def xywhn2xyxy(x: Array, w: int, h: int, padw: float = 0.0, padh: float = 0.0) -
     return y
 
 
-def xyxy2xywhn(x: Array, w: int, h: int, clip: bool = False) -> Array:
+def xyxy2xywhn(x: ArrayT, w: int, h: int, clip: bool = False) -> ArrayT:
     """Pixel (x1, y1, x2, y2) -> normalised (cx, cy, w, h), optionally clipped to the image first."""
     _check(x, "xyxy2xywhn")
     if clip:
@@ -103,7 +106,7 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) -> to
     return inter / (union + eps)
 
 
-def clip_boxes(boxes: Array, shape: Sequence[int]) -> Array:
+def clip_boxes(boxes: ArrayT, shape: Sequence[int]) -> ArrayT:
     """Clip xyxy ``boxes: [..., 4]`` to an image of ``shape = (height, width)``; returns a copy."""
     _check(boxes, "clip_boxes")
     h, w = float(shape[0]), float(shape[1])
@@ -119,10 +122,10 @@ def clip_boxes(boxes: Array, shape: Sequence[int]) -> Array:
 
 def scale_boxes(
     img1_shape: Sequence[int],
-    boxes: Array,
+    boxes: ArrayT,
     img0_shape: Sequence[int],
     ratio_pad: tuple | None = None,
-) -> Array:
+) -> ArrayT:
     """Map xyxy ``boxes`` from a letterboxed image back to the original image, then clip.
 
     Args:

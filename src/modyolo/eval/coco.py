@@ -142,7 +142,7 @@ def build_coco_gt(
     names = dict(names) if isinstance(names, Mapping) else dict(enumerate(names))
     if len(images) != len(labels):
         raise ValueError(f"build_coco_gt: {len(images)} images but {len(labels)} label arrays")
-    anns = []
+    anns: list[dict[str, Any]] = []
     for img, lab in zip(images, labels):
         lab = torch.as_tensor(lab, dtype=torch.float64).reshape(-1, 5)
         for cls, x1, y1, x2, y2 in lab.tolist():

@@ -109,7 +109,9 @@ def check_nonfinite(model: nn.Module) -> Check:
 
 def check_label_classes(labels: Sequence[np.ndarray], nc: int, files: Sequence[str] | None = None) -> Check:
     """Labels (per image ``[m, 5+]`` with the class id in column 0) whose class id is >= ``nc``."""
-    n_total, n_bad, bad_ids, bad_files = 0, 0, set(), []
+    n_total, n_bad = 0, 0
+    bad_ids: set[int] = set()
+    bad_files: list[str] = []
     for i, lb in enumerate(labels):
         arr = np.asarray(lb)
         cls = arr.reshape(len(arr), -1)[:, 0] if arr.size else np.zeros(0)
@@ -201,9 +203,10 @@ def check_fused(model: nn.Module, images: torch.Tensor, atol: float = 1e-3) -> C
     """Outputs of ``model`` (unfused) and of a fused copy on ``images: [B, 3, H, W]`` 0-1."""
     unfused = copy.deepcopy(model).eval()
     fused = copy.deepcopy(model).eval()
-    if not hasattr(fused, "fuse"):
+    fuse = getattr(fused, "fuse", None)
+    if not callable(fuse):
         return Check("fused == unfused", True, "model cannot be fused; skipped")
-    fused.fuse()
+    fuse()
     with torch.inference_mode():
         a, b = (m(images) for m in (unfused, fused))
     a, b = (x[0] if isinstance(x, (tuple, list)) else x for x in (a, b))

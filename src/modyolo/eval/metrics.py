@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from modyolo.structures import FITNESS, MAP50, MAP50_95, PRECISION, RECALL
 from modyolo.structures import fitness as fitness  # re-exported: compute() adds it
 
 from .boxes import box_iou
@@ -235,7 +237,7 @@ class ConfusionMatrix:
         """One image: ``detections: [n, 6]`` or None, ``labels: [m, 5]`` (cls, xyxy)."""
         gt = labels[:, 0].long().cpu()
         if detections is None or detections.shape[0] == 0:
-            np.add.at(self.matrix, (self.nc, gt.numpy()), 1)
+            np.add.at(self.matrix[self.nc], gt.numpy(), 1)  # the background row (a view)
             return
         detections = detections[detections[:, 4] > self.conf]
         dc = detections[:, 5].long().cpu()
@@ -254,8 +256,8 @@ class ConfusionMatrix:
                     missed[lab] = False
                     matched_det[d] = True
                     self.matrix[dc[d], gt[lab]] += 1
-        np.add.at(self.matrix, (self.nc, gt[missed].numpy()), 1)
-        np.add.at(self.matrix, (dc[~matched_det].numpy(), self.nc), 1)
+        np.add.at(self.matrix[self.nc], gt[missed].numpy(), 1)  # missed labels: background row
+        np.add.at(self.matrix[:, self.nc], dc[~matched_det].numpy(), 1)  # false detections: background column
 
     def tp_fp(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-class true positives (diagonal) and false positives (row sum minus diagonal), ``[nc]``."""
@@ -369,11 +371,11 @@ class DetectionMetrics:
         _, _, pred_cls, target_cls = self._cat()
         ap50 = res.ap[:, 0] if res.ap.size else np.zeros(0)
         ap = res.ap.mean(1) if res.ap.size else np.zeros(0)
-        out = {
-            "precision": float(res.p.mean()) if res.p.size else 0.0,
-            "recall": float(res.r.mean()) if res.r.size else 0.0,
-            "mAP50": float(ap50.mean()) if ap50.size else 0.0,
-            "mAP50-95": float(ap.mean()) if ap.size else 0.0,
+        out: dict[str, Any] = {
+            PRECISION: float(res.p.mean()) if res.p.size else 0.0,
+            RECALL: float(res.r.mean()) if res.r.size else 0.0,
+            MAP50: float(ap50.mean()) if ap50.size else 0.0,
+            MAP50_95: float(ap.mean()) if ap.size else 0.0,
             "images": self.seen,
             "instances": np.bincount(target_cls.astype(int), minlength=self.nc),
             "detections": int(pred_cls.shape[0]),
@@ -385,7 +387,7 @@ class DetectionMetrics:
             "ap_all": res.ap,
             "conf_at_max_f1": res.conf_at_max_f1,
         }
-        out["fitness"] = fitness(out)
+        out[FITNESS] = fitness(out)
         return out
 
     def table(self, per_class: bool = True) -> str:
@@ -412,10 +414,10 @@ def format_table(metrics: Mapping, names: Mapping[int, str] | Sequence[str], per
             "all",
             metrics["images"],
             inst.sum(),
-            metrics["precision"],
-            metrics["recall"],
-            metrics["mAP50"],
-            metrics["mAP50-95"],
+            metrics[PRECISION],
+            metrics[RECALL],
+            metrics[MAP50],
+            metrics[MAP50_95],
         ),
     ]
     if inst.sum() == 0:

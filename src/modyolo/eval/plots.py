@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 Names = Mapping[int, str] | Sequence[str]
 
 
-def _names(names: Names | None, ids: Sequence[int]) -> dict[int, str]:
+def _names(names: Names | None, ids: Sequence[int] | np.ndarray) -> dict[int, str]:
     if names is None:
         return {int(i): str(int(i)) for i in ids}
     return dict(names) if isinstance(names, Mapping) else dict(enumerate(names))

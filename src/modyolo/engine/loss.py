@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -133,12 +134,13 @@ class DetectionLoss:
     def __init__(
         self, model: nn.Module, hyp: Hyp, loss_type: str | None = None, label_smoothing: float | None = None
     ) -> None:
-        self.head = getattr(model, "head", None)
-        if self.head is None or not hasattr(self.head, "anchors"):
+        head = getattr(model, "head", None)
+        if head is None or not hasattr(head, "anchors"):
             raise TypeError(
                 f"DetectionLoss needs a model with an anchor-based .head (nc, nl, na, anchors); "
                 f"{type(model).__name__} has none"
             )
+        self.head: Any = head  # duck-typed: Detect, IDetect, or any head with that protocol
         self.hyp = hyp
         self.loss_type = (loss_type or hyp.loss).lower()
         if self.loss_type not in ("bce", "vfl"):

@@ -194,7 +194,7 @@ def time_formats(
         r.format_checks = {f: problems.get(f, "ok") for f in timed}
         per_variant[r.name] = [f for f in timed if f in runners]
         for f in per_variant[r.name]:
-            all_runners[f"{r.name}\0{f}"] = lambda run=runners[f][1]: run(x)
+            all_runners[f"{r.name}\0{f}"] = _bind(runners[f][1], x)
     timing = measure_runners(all_runners, protocol) if all_runners else {}
     for r in results:
         if r.name not in per_variant:
@@ -203,6 +203,10 @@ def time_formats(
         r.format_ms = {f: t.median_ms for f, t in lat.items()}
         _fill_row(r, lat, pick)
     return logs
+
+
+def _bind(run: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Callable[[], Any]:
+    return lambda: run(x)
 
 
 def _fill_row(r: VariantResult, lat: dict[str, Latency], pick: list[str]) -> None:

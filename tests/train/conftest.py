@@ -1,9 +1,7 @@
-import copy
-
 import pytest
 
 from modyolo.data.synthetic import make_shapes_dataset
-from modyolo.nn.graph import load_model_yaml
+from tiny_run import tiny_cfg
 
 
 @pytest.fixture(scope="session")
@@ -14,10 +12,7 @@ def tiny_data(tmp_path_factory):
 
 @pytest.fixture
 def tiny_model_cfg():
-    cfg, _ = load_model_yaml("yolov5n.yaml")
-    cfg = copy.deepcopy(cfg)
-    cfg["width_multiple"] = 0.125
-    return cfg
+    return tiny_cfg()  # yolov5n at width 0.125 (tests/tiny_run.py)
 
 
 @pytest.fixture

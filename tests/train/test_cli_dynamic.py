@@ -1,49 +1,17 @@
 """The dynamic-convolution recipe on the default path: ``modyolo train`` (channels_last by default)
 and ``compare`` with a dynamic variant used to crash in ``model.to(memory_format=channels_last)``."""
 
-import copy
-
-import yaml
-
 from modyolo.cli import main as cli_main
-from modyolo.nn.graph import load_model_yaml
+from tiny_run import tiny_cfg_file, tiny_train_argv
 
 
 def _tiny_dynamic_yaml(tmp_path) -> str:
-    cfg, _ = load_model_yaml("yolov5l-dynamic.yaml")
-    cfg = copy.deepcopy(cfg)
-    cfg["width_multiple"], cfg["depth_multiple"] = 0.125, 0.33
-    cfg.pop("yaml_file", None)
-    path = tmp_path / "tiny-dynamic.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return str(path)
+    return tiny_cfg_file(tmp_path, "yolov5l-dynamic.yaml", width=0.125, depth=0.33)
 
 
 def test_train_dynamic_with_default_flags(tiny_data, tmp_path):
     cfg = _tiny_dynamic_yaml(tmp_path)
-    rc = cli_main(
-        [
-            "train",
-            "--data",
-            tiny_data,
-            "--cfg",
-            cfg,
-            "--img",
-            "64",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--workers",
-            "0",
-            "--project",
-            str(tmp_path / "runs"),
-            "--name",
-            "dyn",
-            "--noplots",
-            "--quiet",
-        ]
-    )
+    rc = cli_main(tiny_train_argv(tiny_data, cfg, tmp_path / "runs", "--name", "dyn", "--quiet"))
     assert rc == 0
     assert (tmp_path / "runs" / "dyn" / "weights" / "last.pt").is_file()
 

@@ -19,6 +19,7 @@ from modyolo.cli.train import add_arguments, config_from_args
 from modyolo.engine.checkpoint import load_checkpoint
 from modyolo.engine.hyp import load_hyp
 from modyolo.engine.trainer import Trainer
+from tiny_run import tiny_cfg_file, tiny_train_argv
 
 
 def _cli_config(argv):
@@ -27,33 +28,9 @@ def _cli_config(argv):
     return config_from_args(p.parse_args(argv))
 
 
-def _model_yaml(tiny_model_cfg, tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_model_cfg))
-    return str(path)
-
-
-def test_default_flags_train_with_the_auto_recipe_and_log_it(tiny_data, tiny_model_cfg, tmp_path, caplog):
+def test_default_flags_train_with_the_auto_recipe_and_log_it(tiny_data, tmp_path, caplog):
     project = tmp_path / "runs"
-    argv = [
-        "train",
-        "--data",
-        tiny_data,
-        "--cfg",
-        _model_yaml(tiny_model_cfg, tmp_path),
-        "--epochs",
-        "3",
-        "--img",
-        "64",
-        "--batch-size",
-        "4",
-        "--workers",
-        "0",
-        "--project",
-        str(project),
-        "--noplots",
-        "--quiet",
-    ]
+    argv = tiny_train_argv(tiny_data, tiny_cfg_file(tmp_path), project, "--quiet", epochs=3)
     with caplog.at_level(logging.INFO, logger="modyolo"):
         assert main(argv) == 0
     text = caplog.text
@@ -70,7 +47,7 @@ def test_default_flags_train_with_the_auto_recipe_and_log_it(tiny_data, tiny_mod
     assert ckpt["train_args"]["optimizer"] == "AdamW" and ckpt["hyp"]["lr0"] == 0.001
 
 
-def test_yolov5_flags_give_yolov5s_optimizer_schedule_and_warmup(train_kwargs, tiny_model_cfg, tmp_path):
+def test_yolov5_flags_give_yolov5s_optimizer_schedule_and_warmup(train_kwargs, tmp_path):
     torch_utils = pytest.importorskip("yolov5.utils.torch_utils")
     batch, epochs = 4, 5
     cfg = _cli_config(
@@ -78,7 +55,7 @@ def test_yolov5_flags_give_yolov5s_optimizer_schedule_and_warmup(train_kwargs, t
             "--data",
             train_kwargs["data"],
             "--cfg",
-            _model_yaml(tiny_model_cfg, tmp_path),
+            tiny_cfg_file(tmp_path),
             "--optimizer",
             "SGD",
             "--hyp",

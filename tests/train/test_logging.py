@@ -6,52 +6,27 @@ from __future__ import annotations
 import logging
 
 import pytest
-import yaml
 
 from modyolo.cli import COMMANDS, build_parser
 from modyolo.cli import main as cli_main
+from tiny_run import tiny_cfg_file, tiny_train_argv
 
 AUTOANCHOR = "autoanchor: "
 HYP_DEFAULTS = "keys not given, using defaults"
 
 
-def _train(tiny_data, tiny_model_cfg, tmp_path, *extra: str) -> tuple[int, str]:
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(tiny_model_cfg))
+def _train(tiny_data, tmp_path, *extra: str) -> tuple[int, str]:
+    cfg = tiny_cfg_file(tmp_path)
     hyp = tmp_path / "hyp.yaml"
     hyp.write_text("lr0: 0.01\nmosaic: 1.0\n")  # every other key from the defaults: an INFO line says so
     name = "q" if "--quiet" in extra else "v" if "--verbose" in extra else "default"
-    rc = cli_main(
-        [
-            "train",
-            "--data",
-            tiny_data,
-            "--cfg",
-            str(cfg),
-            "--hyp",
-            str(hyp),
-            "--img",
-            "64",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--workers",
-            "0",
-            "--project",
-            str(tmp_path / "runs"),
-            "--name",
-            name,
-            "--noplots",
-            *extra,
-        ]
-    )
+    rc = cli_main(tiny_train_argv(tiny_data, cfg, tmp_path / "runs", "--hyp", str(hyp), "--name", name, *extra))
     return rc, name
 
 
-def test_train_info_reaches_terminal_and_run_log(tiny_data, tiny_model_cfg, tmp_path, capsys):
+def test_train_info_reaches_terminal_and_run_log(tiny_data, tmp_path, capsys):
     handlers_before = list(logging.getLogger("modyolo").handlers)
-    rc, name = _train(tiny_data, tiny_model_cfg, tmp_path)
+    rc, name = _train(tiny_data, tmp_path)
     assert rc == 0
     err = capsys.readouterr().err
     assert AUTOANCHOR in err and HYP_DEFAULTS in err
@@ -62,8 +37,8 @@ def test_train_info_reaches_terminal_and_run_log(tiny_data, tiny_model_cfg, tmp_
     assert logging.getLogger("modyolo").handlers == handlers_before  # the invocation cleaned up after itself
 
 
-def test_train_quiet_hides_info_but_the_log_keeps_it(tiny_data, tiny_model_cfg, tmp_path, capsys):
-    rc, name = _train(tiny_data, tiny_model_cfg, tmp_path, "--quiet")
+def test_train_quiet_hides_info_but_the_log_keeps_it(tiny_data, tmp_path, capsys):
+    rc, name = _train(tiny_data, tmp_path, "--quiet")
     assert rc == 0
     err = capsys.readouterr().err
     assert AUTOANCHOR not in err and HYP_DEFAULTS not in err
@@ -71,9 +46,9 @@ def test_train_quiet_hides_info_but_the_log_keeps_it(tiny_data, tiny_model_cfg, 
     assert AUTOANCHOR in log and HYP_DEFAULTS in log
 
 
-def test_train_verbose_shows_debug(tiny_data, tiny_model_cfg, tmp_path, capsys):
+def test_train_verbose_shows_debug(tiny_data, tmp_path, capsys):
     logging.getLogger("modyolo.train").debug("not shown: nothing configured")
-    rc, name = _train(tiny_data, tiny_model_cfg, tmp_path, "--verbose")
+    rc, name = _train(tiny_data, tmp_path, "--verbose")
     assert rc == 0
     log = (tmp_path / "runs" / name / "log.txt").read_text()
     debug = [line.split(": ", 1)[1] for line in log.splitlines() if " DEBUG " in line]
@@ -118,38 +93,15 @@ def test_val_verbose_keeps_its_meaning_and_turns_on_debug(monkeypatch, capsys):
     assert seen["verbose"] is False and "an info line" not in err
 
 
-def test_weight_transfer_and_mosaic_closing_reach_the_terminal(tiny_data, tiny_model_cfg, tmp_path, capsys):
-    rc, name = _train(tiny_data, tiny_model_cfg, tmp_path)
+def test_weight_transfer_and_mosaic_closing_reach_the_terminal(tiny_data, tmp_path, capsys):
+    rc, name = _train(tiny_data, tmp_path)
     assert rc == 0
     last = tmp_path / "runs" / name / "weights" / "last.pt"
     capsys.readouterr()
-    cfg = tmp_path / "tiny.yaml"
-    rc = cli_main(
-        [
-            "train",
-            "--data",
-            tiny_data,
-            "--cfg",
-            str(cfg),
-            "--weights",
-            str(last),
-            "--img",
-            "64",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--workers",
-            "0",
-            "--close-mosaic",
-            "1",
-            "--project",
-            str(tmp_path / "runs"),
-            "--name",
-            "ft",
-            "--noplots",
-        ]
+    argv = tiny_train_argv(
+        tiny_data, tiny_cfg_file(tmp_path), tmp_path / "runs", "--weights", str(last), "--name", "ft"
     )
+    rc = cli_main([*argv, "--close-mosaic", "1"])
     assert rc == 0
     err = capsys.readouterr().err
     assert "transferred " in err and " tensors from " in err
@@ -157,8 +109,8 @@ def test_weight_transfer_and_mosaic_closing_reach_the_terminal(tiny_data, tiny_m
     assert "transferred " in (tmp_path / "runs" / "ft" / "log.txt").read_text()
 
 
-def test_epoch_rows_and_summary_go_to_the_run_log_only(tiny_data, tiny_model_cfg, tmp_path, capsys):
-    rc, name = _train(tiny_data, tiny_model_cfg, tmp_path)
+def test_epoch_rows_and_summary_go_to_the_run_log_only(tiny_data, tmp_path, capsys):
+    rc, name = _train(tiny_data, tmp_path)
     assert rc == 0
     captured = capsys.readouterr()
     log = (tmp_path / "runs" / name / "log.txt").read_text()

@@ -59,6 +59,13 @@ class Callbacks:
         self._check(event)
         self._hooks[event].append((name or _default_name(fn), fn))
 
+    def copy(self) -> Callbacks:
+        """A new object with the same callbacks (the trainer attaches its own to a copy, so one
+        ``Callbacks`` can be passed to several runs)."""
+        new = Callbacks()
+        new.prepend(self)
+        return new
+
     def prepend(self, other: Callbacks) -> None:
         """Put ``other``'s callbacks before this object's, event by event (the trainer's own
         callbacks go ahead of the ones passed in)."""

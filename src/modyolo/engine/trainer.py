@@ -89,7 +89,7 @@ class Trainer:
     ) -> None:
         config, resume_ckpt = setup.resolve_config(config)  # the caller's config is left as it is
         self.cfg = config
-        self.callbacks = callbacks or Callbacks()
+        self.callbacks = callbacks.copy() if callbacks else Callbacks()  # the caller's object stays as it is
         self.evaluator = evaluator
         self.run = setup.prepare_run(config, resume_ckpt)  # paths, device, DDP, seed, hyp, data config
         self.device = self.run.device

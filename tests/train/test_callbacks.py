@@ -103,3 +103,15 @@ def test_resume_resolves_a_new_config_and_leaves_the_callers_alone(train_kwargs,
     assert trainer.cfg.resume == str(first.last) and trainer.cfg.epochs == 2 and trainer.cfg.exist_ok
     assert trainer.cfg.data == train_kwargs["data"] and trainer.cfg.imgsz == 64  # the checkpoint's train_args
     assert trainer.start_epoch == 1 and trainer.run.save_dir == first.save_dir.resolve()
+
+
+def test_modyolo_train_takes_a_config_with_overrides_and_names_a_wrong_option(train_kwargs):
+    import modyolo
+
+    assert modyolo.train is train
+    config = TrainConfig.from_dict(train_kwargs)
+    result = modyolo.train(config, max_batches=1, name="api")
+    assert result.save_dir.name == "api" and result.epochs_completed == 1 and result.metrics["fitness"] >= 0
+    assert config.name == "exp" and config.max_batches == 0  # the config given is left alone
+    with pytest.raises(ValueError, match="did you mean 'max_batches'"):
+        modyolo.train(config, max_batch=1)

@@ -157,7 +157,7 @@ def non_max_suppression(
         ``list`` of B tensors ``[n_i, 6]`` = (x1, y1, x2, y2, conf, cls), xyxy in the same pixel
         space as the input, sorted by conf descending; ``n_i <= max_det``.
     """
-    pred = prediction[0] if isinstance(prediction, (list, tuple)) else prediction
+    pred = prediction if isinstance(prediction, torch.Tensor) else prediction[0]  # (pred, raw maps): pred
     _check_args(pred, conf_thres, iou_thres, max_det, method)
     suppress = NMS_METHODS[method]
     multi_label = multi_label and pred.shape[2] > 6

@@ -73,16 +73,3 @@ def test_benchmark_rejects_unknown_format_and_missing_weights(setup, tmp_path, c
         available_formats(["onnx", "tflite"], int8=False)
     rc = main(["benchmark", "--weights", str(tmp_path / "nope.pt")])
     assert rc == 1 and "not found" in capsys.readouterr().err
-
-
-def test_measure_formats_picks_the_fastest_per_variant(tmp_path):
-    """The hook compare can use: every format of every variant timed together, the fastest reported."""
-    from modyolo.tools.latency import LatencyProtocol, measure_formats
-
-    models = {"n": tiny_model("yolov5n.yaml"), "s": tiny_model("yolov5s.yaml")}
-    result = measure_formats(
-        models, LatencyProtocol(imgsz=IMG, runs=2, warmup=1), tmp_path, formats=("torch", "torch_cl", "onnx")
-    )
-    for name, lat in result.items():
-        assert set(lat.all_layouts) == {"torch", "torch_cl", "onnx"}
-        assert lat.layout in lat.all_layouts and lat.median_ms == min(lat.all_layouts.values())

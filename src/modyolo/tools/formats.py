@@ -1,7 +1,8 @@
 """Every inference format of one model as a runner: ``torch`` (eager fp32 NCHW), ``torch_cl``
 (channels_last), ``torch_bf16``, ``torchscript``, ``onnx``, ``openvino``, ``openvino_bf16`` and
 ``openvino_int8``; what this machine can run (:func:`available_formats`) and the exports they need
-(:func:`build_runners`). Used by ``modyolo benchmark`` and by :func:`modyolo.tools.latency.measure_formats`.
+(:func:`build_runners`). Used by ``modyolo benchmark`` and ``compare --format``
+(:mod:`modyolo.tools.compare_formats`).
 """
 
 from __future__ import annotations

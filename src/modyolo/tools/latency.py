@@ -222,58 +222,13 @@ def measure_onnx(onnx_files: dict[str, Path], protocol: LatencyProtocol) -> dict
 def measure_runners(runners: dict[str, Callable[[], Any]], protocol: LatencyProtocol) -> dict[str, Latency]:
     """Latency of arbitrary zero-argument callables (one forward each), round-robin, under ``protocol``.
 
-    The hook ``modyolo benchmark`` uses to time every format (PyTorch variants, TorchScript, ONNX
-    Runtime, OpenVINO fp32/bf16/INT8) in one interleaved loop, with torch's threads set to the
-    protocol's count for the whole loop.
+    The hook ``modyolo benchmark`` and ``compare --format`` (:mod:`modyolo.tools.compare_formats`)
+    use to time every format (PyTorch variants, TorchScript, ONNX Runtime, OpenVINO fp32/bf16/INT8)
+    in one interleaved loop, with torch's threads set to the protocol's count for the whole loop.
     """
     with _Threads(protocol.resolved_threads()):
         times = _round_robin(runners, protocol.warmup, protocol.runs)
     return {name: Latency.from_times(t, name) for name, t in times.items()}
-
-
-def measure_formats(
-    models: dict[str, nn.Module],
-    protocol: LatencyProtocol,
-    out_dir: Path,
-    formats: tuple[str, ...] = ("torch", "torch_cl", "torch_bf16", "onnx", "openvino"),
-) -> dict[str, Latency]:
-    """The fastest inference format of each model: the hook for ``compare``'s "fastest valid format".
-
-    Every (model, format) pair of :mod:`modyolo.tools.benchmark` is timed in one round-robin loop
-    under ``protocol`` (forward only, batch ``protocol.batch``). Returns name -> the fastest
-    format's :class:`Latency` with ``layout`` set to the format's name and ``all_layouts`` holding
-    every format's median. The default formats are the exact ones (fp32) plus bf16 where the CPU
-    computes it natively; INT8 is left out because it is only valid after its mAP check
-    (``modyolo benchmark --data``). Formats whose package is missing are skipped (logged).
-    """
-    from modyolo.engine.checkpoint import save_checkpoint
-    from modyolo.tools.formats import available_formats, build_runners
-
-    chosen = available_formats(list(formats), int8=False)
-    x = torch.rand(protocol.batch, 3, protocol.imgsz, protocol.imgsz, generator=torch.Generator().manual_seed(0))
-    runners: dict[str, Callable[[], Any]] = {}
-    for name, model in models.items():
-        folder = Path(out_dir) / name
-        folder.mkdir(parents=True, exist_ok=True)
-        ckpt = save_checkpoint(
-            folder / "model.pt",
-            model=model,
-            epoch=0,
-            names=list(getattr(model, "names", [])) or None,
-            model_yaml=model.yaml,
-        )
-        built = build_runners(ckpt, chosen, protocol.imgsz, folder, protocol.resolved_threads(), None, 1.0, 0)
-        for fmt, (run, _) in built.items():
-            runners[f"{name}\0{fmt}"] = lambda r=run: r(x)
-    timed = measure_runners(runners, protocol)
-    out: dict[str, Latency] = {}
-    for name in models:
-        per = {fmt: timed[f"{name}\0{fmt}"] for fmt in chosen}
-        best_fmt = min(per, key=lambda f: per[f].median_ms)
-        best = per[best_fmt]
-        best.layout, best.all_layouts = best_fmt, {f: lat.median_ms for f, lat in per.items()}
-        out[name] = best
-    return out
 
 
 __all__ = [
@@ -281,7 +236,6 @@ __all__ = [
     "LatencyProtocol",
     "export_onnx",
     "fused_copy",
-    "measure_formats",
     "measure_onnx",
     "measure_runners",
     "measure_torch",

@@ -1,7 +1,8 @@
 """Weights -> a model ready for inference, and the exact letterbox pre-processing around it.
 
 ``load_model`` turns a modyolo checkpoint (``.pt``), a bare state_dict together with its model
-YAML, a model YAML (fresh weights) or, through ``modyolo.deploy.backends``, an exported ``.onnx``
+YAML (both through :func:`modyolo.nn.load.load_detection_model`, the path export takes too), a
+model YAML (fresh weights) or, through ``modyolo.deploy.backends``, an exported ``.onnx``
 / ``.torchscript`` file into something callable on a float ``[B, 3, H, W]`` 0-1 RGB batch that
 returns yolov5's inference output ``pred: [B, N, 5 + nc]`` (cx, cy, w, h input pixels, obj, cls).
 

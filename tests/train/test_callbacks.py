@@ -19,7 +19,7 @@ OWN_AND_REPORTS = {
     "on_optimizer_step": ["ema"],
     "on_batch_end": ["batch_pictures"],
     "on_train_epoch_end": ["ema_attributes", "validation"],
-    "on_fit_epoch_end": ["checkpoint", "early_stopping", "mine", "results_csv", "tensorboard", "log_epoch"],
+    "on_fit_epoch_end": ["early_stopping", "checkpoint", "mine", "results_csv", "tensorboard", "log_epoch"],
     "on_train_interrupt": ["checkpoint"],
     "on_train_end": ["tensorboard_close", "summary", "results_picture"],
 }
@@ -73,6 +73,9 @@ def test_replaced_validation_drives_best_pt_ties_and_the_early_stop(train_kwargs
     assert result.stopped_early == "no improvement for 1 epochs" and result.epochs_completed == 3
     assert [row["mAP50"] for row in result.history] == [0.5, 0.5, 0.4]
     assert load_checkpoint(result.best)["epoch"] == 1  # the tie at epoch 1 took best.pt
+    # the checkpoint holds the early-stopping state after its own epoch: a run resumed from it
+    # counts patience from epoch 1, as the uninterrupted run did
+    assert load_checkpoint(result.best)["extra"]["early_stopping"]["best_epoch"] == 1
     assert load_checkpoint(result.last)["epoch"] == 2
     rows = (result.save_dir / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 4  # header + every epoch, the stopping one too

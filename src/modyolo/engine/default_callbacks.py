@@ -45,10 +45,12 @@ def own_callbacks(trainer: Trainer) -> Callbacks:
     own.add("on_optimizer_step", core.ema_update, "ema")
     own.add("on_train_epoch_end", core.ema_attributes, "ema_attributes")
     own.add("on_train_epoch_end", core.validation, "validation")
+    # early stopping first: the checkpoint then saves its state after this epoch, so a resumed run
+    # counts patience from the same best epoch as an uninterrupted one
+    own.add("on_fit_epoch_end", core.early_stopping, "early_stopping")
     checkpoint = core.Checkpoint(trainer.start_epoch)
     own.add("on_fit_epoch_end", checkpoint, "checkpoint")
     own.add("on_train_interrupt", checkpoint.on_interrupt, "checkpoint")
-    own.add("on_fit_epoch_end", core.early_stopping, "early_stopping")
     return own
 
 

@@ -14,9 +14,10 @@ on_optimizer_step      "ema"                   update the EMA weights
 on_train_epoch_end     "ema_attributes"        copy nc, names, stride, ... onto the EMA model
 on_train_epoch_end     "validation"            validate the EMA weights (--noval: the final epoch
                                                only) -> ``trainer.metrics`` with fitness
+on_fit_epoch_end       "early_stopping"        --patience: ask the trainer to stop (before the
+                                               checkpoint, which saves its state)
 on_fit_epoch_end       "checkpoint"            best fitness; last.pt, best.pt (ties too), epoch<N>.pt
 on_train_interrupt     "checkpoint"            Ctrl-C in the first epoch: keep the partial weights
-on_fit_epoch_end       "early_stopping"        --patience: ask the trainer to stop
 =====================  ======================  ====================================================
 
 Rank 0 only, except the two on ``on_prepare_epoch``: every DDP process trains the same layers.

@@ -256,9 +256,6 @@ def compare(
             r.weights,
             data_cfg,
             imgsz,
-            protocol,
-            save_dir,
-            onnx=False,  # the formats are exported, checked and timed together below
             samples=samples,
             sample_set=sample_set,
             describe=v.cfg is None,

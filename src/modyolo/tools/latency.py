@@ -22,7 +22,6 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -188,37 +187,6 @@ def measure_torch(models: dict[str, nn.Module], protocol: LatencyProtocol) -> di
     return out
 
 
-def export_onnx(model: nn.Module, protocol: LatencyProtocol, out_dir: Path) -> Path:
-    """Export ``model`` to ``out_dir/<stem>.onnx`` at the protocol's size and batch (verified)."""
-    try:
-        from modyolo.deploy.export import export
-    except ImportError as e:
-        raise RuntimeError(
-            "ONNX export is not available in this installation (modyolo.deploy.export "
-            "missing); install modyolo with its onnx extra"
-        ) from e
-    return export(model, include=("onnx",), imgsz=protocol.imgsz, batch_size=protocol.batch, out_dir=out_dir)["onnx"]
-
-
-def measure_onnx(onnx_files: dict[str, Path], protocol: LatencyProtocol) -> dict[str, Latency]:
-    """ONNX Runtime latency of each exported file, round-robin, ``protocol.threads`` intra-op threads.
-
-    Times ``session.run`` alone on a float32 ``[batch, 3, imgsz, imgsz]`` array, so the figure is
-    the runtime's, without torch<->numpy copies.
-    """
-    from modyolo.deploy.backends import load_backend
-
-    threads = protocol.resolved_threads()
-    x = np.random.default_rng(0).random((protocol.batch, 3, protocol.imgsz, protocol.imgsz), dtype=np.float32)
-    runners: dict[str, Callable[[], Any]] = {}
-    for name, path in onnx_files.items():
-        backend = load_backend(path, device="cpu", threads=threads)
-        session, feed = backend.session, {backend.input_name: x}
-        runners[name] = lambda s=session, f=feed: s.run(None, f)
-    times = _round_robin(runners, protocol.warmup, protocol.runs)
-    return {name: Latency.from_times(t, "onnx") for name, t in times.items()}
-
-
 def measure_runners(runners: dict[str, Callable[[], Any]], protocol: LatencyProtocol) -> dict[str, Latency]:
     """Latency of arbitrary zero-argument callables (one forward each), round-robin, under ``protocol``.
 
@@ -234,9 +202,7 @@ def measure_runners(runners: dict[str, Callable[[], Any]], protocol: LatencyProt
 __all__ = [
     "Latency",
     "LatencyProtocol",
-    "export_onnx",
     "fused_copy",
-    "measure_onnx",
     "measure_runners",
     "measure_torch",
 ]

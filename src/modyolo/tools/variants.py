@@ -3,8 +3,8 @@
 Stages, each of which may fail without stopping the other variants: ``build`` (model YAML ->
 params, GFLOPs; once, here, before any training), training and validation per seed (the jobs of
 :mod:`modyolo.tools.compare_jobs`, which call :func:`validate_weights`), then, on one trained model
-per variant, ``samples`` (detections on the images shown side by side) and ``export`` (ONNX for
-timing). Timing itself happens for all variants together (:func:`time_variants`), round-robin.
+per variant, ``samples`` (detections on the images shown side by side). Exporting and timing
+happen for all variants together, round-robin (:mod:`modyolo.tools.compare_formats`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import torch
 import yaml
 
 from modyolo.tools.compare_table import VariantResult
-from modyolo.tools.latency import LatencyProtocol, export_onnx, measure_onnx, measure_torch
 
 DISPLAY_CONF, DISPLAY_IOU = 0.25, 0.45  # detection settings for the pictures (val uses 0.001 / 0.6)
 VAL_CONF, VAL_IOU = 0.001, 0.6
@@ -55,7 +54,6 @@ class SampleSet:
 class VariantOutcome:
     result: VariantResult
     model: Any = None  # the trained network (unfused, eval), for the timing phase
-    onnx_file: Path | None = None
     sample_set: SampleSet | None = None
     tracebacks: list[tuple[str, str]] = field(default_factory=list)
 
@@ -146,18 +144,15 @@ def finish_variant(
     weights: str | Path,
     data_cfg: Any,
     imgsz: int,
-    protocol: LatencyProtocol,
-    save_dir: Path,
     *,
-    onnx: bool,
     samples: int,
     sample_set: SampleSet | None,
     describe: bool = False,
 ) -> VariantOutcome:
-    """Load one trained model of the variant for what needs only one: samples, ONNX export, timing.
+    """Load one trained model of the variant for what needs only one: the samples and the timing.
 
     describe: fill params/GFLOPs from the loaded model (reused runs have no YAML built here).
-    Never raises; a failure is recorded in the row (load) or its ONNX cell (export).
+    Never raises; a failure is recorded in the row (load) or the tracebacks (describe, samples).
     """
     from modyolo.inference.predictor import load_model
 
@@ -180,12 +175,6 @@ def finish_variant(
             r.samples = _predict_samples(model, out.sample_set, imgsz)
         except Exception:
             out.tracebacks.append(("samples", traceback.format_exc()))
-    if onnx:
-        try:
-            out.onnx_file = export_onnx(model, protocol, save_dir / "onnx" / r.name)
-        except Exception as e:  # the export's own message names the layer; keep it in the ONNX cell
-            r.latency_onnx_error = f"export failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
-            out.tracebacks.append(("export", traceback.format_exc()))
     return out
 
 
@@ -323,39 +312,6 @@ def _predict_samples(model: torch.nn.Module, samples: SampleSet, imgsz: int) -> 
     return out
 
 
-def time_variants(
-    results: list[VariantResult], models: dict[str, Any], onnx_files: dict[str, Path], protocol: LatencyProtocol
-) -> None:
-    """Fill the latency cells of ``results`` (PyTorch and ONNX Runtime), all variants round-robin.
-
-    A variant whose forward fails at the protocol's size gets the error in its cell and is left
-    out of the round, so it cannot stop the others' timing.
-    """
-    by_name = {r.name: r for r in results}
-    x = torch.zeros(protocol.batch, 3, protocol.imgsz, protocol.imgsz)
-    runnable = {}
-    for name, model in models.items():
-        try:
-            with torch.inference_mode():
-                model(x)
-            runnable[name] = model
-        except Exception as e:
-            by_name[name].latency_torch_error = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
-    try:
-        for name, lat in measure_torch(runnable, protocol).items():
-            by_name[name].latency_torch = lat
-    except Exception as e:
-        for name in runnable:
-            by_name[name].latency_torch_error = f"{type(e).__name__}: {e}"
-    if onnx_files:
-        try:
-            for name, lat in measure_onnx(onnx_files, protocol).items():
-                by_name[name].latency_onnx = lat
-        except Exception as e:
-            for name in onnx_files:
-                by_name[name].latency_onnx_error = f"onnxruntime: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
-
-
 __all__ = [
     "SampleSet",
     "Variant",
@@ -364,6 +320,5 @@ __all__ = [
     "finish_variant",
     "prepare_variants",
     "read_history",
-    "time_variants",
     "validate_weights",
 ]

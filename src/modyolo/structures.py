@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 PRECISION, RECALL, MAP50, MAP50_95, FITNESS = "precision", "recall", "mAP50", "mAP50-95", "fitness"
+#: The validation metrics, in yolov5's order (results.csv's columns, the tables' P / R / mAP50 / mAP50-95).
+METRICS: tuple[str, str, str, str] = (PRECISION, RECALL, MAP50, MAP50_95)
 #: The weights of :func:`fitness` (yolov5's): mAP50-95 decides, mAP50 breaks near-ties.
 FITNESS_WEIGHTS: dict[str, float] = {MAP50: 0.1, MAP50_95: 0.9}
 #: The three parts of the anchor-based loss, in the order the loss returns them.

@@ -25,6 +25,7 @@ import torch
 
 from modyolo.deploy.diagnose import ExportError
 from modyolo.nn.model import DetectionModel
+from modyolo.structures import MAP50_95
 
 LOGGER = logging.getLogger("modyolo.deploy")
 MAX_CALIBRATION = 300  # NNCF's default subset: more images move the ranges very little
@@ -174,4 +175,4 @@ def _map50_95(backend, data_cfg, imgsz: int, batch: int, workers: int) -> float:
     loader, _ = _loader(data_cfg, "val", imgsz, batch, workers)
     names = list(data_cfg.names.values()) if isinstance(data_cfg.names, dict) else list(data_cfg.names)
     result = validate(backend, loader, names=names, progress=False)
-    return float(np.mean(np.asarray(result.metrics["mAP50-95"], dtype=np.float64)))
+    return float(np.mean(np.asarray(result.metrics[MAP50_95], dtype=np.float64)))

@@ -54,11 +54,10 @@ from modyolo.engine.precision import resolve_precision
 from modyolo.engine.recipe_auto import resolve_recipe
 from modyolo.engine.sam import bn_stats_frozen
 from modyolo.nn.hooks import TrainState, broadcast_train_state
-from modyolo.structures import LOSS_PARTS, MAP50, MAP50_95, PRECISION, RECALL
+from modyolo.structures import LOSS_PARTS, METRICS
 
 LOGGER = logging.getLogger("modyolo.train")
 LOSS_NAMES = LOSS_PARTS  # the anchor-based loss's parts, in its order
-METRIC_COLUMNS = (PRECISION, RECALL, MAP50, MAP50_95)  # results.csv's metric columns, in order
 
 
 class NonFiniteLoss(RuntimeError):
@@ -290,7 +289,7 @@ class Trainer:
     def _results_row(self, epoch: int, mean_loss: torch.Tensor, t_epoch: float) -> dict[str, float]:
         """The epoch's results.csv row: train losses, metrics, val losses, learning rates, seconds."""
         names = getattr(self.loss_fn, "names", LOSS_NAMES)  # the head's loss names its parts
-        missing = [k for k in METRIC_COLUMNS if k not in self.metrics]
+        missing = [k for k in METRICS if k not in self.metrics]
         if missing:
             raise KeyError(
                 f"epoch {epoch}: trainer.metrics lacks {missing}; the callbacks on on_train_epoch_end "
@@ -300,7 +299,7 @@ class Trainer:
         return {
             "epoch": epoch,
             **{k: float(v) for k, v in zip(names, mean_loss.tolist())},
-            **{k: float(self.metrics[k]) for k in METRIC_COLUMNS},
+            **{k: float(self.metrics[k]) for k in METRICS},
             **{f"val_{k}": float(self.metrics.get(f"val_{k}", 0.0)) for k in names},
             **{f"lr{j}": float(g["lr"]) for j, g in enumerate(self.optimizer.param_groups)},
             "epoch_seconds": time.time() - t_epoch,

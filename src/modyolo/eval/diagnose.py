@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from modyolo.structures import MAP50, MAP50_95, PRECISION, RECALL
+
 # below this largest objectness a model has not yet learnt objects (a fresh head starts near 0.01)
 UNTRAINED_OBJECTNESS = 0.1
 
@@ -70,8 +72,8 @@ def needs_diagnosis(metrics: Mapping[str, Any]) -> bool:
     """True when labels exist and mAP50-95 is 0, or P and R are both 0."""
     if int(np.asarray(metrics.get("instances", 0)).sum()) == 0:
         return False
-    zero_map = float(metrics.get("mAP50-95", 0.0)) == 0.0
-    zero_pr = float(metrics.get("precision", 0.0)) == 0.0 and float(metrics.get("recall", 0.0)) == 0.0
+    zero_map = float(metrics.get(MAP50_95, 0.0)) == 0.0
+    zero_pr = float(metrics.get(PRECISION, 0.0)) == 0.0 and float(metrics.get(RECALL, 0.0)) == 0.0
     return zero_map or zero_pr
 
 
@@ -188,7 +190,7 @@ def check_raw_vs_ema(
     f = lambda m: f"mAP50 {m['mAP50']:.3f} mAP50-95 {m['mAP50-95']:.3f}"  # noqa: E731
     updates = ema.get("updates")
     detail = f"EMA ({updates} updates): {f(m_ema)}; raw: {f(m_raw)} (on a sample of the set)"
-    if m_raw["mAP50"] > 0 and m_ema["mAP50"] == 0:
+    if m_raw[MAP50] > 0 and m_ema[MAP50] == 0:
         return Check(
             "raw vs EMA weights",
             False,

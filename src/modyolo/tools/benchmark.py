@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modyolo.structures import MAP50_95
+
 # re-exported: benchmarks/ and the tests import the format runners from here
 from modyolo.tools.formats import ALL_FORMATS as ALL_FORMATS
 from modyolo.tools.formats import TorchVariant as TorchVariant
@@ -81,7 +83,7 @@ def map50_95(run: Callable, data: str, imgsz: int, workers: int) -> float:
     )
     names = list(cfg.names.values()) if isinstance(cfg.names, dict) else list(cfg.names)
     result = validate(run, loader, names=names, progress=False, device=torch.device("cpu"))
-    return float(np.mean(np.asarray(result.metrics["mAP50-95"], dtype=np.float64)))
+    return float(np.mean(np.asarray(result.metrics[MAP50_95], dtype=np.float64)))
 
 
 def benchmark(

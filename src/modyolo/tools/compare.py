@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from modyolo.structures import METRICS
 from modyolo.tools.compare_formats import time_formats, timed_formats
 from modyolo.tools.compare_jobs import check_ray, cpu_cores, job_dir, run_jobs
 from modyolo.tools.compare_protocol import (
@@ -361,7 +362,7 @@ def _collect_jobs(
         return
     r.seeds = [s for s, _, _ in docs]
     records[v.name] = {s: Records.load(folder / doc["records"]) for s, doc, folder in docs}
-    for attr, key in (("precision", "precision"), ("recall", "recall"), ("map50", "mAP50"), ("map50_95", "mAP50-95")):
+    for attr, key in zip(("precision", "recall", "map50", "map50_95"), METRICS):
         setattr(r, attr, float(np.mean([doc["metrics"][key] for _, doc, _ in docs])))
     r.train_seconds = float(np.mean([doc["train_seconds"] for _, doc, _ in docs]))
     r.epochs = int(max(doc["epochs"] for _, doc, _ in docs))
@@ -413,7 +414,7 @@ def _validate_reused(
         _log_tracebacks(errors_log, r, [("val", traceback.format_exc())])
         return
     m = res.metrics
-    r.precision, r.recall, r.map50, r.map50_95 = (float(m[k]) for k in ("precision", "recall", "mAP50", "mAP50-95"))
+    r.precision, r.recall, r.map50, r.map50_95 = (float(m[k]) for k in METRICS)
     inst = np.asarray(m["instances"])
     r.per_class = {
         str(data_cfg.names[int(c)]): {"ap50": float(a50), "ap": float(a), "instances": int(inst[int(c)])}

@@ -39,6 +39,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from modyolo.structures import METRICS
+
 LOGGER = logging.getLogger("modyolo.compare")
 ATTEMPTS = 2  # a failing job is run once more, then recorded as failed
 SHIPPED = ("job.json", "val_records.npz", "results.csv", "args.yaml", "hyp.yaml", "weights/best.pt")
@@ -139,7 +141,7 @@ def _train_and_validate(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
         "variant": spec["variant"],
         "seed": int(spec["seed"]),
         "resumed": resumed,
-        "metrics": {k: float(m[k]) for k in ("precision", "recall", "mAP50", "mAP50-95")},
+        "metrics": {k: float(m[k]) for k in METRICS},
         "per_class": {
             names[int(c)]: {"ap50": float(a50), "ap": float(a), "instances": int(m["instances"][int(c)])}
             for c, a50, a in zip(m["classes"], m["ap50"], m["ap"])

@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from modyolo.eval.metrics import ap_per_class
+from modyolo.structures import MAP50_95, METRICS
 
-METRICS = ("precision", "recall", "mAP50", "mAP50-95")
-PAIR_METRIC = "mAP50-95"
+PAIR_METRIC = MAP50_95
 
 
 @dataclass
@@ -220,7 +220,7 @@ class CompareStats:
                     f"({ci(p.lo, p.hi, p)}); not significant."
                 )
         if self.ranks:
-            order = sorted(self.ranks, key=lambda v: (self.ranks[v], -self.variants[v]["mAP50-95"].mean))
+            order = sorted(self.ranks, key=lambda v: (self.ranks[v], -self.variants[v][MAP50_95].mean))
             out.append(
                 "Ranking by mAP50-95 (1 = best; variants the data cannot separate share a rank): "
                 + ", ".join(f"{v} {self.ranks[v]}" for v in order)

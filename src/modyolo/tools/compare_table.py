@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modyolo.structures import MAP50, MAP50_95, METRICS, PRECISION, RECALL
 from modyolo.tools.latency import Latency, LatencyProtocol
 
 
@@ -107,10 +108,10 @@ class Column:
 
 _RAW = {
     "variant": lambda r: r.name,
-    "precision": lambda r: r.precision,
-    "recall": lambda r: r.recall,
-    "mAP50": lambda r: r.map50,
-    "mAP50-95": lambda r: r.map50_95,
+    PRECISION: lambda r: r.precision,
+    RECALL: lambda r: r.recall,
+    MAP50: lambda r: r.map50,
+    MAP50_95: lambda r: r.map50_95,
     "params": lambda r: r.params,
     "gflops": lambda r: r.gflops,
     "latency_torch_ms": lambda r: r.latency_torch.median_ms if r.latency_torch else None,
@@ -123,19 +124,17 @@ _RAW = {
         x for x in [r.error, *r.flags, *(f"seed {s} failed: {e}" for s, e in r.seed_errors.items())] if x
     ),
     "seeds": lambda r: " ".join(str(s) for s in r.seeds),
-    "mAP50-95_ci": lambda r: (
-        f"[{r.stats['mAP50-95'].lo:.3f}, {r.stats['mAP50-95'].hi:.3f}]" if "mAP50-95" in r.stats else ""
-    ),
+    "mAP50-95_ci": lambda r: f"[{r.stats[MAP50_95].lo:.3f}, {r.stats[MAP50_95].hi:.3f}]" if MAP50_95 in r.stats else "",
     "rank": lambda r: r.rank,
 }
 
 COLUMNS: tuple[Column, ...] = (
     Column("variant", "Variant"),
     Column("seeds", "Seeds"),
-    Column("precision", "P", spread="std"),
-    Column("recall", "R", spread="std"),
-    Column("mAP50", "mAP50", spread="std"),
-    Column("mAP50-95", "mAP50-95", spread="std"),
+    Column(PRECISION, "P", spread="std"),
+    Column(RECALL, "R", spread="std"),
+    Column(MAP50, "mAP50", spread="std"),
+    Column(MAP50_95, "mAP50-95", spread="std"),
     Column("mAP50-95_ci", "mAP50-95 95% CI"),
     Column("rank", "Rank", digits=0),
     Column("params", "Params (M)", scale=1e-6, digits=2),
@@ -200,7 +199,7 @@ _EXTRA = {
 
 def _extra(r: VariantResult, key: str) -> Any:
     metric, _, part = key.rpartition("_")
-    if part in ("std", "lo", "hi") and metric in ("precision", "recall", "mAP50", "mAP50-95"):
+    if part in ("std", "lo", "hi") and metric in METRICS:
         st = r.stats.get(metric)
         return None if st is None else getattr(st, part)
     return _EXTRA[key](r) if key in _EXTRA else getattr(r, key)

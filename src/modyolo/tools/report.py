@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from modyolo.structures import METRICS
 from modyolo.tools import report_plots as plots
 from modyolo.tools.compare_table import COLUMNS, VariantResult, class_names, display_rows, per_class_rows
 from modyolo.tools.latency import LatencyProtocol
@@ -33,7 +34,7 @@ from modyolo.tools.latency import LatencyProtocol
 SAMPLE_WIDTH = 300  # px of each predicted image in the side-by-side grid
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 # Which way is better, per column key (the table bolds the best value of each).
-HIGHER_BETTER = {"precision", "recall", "mAP50", "mAP50-95"}
+HIGHER_BETTER = set(METRICS)
 LOWER_BETTER = {"params", "gflops", "latency_torch_ms", "latency_onnx_ms", "latency_best_ms", "train_seconds"}
 
 CSS = """

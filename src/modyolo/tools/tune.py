@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from modyolo.engine.config import TrainConfig
+from modyolo.structures import MAP50, MAP50_95, METRICS
 
 LOGGER = logging.getLogger("modyolo.tune")
 INSTALL_HINT = "modyolo tune needs Optuna: pip install 'modyolo[tune]' (or pip install optuna)"
@@ -226,7 +227,7 @@ class _Objective:
         except Exception as e:  # a crash in one trial must not end a week-long search
             self._fail(trial, f"{type(e).__name__}: {e}", trial_dir)
         best = max(result.history, key=_row_fitness) if result.history else {}
-        for key in ("mAP50", "mAP50-95", "precision", "recall"):
+        for key in METRICS:
             trial.set_user_attr(key, float(best.get(key, 0.0)))
         trial.set_user_attr("epochs", result.epochs_completed)
         if reporter.pruned:
@@ -260,7 +261,7 @@ class _Reporter:
 def _row_fitness(row: dict[str, float]) -> float:
     from modyolo.engine.checkpoint import fitness
 
-    return float(fitness({"mAP50": row.get("mAP50", 0.0), "mAP50-95": row.get("mAP50-95", 0.0)}))
+    return float(fitness({k: row.get(k, 0.0) for k in (MAP50, MAP50_95)}))
 
 
 def _storage(url: str, heartbeat: int) -> Any:

@@ -21,9 +21,10 @@ from typing import Any
 import yaml
 
 from modyolo.engine.hyp import Hyp
+from modyolo.structures import MAP50, MAP50_95, PRECISION, RECALL
 from modyolo.tools.tune_space import SearchSpace
 
-METRIC_ATTRS = ("mAP50", "mAP50-95", "precision", "recall")
+METRIC_ATTRS = (MAP50, MAP50_95, PRECISION, RECALL)
 PLOTS = {
     "history": "tune_history.png",
     "importances": "tune_importances.png",

@@ -9,7 +9,8 @@ image at batch 1 (``predict_image``: forward + post-processing, i.e. NMS where t
 letterbox excluded; conf 0.25, iou 0.45; median over the val images after a warm-up).
 
 ``ultralytics`` runs ``YOLO("yolo11n.yaml").train(...)`` with its own defaults from the ultralytics
-package (a benchmark environment; ``YOLO_OFFLINE=1``, plots off). Its train images/s is
+package (a benchmark environment with ``polars``, which ultralytics needs to save its checkpoints;
+``YOLO_OFFLINE=1``, plots off). Its train images/s is
 ``n_train * (epochs - 1) / (time of epochs 2..E)`` from its results.csv ``time`` column, which
 includes its validation; its latency is measured the same way as modyolo's (its predictor is
 not used: our ``predict_image`` with its model's raw output is not comparable, so its latency is

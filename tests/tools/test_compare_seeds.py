@@ -335,17 +335,22 @@ def test_jobs_2_gives_the_same_per_job_results(seeded, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    bool(os.environ.get("PYTEST_XDIST_WORKER")),
+    reason="runs alone (.ci/run runs it after the suite): beside an xdist worker a local Ray instance "
+    "took that worker down in CI three times, with no traceback",
+)
 def test_a_local_ray_instance_gives_the_same_per_job_results(seeded, tmp_path):
-    """``modyolo compare --ray`` as a user runs it, in a fresh process that starts its local Ray
-    instance: a Ray driver started inside a long-lived pytest worker (OpenVINO, ONNX Runtime and
-    many torch threads already loaded) died twice in CI with no traceback, while the same test
-    passed alone."""
+    """``modyolo compare --ray`` as a user runs it, in a fresh process (its own session) that starts
+    its local Ray instance. Under pytest-xdist the worker running this test died in CI (also when the
+    Ray driver was this process) while the test passed alone; the cause is not established, so it
+    runs outside xdist."""
     pytest.importorskip("ray")
     argv, d = seeded
     i = argv.index("--project")
     cmd = [sys.executable, "-m", "modyolo", *argv[: i + 1], str(tmp_path), *argv[i + 2 :], "--ray"]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, start_new_session=True)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     _same_jobs(d, tmp_path / "cmp")
 

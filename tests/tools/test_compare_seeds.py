@@ -335,16 +335,9 @@ def test_jobs_2_gives_the_same_per_job_results(seeded, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    bool(os.environ.get("PYTEST_XDIST_WORKER")),
-    reason="runs alone (.ci/run runs it after the suite): beside an xdist worker a local Ray instance "
-    "took that worker down in CI three times, with no traceback",
-)
 def test_a_local_ray_instance_gives_the_same_per_job_results(seeded, tmp_path):
     """``modyolo compare --ray`` as a user runs it, in a fresh process (its own session) that starts
-    its local Ray instance. Under pytest-xdist the worker running this test died in CI (also when the
-    Ray driver was this process) while the test passed alone; the cause is not established, so it
-    runs outside xdist."""
+    its local Ray instance."""
     pytest.importorskip("ray")
     argv, d = seeded
     i = argv.index("--project")

@@ -201,6 +201,7 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, path: Path, device: torch.device, threads: int | None = None, precision: str = "f32") -> None:
         from modyolo.deploy.openvino_export import get_metadata, read_ir, require_openvino
+        from modyolo.deploy.signal_stack import keep_signal_stack
 
         if device.type != "cpu":
             raise ValueError(f"{path}: OpenVINO models run on the CPU here; pass --device cpu")
@@ -218,7 +219,8 @@ class OpenVinoBackend(Backend):
             "INFERENCE_PRECISION_HINT": precision,
         }
         try:
-            self.compiled = ov.Core().compile_model(model, "CPU", config)
+            with keep_signal_stack():  # the CPU plugin swaps it; see signal_stack.py
+                self.compiled = ov.Core().compile_model(model, "CPU", config)
         except Exception as e:
             raise ValueError(
                 f"{path}: OpenVINO cannot compile this model ({str(e).splitlines()[0][:200]}); the "

@@ -98,6 +98,7 @@ def quantize_openvino(
     from modyolo.deploy.backends import OpenVinoBackend
     from modyolo.deploy.nms_graph import threshold_inputs
     from modyolo.deploy.openvino_export import get_metadata, read_ir, remove_ir, require_openvino, set_metadata
+    from modyolo.deploy.signal_stack import keep_signal_stack
 
     nncf, ov = _require_nncf(), require_openvino()
     float_ir = read_ir(xml)
@@ -124,13 +125,14 @@ def quantize_openvino(
     level = nncf_log.level
     nncf_log.setLevel(max(level, logging.WARNING))  # NNCF logs one INFO line per node it leaves float
     try:
-        quantized = nncf.quantize(
-            float_ir,
-            nncf.Dataset(loader, transform),
-            subset_size=n_batches * batch,
-            preset=nncf.QuantizationPreset.MIXED,
-            ignored_scope=nncf.IgnoredScope(patterns=ignored_patterns(model, meta.nms), validate=False),
-        )
+        with keep_signal_stack():  # NNCF compiles models with OpenVINO's CPU plugin; see signal_stack.py
+            quantized = nncf.quantize(
+                float_ir,
+                nncf.Dataset(loader, transform),
+                subset_size=n_batches * batch,
+                preset=nncf.QuantizationPreset.MIXED,
+                ignored_scope=nncf.IgnoredScope(patterns=ignored_patterns(model, meta.nms), validate=False),
+            )
     except Exception as e:
         raise ExportError(
             f"NNCF could not quantise {meta.model}: {str(e).splitlines()[0][:300]}; the node named in "

@@ -164,7 +164,6 @@ def test_every_sampler_stays_in_bounds_and_is_reproducible(name):
 
     def run_study():
         study = optuna.create_study(direction="maximize", sampler=make_sampler(name, 7, space, base, 6))
-        study.enqueue_trial(base)
         study.optimize(_quadratic(space), n_trials=6)
         return [t.params for t in study.trials]
 

@@ -122,8 +122,6 @@ def tune(config: TrainConfig, options: TuneOptions) -> TuneResult:
         pruner=make_pruner(options.pruner, config.epochs),
     )
     _check_same_setup(study, _setup(config, base, space), url)
-    if not study.get_trials(deepcopy=False):  # yolov5 starts from the given hyp; so does every sampler
-        study.enqueue_trial(base_params, skip_if_exists=True)
     with warnings.catch_warnings():  # heartbeats are flagged experimental; they are what resumes a killed run
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)

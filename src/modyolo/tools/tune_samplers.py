@@ -8,6 +8,8 @@ Every sampler is seeded *per trial* (:class:`PerTrialSeed`): trial ``n`` draws f
 derived from ``(seed, n)``. Trial numbers are unique within a study, so two processes on one
 storage, or a resumed run, never replay the same random draws (one shared seed would make both
 processes sample identical start-up trials), while a single-process run stays reproducible.
+Trial 0 of a study takes the base hyp (yolov5 starts from the given hyp), decided by its number
+rather than queued: two processes starting on one empty storage would both queue it.
 """
 
 from __future__ import annotations
@@ -38,14 +40,21 @@ def trial_seed(seed: int, number: int) -> int:
 
 
 class PerTrialSeed(_BaseSampler):
-    """Delegate to ``factory(trial_seed(seed, trial.number))``, one fresh sampler per trial.
+    """Delegate to ``factory(trial_seed(seed, trial.number))``, one fresh sampler per trial; trial 0
+    takes ``first`` (the base hyp) when given.
 
     Works for samplers whose memory lives in the study (TPE, random, CMA-ES keeps its state in
     trial system attrs, :class:`EvolveSampler`), which is what makes them safe across processes.
+    The storage hands out trial numbers atomically, so exactly one process runs the base hyp.
     """
 
-    def __init__(self, factory: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
-        self._factory, self._seed = factory, seed
+    def __init__(
+        self,
+        factory: Callable[[int], optuna.samplers.BaseSampler],
+        seed: int,
+        first: dict[str, float] | None = None,
+    ) -> None:
+        self._factory, self._seed, self._first = factory, seed, first
         self._current: tuple[int, Any] | None = None
 
     def _for(self, trial: Any) -> optuna.samplers.BaseSampler:
@@ -54,12 +63,17 @@ class PerTrialSeed(_BaseSampler):
         return self._current[1]
 
     def infer_relative_search_space(self, study, trial):  # type: ignore[no-untyped-def]
+        if self._first is not None and trial.number == 0:
+            return {}  # every value comes from sample_independent: the base hyp
         return self._for(trial).infer_relative_search_space(study, trial)
 
     def sample_relative(self, study, trial, search_space):  # type: ignore[no-untyped-def]
         return self._for(trial).sample_relative(study, trial, search_space)
 
     def sample_independent(self, study, trial, param_name, param_distribution):  # type: ignore[no-untyped-def]
+        first = self._first
+        if first is not None and trial.number == 0 and param_name in first:
+            return first[param_name]
         return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study, trial) -> None:  # type: ignore[no-untyped-def]
@@ -188,7 +202,7 @@ def make_sampler(
             return EvolveSampler(base_params, gains, seed=s)
     else:
         raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-    return PerTrialSeed(factory, seed)
+    return PerTrialSeed(factory, seed, first=base_params)
 
 
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:

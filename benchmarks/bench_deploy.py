@@ -78,7 +78,8 @@ def bench(name: str, size: int, weights: str | None, data: str | None, calib: st
         ckpt, model = _checkpoint(name, weights, Path(tmp))
         formats = available_formats(args.formats, int8=True)
         runners = build_runners(ckpt, formats, size, Path(tmp), protocol.resolved_threads(), data or calib, 1.0, 0)
-        ref = yolov5_reference(str(resolve_cfg_path(model.yaml.get("yaml_file", name))), model.state_dict())
+        cfg_path = str(resolve_cfg_path(model.yaml.get("yaml_file", name)))
+        ref = yolov5_reference(cfg_path, model.state_dict(), nc=len(model.names))
         torch.set_num_threads(protocol.resolved_threads())  # yolov5 sets OMP_NUM_THREADS on import; ours wins
         x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
         timed = {f: (lambda r=r: r(x)) for f, (r, _) in runners.items()}

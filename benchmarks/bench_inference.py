@@ -41,8 +41,9 @@ def median_ms(fn: Callable[[], object], warmup: int, runs: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def yolov5_reference(cfg_path: str, state: dict) -> torch.nn.Module | None:
-    """yolov5's own Model for the same YAML with the same weights, fused; None if not installed."""
+def yolov5_reference(cfg_path: str, state: dict, nc: int | None = None) -> torch.nn.Module | None:
+    """yolov5's own Model for the same YAML with the same weights (``nc`` classes when the weights
+    were trained on another class count than the YAML's), fused; None if not installed."""
     os.environ.setdefault("ULTRALYTICS_SKIP_REQUIREMENTS_CHECKS", "1")
     os.environ.setdefault("YOLO_OFFLINE", "1")
     try:
@@ -50,7 +51,7 @@ def yolov5_reference(cfg_path: str, state: dict) -> torch.nn.Module | None:
             warnings.simplefilter("ignore")
             from yolov5.models.yolo import Model
 
-            ref = Model(cfg_path)
+            ref = Model(cfg_path, nc=nc)
     except Exception:
         return None
     ref.load_state_dict(state, strict=True)

@@ -72,7 +72,7 @@ def bench(name: str, size: int, weights: str | None, data: str | None, calib: st
     from modyolo.tools.latency import LatencyProtocol, measure_runners
 
     protocol = LatencyProtocol(
-        imgsz=size, batch=1, threads=args.threads, warmup=args.warmup, runs=args.runs, layout="nchw"
+        imgsz=size, batch=1, threads=args.threads, warmup=args.warmup, runs=args.runs, layout="nchw", settle=args.settle
     )
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
         ckpt, model = _checkpoint(name, weights, Path(tmp))
@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--settle", type=int, default=1, help="untimed calls of a path before each timed one")
     args = parser.parse_args()
     weights = dict(w.split("=", 1) for w in args.weights)
     torch.set_num_threads(args.threads)
@@ -154,6 +155,7 @@ def main() -> None:
                 "threads": args.threads,
                 "runs": args.runs,
                 "warmup": args.warmup,
+                "settle": args.settle,
                 "peak_gflops": PEAK_GFLOPS,
                 "torch": torch.__version__,
                 "best": {

@@ -4,7 +4,9 @@ import csv
 import json
 import math
 import re
+import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -194,11 +196,40 @@ def test_latency_protocol_is_validated_and_printed():
     with pytest.raises(ValueError, match="layout"):
         LatencyProtocol(layout="nhwc")
     text = LatencyProtocol(imgsz=320, runs=30, warmup=10, threads=2).describe()
-    for part in ("2 threads", "batch 1", "320x320", "fused", "warm-up 10", "median of 30 runs"):
+    for part in ("2 threads", "batch 1", "320x320", "fused", "warm-up 10", "median of 30 runs", "after 1 untimed"):
         assert part in text
+    with pytest.raises(ValueError, match="settle"):
+        LatencyProtocol(settle=-1)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
     lat = measure_torch({"m": model}, LatencyProtocol(imgsz=32, warmup=0, runs=3, threads=1, layout="nchw"))["m"]
     assert lat.runs == 3 and lat.p10_ms <= lat.median_ms <= lat.p90_ms and lat.layout == "nchw"
+
+
+def test_every_timed_call_follows_an_untimed_call_of_the_same_path():
+    """Round-robin with ``settle``: no path is timed right after another path ran (the other
+    runtime's spinning threads would be charged to it), and each is timed ``runs`` times."""
+    from modyolo.tools.latency import measure_runners
+
+    calls: list[str] = []
+    clock_reads: list[int] = []  # how many calls had been made at each read of the clock
+
+    def runner(name: str):
+        return lambda: calls.append(name)
+
+    real_counter = time.perf_counter
+
+    def counter() -> float:  # read right before and right after each timed call
+        clock_reads.append(len(calls))
+        return real_counter()
+
+    protocol = LatencyProtocol(imgsz=32, warmup=1, runs=4, threads=1, settle=1)
+    with mock.patch("modyolo.tools.latency.time.perf_counter", counter):
+        lat = measure_runners({"a": runner("a"), "b": runner("b")}, protocol)
+    starts, ends = clock_reads[0::2], clock_reads[1::2]
+    assert lat["a"].runs == 4 and lat["b"].runs == 4 and len(starts) == 8
+    assert all(end == start + 1 for start, end in zip(starts, ends))  # one call between the two reads
+    assert all(start >= 1 and calls[start] == calls[start - 1] for start in starts), calls
+    assert calls[2:6] == ["a", "a", "b", "b"]  # after the warm-up: rounds stay interleaved
 
 
 def test_demo_settings_build_and_typos_are_caught(tmp_path):

@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--formats", nargs="+", default=None, choices=ALL_FORMATS, help="subset to run (default: all)")
     parser.add_argument("--runs", type=int, default=30, help="timed interleaved rounds (protocol: >= 20)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed forwards per format first")
+    parser.add_argument("--settle", type=int, default=1, help="untimed forwards of a format before each timed one")
     parser.add_argument("--threads", type=int, default=0, help="threads for every engine (default: torch's)")
     parser.add_argument("--fraction", type=float, default=1.0, help="share of train images calibrating INT8")
     parser.add_argument("--workers", type=int, default=0, help="data loader workers")
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         formats=args.formats,
         runs=args.runs,
         warmup=args.warmup,
+        settle=args.settle,
         threads=args.threads,
         fraction=args.fraction,
         workers=args.workers,

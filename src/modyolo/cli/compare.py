@@ -73,6 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batches", type=int, default=0, help="batches per epoch (0 = all; for smoke runs)")
     p.add_argument("--latency-runs", type=int, default=30, help="timed runs per variant (median reported)")
     p.add_argument("--latency-warmup", type=int, default=10)
+    p.add_argument("--latency-settle", type=int, default=1, help="untimed runs of the same path before each timed one")
     p.add_argument("--latency-layout", default="auto", choices=["auto", "nchw", "channels_last"])
     p.add_argument("--threads", type=int, default=0, help="threads for timing (0 = torch's current setting)")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime export and timing")
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         imgsz=args.imgsz,
         threads=args.threads,
         warmup=args.latency_warmup,
+        settle=args.latency_settle,
         runs=args.latency_runs,
         layout=args.latency_layout,
     )

@@ -95,6 +95,7 @@ def benchmark(
     warmup: int = 10,
     threads: int = 0,
     fraction: float = 1.0,
+    settle: int = 1,
     workers: int = 0,
     out_dir: str | Path | None = None,
     measure_map: bool = True,
@@ -108,7 +109,9 @@ def benchmark(
     weights = Path(weights)
     if not weights.is_file():
         raise FileNotFoundError(f"--weights {weights} not found")
-    protocol = LatencyProtocol(imgsz=imgsz, batch=1, threads=threads, warmup=warmup, runs=runs, layout="nchw")
+    protocol = LatencyProtocol(
+        imgsz=imgsz, batch=1, threads=threads, warmup=warmup, runs=runs, layout="nchw", settle=settle
+    )
     chosen = available_formats(formats, int8=bool(data))
     with tempfile.TemporaryDirectory(prefix="modyolo-bench-") as tmp:
         out = Path(out_dir) if out_dir else Path(tmp)

@@ -43,12 +43,20 @@ class LatencyProtocol:
     runs: int = 30
     layout: str = "auto"  # auto | nchw | channels_last (PyTorch only)
     device: str = "cpu"
+    # Untimed calls of the same path right before each timed one. Without them a path timed right
+    # after another pays for it: PyTorch's OpenMP threads spin for a while after each op and take the
+    # cores from the next runtime, whose own threads have gone to sleep (OpenVINO bf16 yolov5n@320:
+    # 7.3 ms right after a PyTorch forward, 4.6 ms called twice in a row). A deployed model runs
+    # back to back; interleaving is kept for what it is for, spreading bursts of load over every path.
+    settle: int = 1
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ValueError(f"latency layout {self.layout!r} unknown; choose one of {LAYOUTS}")
-        if self.runs < 1 or self.warmup < 0 or self.batch < 1 or self.imgsz < 32:
-            raise ValueError(f"latency protocol needs runs >= 1, warmup >= 0, batch >= 1, imgsz >= 32; got {self}")
+        if self.runs < 1 or self.warmup < 0 or self.settle < 0 or self.batch < 1 or self.imgsz < 32:
+            raise ValueError(
+                f"latency protocol needs runs >= 1, warmup >= 0, settle >= 0, batch >= 1, imgsz >= 32; got {self}"
+            )
 
     def resolved_threads(self) -> int:
         return int(self.threads or torch.get_num_threads())
@@ -67,7 +75,8 @@ class LatencyProtocol:
             f"latency protocol: device {self.device} ({cpu}), {self.resolved_threads()} threads, batch {self.batch}, "
             f"image {self.imgsz}x{self.imgsz}, fp32, Conv+BN fused, inference_mode, layout {self.layout}, "
             f"every figure includes NMS (conf {NMS_CONF}, iou {NMS_IOU}) for heads that need it, "
-            f"warm-up {self.warmup}, median of {self.runs} runs{note}, variants timed round-robin; "
+            f"warm-up {self.warmup}, median of {self.runs} runs{note}, variants timed round-robin, each "
+            f"timed run after {self.settle} untimed run(s) of the same path; "
             f"torch {torch.__version__}{ort}"
         )
 
@@ -98,14 +107,18 @@ class Latency:
         )
 
 
-def _round_robin(runners: dict[str, Callable[[], Any]], warmup: int, runs: int) -> dict[str, list[float]]:
-    """Times (ms) of ``runs`` calls of each runner, interleaved; ``warmup`` untimed calls first."""
+def _round_robin(runners: dict[str, Callable[[], Any]], protocol: LatencyProtocol) -> dict[str, list[float]]:
+    """Times (ms) of ``protocol.runs`` calls of each runner, interleaved; ``warmup`` untimed calls
+    first, and ``settle`` untimed calls before each timed one when there is another runner to follow."""
     for fn in runners.values():
-        for _ in range(warmup):
+        for _ in range(protocol.warmup):
             fn()
+    settle = protocol.settle if len(runners) > 1 else 0
     times: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(runs):
+    for _ in range(protocol.runs):
         for key, fn in runners.items():
+            for _ in range(settle):
+                fn()
             t0 = time.perf_counter()
             fn()
             times[key].append((time.perf_counter() - t0) * 1e3)
@@ -177,7 +190,7 @@ def measure_torch(models: dict[str, nn.Module], protocol: LatencyProtocol) -> di
                 m, inp = base, x
             runners[f"{name}\0{layout}"] = _torch_runner(m, inp)
     with _Threads(protocol.resolved_threads()):
-        times = _round_robin(runners, protocol.warmup, protocol.runs)
+        times = _round_robin(runners, protocol)
     out: dict[str, Latency] = {}
     for name in models:
         per = {layout: Latency.from_times(times[f"{name}\0{layout}"], layout) for layout in layouts}
@@ -195,7 +208,7 @@ def measure_runners(runners: dict[str, Callable[[], Any]], protocol: LatencyProt
     in one interleaved loop, with torch's threads set to the protocol's count for the whole loop.
     """
     with _Threads(protocol.resolved_threads()):
-        times = _round_robin(runners, protocol.warmup, protocol.runs)
+        times = _round_robin(runners, protocol)
     return {name: Latency.from_times(t, name) for name, t in times.items()}
 
 

@@ -5,8 +5,10 @@ For each model and size: the formats of ``modyolo benchmark`` (PyTorch eager fp3
 yolov5's own ``Model(...).fuse()`` forward with the same weights, all timed round-robin by
 ``modyolo.tools.latency.measure_runners`` (batch 1, ``--threads`` for every engine, warm-up,
 median and p10/p90), so a burst of load on the machine slows every path alike. Each row gives the
-speed-up over yolov5 and the achieved GFLOP/s as a share of the peak of the arithmetic it uses
-(fp32 / bf16 measured on this machine, see the constants; INT8 assumed 2x bf16, VNNI).
+speed-up over yolov5 and the achieved GFLOP/s as a share of the peak of the arithmetic it uses:
+fp32 and bf16 peaks are measured at start on this machine (a 256-channel 3x3 convolution at 64x64,
+the faster of PyTorch and OpenVINO; bf16 is ~2x fp32 with AVX512-BF16, ~6x with AMX), INT8 is
+taken as 2x bf16 (VNNI / AMX-INT8 double the bf16 rate; not measured).
 
     python benchmarks/bench_deploy.py [--models yolov5n.yaml yolov5s.yaml] [--sizes 320 640] [--threads 2]
         [--weights yolov5n.yaml=runs/train/n/weights/best.pt ...] [--data my.yaml] [--runs 30]
@@ -29,13 +31,46 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inference import yolov5_reference
+from bench_inference import median_ms, yolov5_reference
 
-PEAK_GFLOPS = {
-    "fp32": 215.0,
-    "bf16": 415.0,
-    "int8": 830.0,
-}  # fp32: bench_inference.py's conv peak; bf16: issue 18; int8: 2x bf16 (assumed)
+PEAK_CONV = (256, 64)  # channels, size: a 3x3 convolution large enough to reach the arithmetic's peak
+
+
+def measure_peaks(threads: int) -> dict[str, float]:
+    """GFLOP/s of one large 3x3 convolution, batch 1, ``threads`` threads: fp32 and bf16 (best of
+    PyTorch channels_last and OpenVINO), INT8 as 2x bf16."""
+    import numpy as np
+
+    torch.set_num_threads(threads)
+    c, hw = PEAK_CONV
+    gflop = 2 * c * c * 9 * hw * hw / 1e9
+    x = torch.randn(1, c, hw, hw).contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).eval().to(memory_format=torch.channels_last)
+    best = {}
+    with torch.inference_mode():
+        best["fp32"] = median_ms(lambda: conv(x), 5, 20)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            best["bf16"] = median_ms(lambda: conv(x), 5, 20)
+    with contextlib.suppress(ImportError):
+        import openvino as ov
+        import openvino.opset13 as ops
+
+        from modyolo.deploy.signal_stack import keep_signal_stack
+
+        p = ops.parameter([1, c, hw, hw], np.float32)
+        w = ops.constant(np.random.default_rng(0).random((c, c, 3, 3), dtype=np.float32))
+        model = ov.Model([ops.convolution(p, w, [1, 1], [1, 1], [1, 1], [1, 1])], [p])
+        xn = x.contiguous().numpy()
+        for arithmetic, hint in (("fp32", "f32"), ("bf16", "bf16")):
+            config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
+            with keep_signal_stack():
+                request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
+            best[arithmetic] = min(best[arithmetic], median_ms(lambda r=request: r.infer([xn]), 5, 20))
+    peaks = {k: round(gflop / (ms / 1e3), 1) for k, ms in best.items()}
+    peaks["int8"] = 2 * peaks["bf16"]
+    return peaks
+
+
 ARITHMETIC = {
     "torch": "fp32",
     "torch_cl": "fp32",
@@ -65,7 +100,9 @@ def _checkpoint(name: str, weights: str | None, out: Path):
     return path, model
 
 
-def bench(name: str, size: int, weights: str | None, data: str | None, calib: str, args) -> list[dict]:
+def bench(
+    name: str, size: int, weights: str | None, data: str | None, calib: str, peaks: dict[str, float], args
+) -> list[dict]:
     from modyolo.nn.graph import resolve_cfg_path
     from modyolo.nn.inspect import count_flops
     from modyolo.tools.benchmark import available_formats, build_runners, map50_95, size_mb
@@ -97,7 +134,7 @@ def bench(name: str, size: int, weights: str | None, data: str | None, calib: st
         for f, latency in lat.items():
             path = runners[f][1] if f in runners else None
             ms = latency.median_ms
-            peak = PEAK_GFLOPS[ARITHMETIC[f]]
+            peak = peaks[ARITHMETIC[f]]
             rows.append(
                 {
                     "model": Path(name).stem,
@@ -134,6 +171,7 @@ def main() -> None:
     args = parser.parse_args()
     weights = dict(w.split("=", 1) for w in args.weights)
     torch.set_num_threads(args.threads)
+    peaks = measure_peaks(args.threads)
     rows = []
     # stdout carries only the JSON: progress that libraries print (NNCF's calibration bars) goes to stderr
     with tempfile.TemporaryDirectory(prefix="bench-deploy-calib-") as tmp, contextlib.redirect_stdout(sys.stderr):
@@ -142,7 +180,7 @@ def main() -> None:
         calib = str(make_shapes_dataset(Path(tmp) / "shapes", n_train=16, n_val=4, img_size=(256, 512)))
         for name in args.models:
             for size in args.sizes:
-                rows += bench(name, size, weights.get(name), args.data, calib, args)
+                rows += bench(name, size, weights.get(name), args.data, calib, peaks, args)
     best = {}
     for r in rows:
         key = f"{r['model']}@{r['imgsz']}"
@@ -156,7 +194,7 @@ def main() -> None:
                 "runs": args.runs,
                 "warmup": args.warmup,
                 "settle": args.settle,
-                "peak_gflops": PEAK_GFLOPS,
+                "peak_gflops": peaks,
                 "torch": torch.__version__,
                 "best": {
                     k: {

@@ -244,8 +244,9 @@ def test_compare_runs_the_three_heads_side_by_side_with_nms_in_latency_where_nee
     real = nms_module.non_max_suppression
     monkeypatch.setattr(nms_module, "non_max_suppression", lambda *a, **k: calls.append(1) or real(*a, **k))
     models = {"af": DetectionModel(cfgs[1]), "e2e": DetectionModel(cfgs[2])}
-    measure_torch(models, LatencyProtocol(imgsz=64, warmup=0, runs=2, threads=1, layout="nchw"))
-    assert len(calls) == 2  # the anchor-free model's two runs pay NMS; the NMS-free model's do not
+    measure_torch(models, LatencyProtocol(imgsz=64, warmup=0, runs=2, threads=1, layout="nchw", settle=1))
+    # the anchor-free model's two timed runs and their two untimed settle runs pay NMS; the NMS-free model's do not
+    assert len(calls) == 4
 
 
 def test_bare_anchor_free_state_dict_exports_with_its_class_count(tmp_path, capsys):

@@ -55,6 +55,7 @@ def test_benchmark_cli_table_and_json(setup, tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "latency protocol" in text and "fastest within 1 mAP50-95 points" in text
+    assert "each timed call after 1 untimed call(s) of the same format" in text
     rows = {r["format"]: r for r in json.loads(out_json.read_text())}
     assert set(rows) == {"torch", "torch_cl", "torchscript", "onnx", "openvino"}
     for r in rows.values():

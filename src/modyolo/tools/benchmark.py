@@ -134,7 +134,8 @@ def describe(protocol) -> str:
         f"latency protocol: cpu ({platform.processor() or platform.machine()}), {protocol.resolved_threads()} "
         f"threads for every engine, batch {protocol.batch}, image {protocol.imgsz}x{protocol.imgsz}, forward only "
         f"(no NMS), each format in its own precision/layout, warm-up {protocol.warmup}, median of {protocol.runs} "
-        f"interleaved rounds{note}; torch {torch.__version__}"
+        f"interleaved rounds{note}, each timed call after {protocol.settle} untimed call(s) of the same format; "
+        f"torch {torch.__version__}"
     )
 
 
